@@ -1,0 +1,132 @@
+"""The one place that owns queue names, timeouts, TTLs, retry policy and enqueuing.
+
+Every job of the platform is enqueued through `enqueue()`: it records the job in the
+database in the caller's transaction (app.models.BackgroundJob, the durable side of the
+enqueue) and sends it to Redis only after that transaction commits, so a rolled-back
+request enqueues nothing and a committed one loses nothing when Redis is briefly away.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import django_rq
+from django.db import transaction
+from redis.exceptions import RedisError
+from rq import Callback, Queue
+from rq.job import Job, Retry
+
+logger = logging.getLogger("app.jobs")
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    timeout: int  # seconds a job may run before the worker kills it
+    result_ttl: int  # seconds a finished job (and its result) stays visible
+    failure_ttl: int  # seconds a failed job stays in the failed registry
+    max_retries: int
+    backoff_base: int  # first retry delay, seconds; doubles each attempt
+    backoff_cap: int
+
+    def retry(self) -> Retry | None:
+        """Exponential backoff with ±25 % jitter so that a burst of failures doesn't retry in lockstep."""
+        if self.max_retries <= 0:
+            return None
+        intervals = []
+        for attempt in range(self.max_retries):
+            delay = min(self.backoff_cap, self.backoff_base * 2**attempt)
+            intervals.append(max(1, round(delay * random.uniform(0.75, 1.25))))
+        return Retry(max=self.max_retries, interval=intervals)
+
+
+EMAILS = QueueSpec("emails", timeout=60, result_ttl=86_400, failure_ttl=7 * 86_400,
+                   max_retries=5, backoff_base=10, backoff_cap=600)
+IMAGES = QueueSpec("images", timeout=300, result_ttl=86_400, failure_ttl=7 * 86_400,
+                   max_retries=3, backoff_base=15, backoff_cap=300)
+METRICS = QueueSpec("metrics", timeout=600, result_ttl=3_600, failure_ttl=7 * 86_400,
+                    max_retries=3, backoff_base=30, backoff_cap=300)
+
+QUEUES: dict[str, QueueSpec] = {spec.name: spec for spec in (EMAILS, IMAGES, METRICS)}
+# One module per queue: a job's module decides its queue.
+QUEUE_OF_MODULE: dict[str, QueueSpec] = {
+    "app.jobs.emails": EMAILS,
+    "app.jobs.images": IMAGES,
+    "app.jobs.metrics": METRICS,
+}
+
+
+def func_path(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def spec_for(func: Callable[..., Any] | str) -> QueueSpec:
+    path = func if isinstance(func, str) else func_path(func)
+    module = path.rpartition(".")[0]
+    try:
+        return QUEUE_OF_MODULE[module]
+    except KeyError:
+        raise ValueError(f"{path} is not a job of any queue (expected one of {sorted(QUEUE_OF_MODULE)})") from None
+
+
+def get_queue(spec: QueueSpec) -> Queue:
+    # commit_mode="auto": the on-commit deferral is done here, once, for the whole enqueue.
+    return django_rq.get_queue(spec.name, commit_mode="auto")
+
+
+def enqueue(
+    func: Callable[..., Any],
+    *args: Any,
+    owner_id: int | None = None,
+    job_id: str | None = None,
+    **kwargs: Any,
+) -> str:
+    """Record `func(*args, **kwargs)` as a job and send it to its queue once the transaction commits.
+
+    Arguments must be JSON values (ids, strings, numbers), never model instances. Returns the
+    job id, usable with `GET /api/jobs/<id>/` by `owner_id`.
+    """
+    from app.models import BackgroundJob
+
+    path = func_path(func)
+    spec = spec_for(path)
+    job_id = job_id or uuid.uuid4().hex
+    BackgroundJob.objects.create(
+        id=job_id, queue=spec.name, func=path, args=list(args), kwargs=kwargs, owner_id=owner_id
+    )
+    transaction.on_commit(lambda: send_to_redis(spec, job_id, path, list(args), kwargs), robust=True)
+    return job_id
+
+
+def send_to_redis(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Job | None:
+    """Push a recorded job to Redis. A Redis outage is logged, not raised: the record stays
+    pending and the outbox reconciler sends it when Redis is back."""
+    try:
+        return get_queue(spec).enqueue_call(
+            path,
+            args=list(args),
+            kwargs=kwargs,
+            job_id=job_id,
+            timeout=spec.timeout,
+            result_ttl=spec.result_ttl,
+            failure_ttl=spec.failure_ttl,
+            retry=spec.retry(),
+            meta={"max_retries": spec.max_retries},
+            on_success=Callback("app.jobs.lifecycle.on_success"),
+            description=f"{path.rpartition('.')[2]}({', '.join(_describe(a) for a in args)})",
+        )
+    except RedisError as exc:
+        logger.warning("job %s (%s) recorded but not sent, Redis unavailable: %s", job_id, path, exc)
+        return None
+
+
+def _describe(value: Any) -> str:
+    # Job descriptions are shown in the dashboards: ids and numbers only, never user text.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return "…"

@@ -1,0 +1,142 @@
+"""What every worker process shares: the JSON job class, the worker classes, failure triage.
+
+Jobs are serialised as JSON, never pickle, so a value read back from Redis cannot execute
+code. rq-scheduler and django-rq's rqworker both construct jobs and workers with the
+default (pickle) serializer unless told otherwise, hence the two small overrides here.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from types import TracebackType
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import SimpleWorker, Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+
+from .errors import PermanentJobError, TransientJobError
+
+logger = logging.getLogger("app.jobs")
+
+
+class JSONJob(Job):
+    """An RQ job that always defaults to the JSON serializer."""
+
+    def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None) -> None:
+        super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
+
+
+class _ProjectWorkerMixin:
+    """JSON jobs, fresh database connections per job, failure triage installed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # django-rq's rqworker always passes its --serializer default (pickle): override it.
+        kwargs["serializer"] = JSONSerializer
+        kwargs["job_class"] = JSONJob
+        handlers = list(kwargs.get("exception_handlers") or [])
+        if classify_failure not in handlers:
+            handlers.insert(0, classify_failure)
+        kwargs["exception_handlers"] = handlers
+        super().__init__(*args, **kwargs)
+
+    def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
+        # A connection the database closed while we were idle must not fail the next job.
+        _close_stale_connections()
+        try:
+            return super().perform_job(job, queue, execution)  # type: ignore[misc]
+        finally:
+            _close_stale_connections()
+
+
+def _close_stale_connections() -> None:
+    # Never inside a transaction: that is the caller's (a test's, or an atomic block's) to end.
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
+class ForkingWorker(_ProjectWorkerMixin, Worker):
+    """RQ's classic worker: a fresh work-horse process per job (isolation, higher overhead)."""
+
+
+class InProcessWorker(_ProjectWorkerMixin, SimpleWorker):
+    """Runs jobs in the worker process itself: no fork per job."""
+
+
+# Failures that a later attempt can get past. Anything else is a bug or bad input: it
+# fails once, with its reason in the failed registry, instead of burning retries.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientJobError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    JobTimeoutException,
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, PermanentJobError):
+        return False
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, DatabaseError) and not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def attempt_number(job: Job) -> int:
+    """1 for the first run; counts the retries RQ has already spent."""
+    initial = job.meta.get("max_retries")
+    if initial is None or job.retries_left is None:
+        return 1
+    return int(initial) - int(job.retries_left) + 1
+
+
+def classify_failure(
+    job: Job, exc_type: type[BaseException], exc_value: BaseException, traceback: TracebackType | None
+) -> bool:
+    """RQ exception handler: stop retries for permanent errors and log every attempt.
+
+    RQ calls exception handlers before it decides on a retry (worker._finalize_failure →
+    handle_exception → handle_job_failure), so clearing `retries_left` here makes the
+    failure final without touching RQ's retry machinery.
+    """
+    transient = is_transient(exc_value)
+    if not transient:
+        job.retries_left = 0
+    final = not job.retries_left
+    log = logger.error if final else logger.warning
+    log(
+        "job %s failed (%s): %s attempt=%d queue=%s func=%s %s",
+        job.id,
+        "transient" if transient else "permanent",
+        f"{exc_type.__name__}: {exc_value}",
+        attempt_number(job),
+        job.origin,
+        job.func_name,
+        "giving up" if final else f"retrying, {job.retries_left} left",
+        extra={
+            "job_id": job.id,
+            "queue": job.origin,
+            "func": job.func_name,
+            "attempt": attempt_number(job),
+            "final": final,
+        },
+    )
+    if final:
+        from app.services import background_jobs
+
+        background_jobs.mark_ended(job.id, failed=True, reason=f"{exc_type.__name__}: {exc_value}")
+    return True  # let RQ's own handlers (failed registry) run too

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class MemberPreferences(models.Model):
+    """Per-member settings that the platform's mail and pages follow."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="preferences"
+    )
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="fr")
+
+    def __str__(self) -> str:
+        return f"Preferences of user {self.user_id}"
+
+
+class SentMail(models.Model):
+    """One row per mail the SMTP server accepted: a retry or re-run finds it and sends nothing."""
+
+    message_id = models.CharField(max_length=255, unique=True)
+    job_id = models.CharField(max_length=64, db_index=True, blank=True)
+    recipient = models.CharField(max_length=254)
+    subject = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+
+    def __str__(self) -> str:
+        return f"{self.recipient}: {self.subject}"

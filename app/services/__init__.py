@@ -1,0 +1,1 @@
+"""Business logic. Views and jobs are thin and call in here."""

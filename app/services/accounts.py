@@ -1,0 +1,52 @@
+"""Registration: create the member, then (after commit) send the welcome mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from app.jobs import emails
+from app.jobs.queues import enqueue
+
+
+@dataclass(frozen=True)
+class Registration:
+    user: AbstractBaseUser
+    welcome_job_id: str
+
+
+def register_user(*, username: str, email: str, password: str, first_name: str = "") -> Registration:
+    """Raises ValidationError (with per-field messages) on bad input; enqueues nothing then."""
+    User = get_user_model()
+    errors: dict[str, list[str]] = {}
+    username = (username or "").strip()
+    email = (email or "").strip()
+    if not username or len(username) > 150:
+        errors["username"] = ["A username of 1 to 150 characters is required."]
+    elif User.objects.filter(username__iexact=username).exists():
+        errors["username"] = ["This username is taken."]
+    try:
+        validate_email(email)
+    except ValidationError:
+        errors["email"] = ["Enter a valid e-mail address."]
+    else:
+        if User.objects.filter(email__iexact=email).exists():
+            errors["email"] = ["An account with this e-mail address exists."]
+    candidate = User(username=username, email=email, first_name=first_name[:150])
+    try:
+        validate_password(password or "", user=candidate)
+    except ValidationError as exc:
+        errors["password"] = list(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+
+    with transaction.atomic():
+        user = User.objects.create_user(username=username, email=email, password=password, first_name=first_name[:150])
+        job_id = enqueue(emails.send_welcome_email, user.pk, owner_id=user.pk)
+    return Registration(user=user, welcome_job_id=job_id)

@@ -1,0 +1,51 @@
+"""The durable side of enqueueing: re-send jobs recorded in the database that Redis lost."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import django_rq
+from django.utils import timezone
+
+from app.jobs.queues import QUEUES, send_to_redis
+from app.models import BackgroundJob
+
+logger = logging.getLogger("app.jobs.outbox")
+
+# A job younger than this may still be on its way (its on-commit push has not run yet).
+MIN_AGE = timedelta(seconds=10)
+BATCH = 500
+KEEP_ENDED = timedelta(days=7)
+
+
+def resend_lost_jobs(min_age: timedelta = MIN_AGE, batch: int = BATCH) -> int:
+    """Re-send every pending job that Redis doesn't know; returns how many were re-sent."""
+    cutoff = timezone.now() - min_age
+    pending = list(
+        BackgroundJob.objects.filter(state=BackgroundJob.State.PENDING, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("id", "queue", "func", "args", "kwargs")[:batch]
+    )
+    if not pending:
+        return 0
+    connection = django_rq.get_connection("emails")
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id, *_ in pending:
+            pipe.exists(f"rq:job:{job_id}")
+        present = pipe.execute()
+    resent = 0
+    for (job_id, queue, func, args, kwargs), exists in zip(pending, present):
+        if exists or queue not in QUEUES:
+            continue
+        if send_to_redis(QUEUES[queue], job_id, func, args, kwargs) is not None:
+            logger.warning("job %s (%s) was missing from Redis: re-sent", job_id, func)
+            resent += 1
+    return resent
+
+
+def purge_ended(older_than: timedelta = KEEP_ENDED) -> int:
+    deleted, _ = BackgroundJob.objects.exclude(state=BackgroundJob.State.PENDING).filter(
+        ended_at__lt=timezone.now() - older_than
+    ).delete()
+    return deleted

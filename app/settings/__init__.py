@@ -1,0 +1,184 @@
+"""Django settings for the EGOEJO backend.
+
+Every value that varies between deployments is read from the environment here and only
+here (see .env.example); the rest of the code reads django.conf.settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_int, env_list, env_optional, env_str
+from .mail import email_settings_from_url
+from .redis_layout import build_layout
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(env_str("EGOEJO_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+# Production refuses to start without a real secret; only DEBUG gets a throwaway one.
+_secret = env_optional("DJANGO_SECRET_KEY")
+if _secret is None:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for development).")
+    _secret = "insecure-development-key-do-not-use-in-production"
+SECRET_KEY = _secret
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    # `app` first so that its management commands (rqscheduler) take precedence over django_rq's.
+    "app",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "app.urls"
+WSGI_APPLICATION = "app.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "fr"
+LANGUAGES = [("fr", "Français"), ("en", "English")]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
+
+# --- Redis: channels DB 0, cache DB 1, queues on their own DB (default 2) -------------
+REDIS_LAYOUT = build_layout(
+    env_str("REDIS_URL", "redis://127.0.0.1:6379"),
+    channels_db=env_int("REDIS_CHANNELS_DB", 0),
+    cache_db=env_int("REDIS_CACHE_DB", 1),
+    queues_db=env_int("RQ_REDIS_DB", 2),
+)
+# Reserved for Django Channels' layer (channels_redis) so that it never meets the queues.
+REDIS_CHANNELS_URL = REDIS_LAYOUT.channels_url
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_LAYOUT.cache_url,
+        "KEY_PREFIX": "egoejo",
+        "TIMEOUT": 300,
+    }
+}
+
+# --- RQ ------------------------------------------------------------------------------
+# Queue names, timeouts and retry policy live in app/jobs/queues.py; this only says where
+# the queues are. JSON, not pickle: nothing read back from Redis can execute code.
+RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
+RQ_QUEUES = {
+    name: {
+        "URL": RQ_QUEUES_URL,
+        "DEFAULT_TIMEOUT": timeout,
+        "SERIALIZER": "rq.serializers.JSONSerializer",
+    }
+    for name, timeout in (("emails", 60), ("images", 300), ("metrics", 600), ("default", 300))
+}
+RQ = {
+    "COMMIT_MODE": "on_db_commit",
+    "JOB_CLASS": "app.jobs.runtime.JSONJob",
+    "WORKER_CLASS": "app.jobs.runtime.ForkingWorker",
+}
+RQ_EXCEPTION_HANDLERS = ["app.jobs.runtime.classify_failure"]
+RQ_SHOW_ADMIN_LINK = True
+RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
+
+# Recurring refresh of every dashboard, in UTC cron syntax.
+IMPACT_REFRESH_CRON = env_str("IMPACT_REFRESH_CRON", "*/15 * * * *")
+IMPACT_STALE_AFTER_SECONDS = env_int("IMPACT_STALE_AFTER_SECONDS", 900)
+
+# --- Uploads ---------------------------------------------------------------------------
+IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_PERMISSIONS = 0o640
+
+# --- Mail ------------------------------------------------------------------------------
+_email_url = env_optional("EMAIL_URL") or ("file:///" if DEBUG else None)
+if _email_url is None:
+    raise ImproperlyConfigured("Set EMAIL_URL (e.g. smtp+tls://user:password@smtp.example.org:587).")
+globals().update(email_settings_from_url(_email_url, default_file_dir=VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "EGOEJO <no-reply@egoejo.org>")
+EMAIL_REPLY_TO = env_str("EMAIL_REPLY_TO", "contact@egoejo.org")
+
+# --- Security --------------------------------------------------------------------------
+SESSION_COOKIE_SECURE = not DEBUG and env_bool("DJANGO_SECURE_COOKIES", True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging ---------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env_str("LOG_FORMAT", "text")  # "text" or "json"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "app.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "rq.worker": {"level": LOG_LEVEL},
+        "django.db.backends": {"level": "INFO"},
+    },
+}

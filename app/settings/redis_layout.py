@@ -1,0 +1,56 @@
+"""One Redis server, three logical databases: channels, cache and queues never share one.
+
+Everything is derived from REDIS_URL so that a deployment sets one variable; the database
+indexes can be moved with REDIS_CHANNELS_DB / REDIS_CACHE_DB / RQ_REDIS_DB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+@dataclass(frozen=True)
+class RedisLayout:
+    base_url: str
+    channels_db: int
+    cache_db: int
+    queues_db: int
+
+    def url_for(self, db: int) -> str:
+        parts = urlsplit(self.base_url)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+
+    @property
+    def channels_url(self) -> str:
+        return self.url_for(self.channels_db)
+
+    @property
+    def cache_url(self) -> str:
+        return self.url_for(self.cache_db)
+
+    @property
+    def queues_url(self) -> str:
+        return self.url_for(self.queues_db)
+
+
+def build_layout(redis_url: str, channels_db: int, cache_db: int, queues_db: int) -> RedisLayout:
+    parts = urlsplit(redis_url)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {redis_url!r}.")
+    for name, db in (("channels", channels_db), ("cache", cache_db), ("queues", queues_db)):
+        if not 0 <= db <= 15:
+            raise ImproperlyConfigured(f"The {name} Redis DB must be between 0 and 15, not {db}.")
+    # Queues sharing a DB with the cache would let a cache eviction or `cache.clear()`
+    # (FLUSHDB) silently drop queued jobs: refuse to start rather than lose work later.
+    if queues_db in (cache_db, channels_db):
+        raise ImproperlyConfigured(
+            f"The queues' Redis DB ({queues_db}) must differ from the cache DB ({cache_db}) "
+            f"and the channels DB ({channels_db}); set RQ_REDIS_DB to a free index."
+        )
+    if cache_db == channels_db:
+        raise ImproperlyConfigured(f"The cache and channels Redis DBs must differ (both are {cache_db}).")
+    base = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
+    return RedisLayout(base_url=base, channels_db=channels_db, cache_db=cache_db, queues_db=queues_db)

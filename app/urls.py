@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from app.views import auth, health, images, impact, jobs
+
+urlpatterns = [
+    path("api/auth/csrf/", auth.csrf, name="csrf"),
+    path("api/auth/register/", auth.register, name="register"),
+    path("api/auth/login/", auth.login_view, name="login"),
+    path("api/auth/logout/", auth.logout_view, name="logout"),
+    path("api/images/", images.upload, name="image-upload"),
+    path("api/images/<int:image_id>/", images.detail, name="image-detail"),
+    path("api/impact/", impact.my_impact, name="impact"),
+    path("api/jobs/<str:job_id>/", jobs.job_status, name="job-status"),
+    path("healthz", health.healthz, name="healthz"),
+    path("admin/django-rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,1 @@
+"""Thin JSON views: parse, call a service, answer."""

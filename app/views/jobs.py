@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from app.services.background_jobs import status_for_owner
+
+from .http import error, login_required_json
+
+
+@require_GET
+@login_required_json
+def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
+    status = status_for_owner(job_id, request.user.pk)
+    if status is None:
+        # Same answer for "not yours" and "doesn't exist": ids are not an oracle.
+        return error(404, "No such job.")
+    return JsonResponse(status.as_dict())

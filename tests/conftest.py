@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from app.jobs.runtime import InProcessWorker
+from tests import redis_db
+from tests.smtp import SmtpSink
+
+
+@pytest.fixture(scope="session")
+def redis_db_index() -> Iterator[int]:
+    """A Redis DB for this session's queues: empty when claimed, flushed when released."""
+    db = redis_db.claim_empty_db()
+    url = f"{redis_db.redis_url()}/{db}"
+    for config in settings.RQ_QUEUES.values():
+        config["URL"] = url
+    settings.RQ_QUEUES_URL = url
+    yield db
+    redis_db.release_db(db)
+
+
+@pytest.fixture(autouse=True)
+def redis_conn(redis_db_index: int) -> Iterator[redis.Redis]:
+    """Every test starts and ends with an empty queue DB."""
+    connection = redis.Redis.from_url(f"{redis_db.redis_url()}/{redis_db_index}")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def media_root(tmp_path: Path, settings) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def run_worker(redis_conn: redis.Redis):  # type: ignore[no-untyped-def]
+    """Drain the given queues with a real worker (in-process, burst) and return it."""
+
+    def run(*queue_names: str) -> InProcessWorker:
+        import django_rq
+
+        names = queue_names or ("emails", "images", "metrics")
+        queues = [django_rq.get_queue(name) for name in names]
+        worker = InProcessWorker(queues, connection=redis_conn)
+        worker.work(burst=True, with_scheduler=False)
+        return worker
+
+    return run
+
+
+@pytest.fixture
+def smtp_sink(settings) -> Iterator[SmtpSink]:  # type: ignore[no-untyped-def]
+    """A real SMTP server on a free loopback port; the project's mail goes to it."""
+    sink = SmtpSink()
+    sink.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = sink.port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    yield sink
+    sink.stop()
