@@ -18,7 +18,7 @@ from .runtime import JSONJob
 
 logger = logging.getLogger("app.jobs.schedules")
 
-SCHEDULE_ID_PREFIX = "schedule:"
+SCHEDULE_ID_PREFIX = "schedule-"
 
 
 @dataclass(frozen=True)
