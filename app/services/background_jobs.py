@@ -74,7 +74,7 @@ def status_for_owner(job_id: str, owner_id: int) -> JobStatus | None:
         id=record.id,
         queue=record.queue,
         func=record.func,
-        status=str(status),
+        status=getattr(status, "value", status),
         failure_reason=reason,
         created_at=record.created_at.isoformat(),
         ended_at=record.ended_at.isoformat() if record.ended_at else None,
