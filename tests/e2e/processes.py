@@ -1,0 +1,106 @@
+"""Real processes for end-to-end tests: the project's commands, on a temp database and the test Redis DB."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def stack_env(tmp_path: Path, redis_url: str, redis_db: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RQ_", "REDIS_", "EMAIL_", "DATABASE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="app.settings",
+        DJANGO_SECRET_KEY="e2e-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SECURE_COOKIES="0",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'e2e.sqlite3'}",
+        EGOEJO_VAR_DIR=str(tmp_path / "var"),
+        REDIS_URL=redis_url,
+        RQ_REDIS_DB=str(redis_db),
+        EMAIL_URL="console://",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=True
+    )
+
+
+@contextmanager
+def running(env: dict[str, str], *commands: list[str], log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start each command (argv after `python`), yield them, then stop them all (SIGTERM, then SIGKILL)."""
+    processes: list[subprocess.Popen[bytes]] = []
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for index, argv in enumerate(commands):
+            log = open(log_dir / f"process-{index}.log", "wb")
+            processes.append(subprocess.Popen([PYTHON, *argv], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def logs(log_dir: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(log_dir.glob("*.log")))
+
+
+class HttpClient:
+    """A cookie-keeping JSON client that sends Django's CSRF token like a browser app would."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+
+    def wait_until_up(self, path: str = "/healthz", timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.opener.open(self.base_url + path, timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return  # it answers
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"{self.base_url} did not come up in {timeout} s")
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        token = next((c.value for c in self.cookies if c.name == "csrftoken"), None)
+        if token:
+            headers["X-CSRFToken"] = token
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        try:
+            with self.opener.open(req, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")

@@ -1,0 +1,69 @@
+"""The whole stack as real processes: gunicorn, `manage.py rqworker`, `manage.py rqscheduler`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests import redis_db
+from tests.e2e.processes import HttpClient, logs, manage, running, stack_env
+from tests.smtp import SmtpSink, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_registration_over_http_delivers_the_welcome_mail(tmp_path: Path, redis_db_index: int, redis_conn: redis.Redis):
+    sink = SmtpSink()
+    sink.start()
+    env = stack_env(
+        tmp_path, redis_db.redis_url(), redis_db_index, EMAIL_URL=f"smtp://127.0.0.1:{sink.port}"
+    )
+    manage(env, "migrate", "--noinput")
+    port = free_port()
+    log_dir = tmp_path / "logs"
+    try:
+        with running(
+            env,
+            ["-m", "gunicorn", "app.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            ["manage.py", "rqworker", "emails", "images", "metrics", "--with-scheduler"],
+            ["manage.py", "rqscheduler", "--interval", "1"],
+            log_dir=log_dir,
+        ) as processes:
+            client = HttpClient(f"http://127.0.0.1:{port}")
+            client.wait_until_up()
+            assert client.request("GET", "/api/auth/csrf/")[0] == 200
+            status, body = client.request(
+                "POST",
+                "/api/auth/register/",
+                {"username": "e2e", "email": "e2e@example.org", "password": "a-long-pass-phrase-42", "first_name": "Eve"},
+            )
+            assert status == 201, (body, logs(log_dir))
+            started = time.monotonic()
+            try:
+                [(recipients, message)] = sink.wait_for(1, timeout=20)
+            except AssertionError:
+                raise AssertionError(logs(log_dir)) from None
+            elapsed = time.monotonic() - started
+            assert recipients == ["e2e@example.org"]
+            assert "Eve" in message["Subject"]
+            assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
+            assert elapsed < 20
+
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                status, job = client.request("GET", f"/api/jobs/{body['welcome_job_id']}/")
+                if job.get("status") == "finished":
+                    break
+                time.sleep(0.2)
+            assert job["status"] == "finished", job
+            assert job["queue"] == "emails"
+
+            # The scheduler registered the recurring refresh under its stable id, once.
+            scheduled = [m.decode() for m in redis_conn.zrange("rq:scheduler:scheduled_jobs", 0, -1)]
+            assert scheduled.count("schedule-refresh-all-dashboards") == 1, scheduled
+            assert all(p.poll() is None for p in processes), logs(log_dir)
+    finally:
+        sink.stop()
