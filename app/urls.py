@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from app.views import auth, health, images, impact, jobs
+from app.views import auth, health, images, impact, jobs, projects
 
 urlpatterns = [
     path("api/auth/csrf/", auth.csrf, name="csrf"),
@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/auth/logout/", auth.logout_view, name="logout"),
     path("api/images/", images.upload, name="image-upload"),
     path("api/images/<int:image_id>/", images.detail, name="image-detail"),
+    path("api/projects/", projects.project_list, name="projects"),
+    path("api/projects/<int:project_id>/contributions/", projects.contribution_create, name="contribute"),
     path("api/impact/", impact.my_impact, name="impact"),
     path("api/jobs/<str:job_id>/", jobs.job_status, name="job-status"),
     path("healthz", health.healthz, name="healthz"),

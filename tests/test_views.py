@@ -92,6 +92,7 @@ def test_image_upload_requires_login(client):
     assert client.post("/api/images/", {}).status_code == 401
 
 
+@pytest.mark.django_db(transaction=True)  # as in production: a GET runs outside any transaction
 def test_impact_enqueues_a_refresh_when_stale(client, django_capture_on_commit_callbacks, run_worker):
     user = make_user()
     client.force_login(user)

@@ -10,6 +10,7 @@ logger = logging.getLogger("app.jobs.metrics")
 
 
 def update_impact_dashboard_metrics(user_id: int) -> dict[str, object]:
+    impact.clear_pending(user_id)  # first: a trigger from now on must lead to one more run
     dashboard = impact.recompute_for_user(user_id)
     if dashboard is None:
         logger.info("impact refresh skipped: no user %s", user_id)

@@ -1,95 +1,123 @@
-"""Impact dashboards: computed in the database, stored per member, read by the API."""
+"""Impact dashboards: computed in the database, stored per member, read by the API.
+
+Totals are computed by SQL (one aggregate per member, one INSERT … SELECT … GROUP BY … ON
+CONFLICT statement for everybody), never by looping over rows in Python.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import django_rq
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.db.models import Count, Max, Sum
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from app.models import Contribution, ImpactDashboard
 
-CHUNK_SIZE = 2000
+logger = logging.getLogger("app.impact")
 
+# A queued refresh is remembered under this key (value: its job id) so that any number of
+# triggers while it waits lead to one run; the job deletes the key when it starts, so a
+# trigger arriving during the run queues exactly one more.
+PENDING_KEY = "egoejo:impact:pending:{user_id}"
+# Bounds how long a lost marker (job vanished with Redis data) can hold back new refreshes.
+PENDING_TTL_SECONDS = 600
 
-def _totals(contributions: Any) -> dict[str, Any]:
-    return contributions.aggregate(
-        total=Sum("amount"), count=Count("id"), projects=Count("project", distinct=True), last=Max("created_at")
-    )
+_UPDATE_FIELDS = ["total_contributed", "contributions_count", "projects_supported", "last_contribution_at", "computed_at"]
 
 
 def recompute_for_user(user_id: int) -> ImpactDashboard | None:
     """One aggregate query and one upsert; None when the user no longer exists."""
-    if not get_user_model().objects.filter(pk=user_id).exists():
+    rows = list(
+        get_user_model()
+        .objects.filter(pk=user_id)
+        .annotate(
+            total=Sum("contributions__amount"),
+            count=Count("contributions"),
+            projects=Count("contributions__project", distinct=True),
+            last=Max("contributions__created_at"),
+        )
+        .values_list("total", "count", "projects", "last")
+    )
+    if not rows:
         return None
-    totals = _totals(Contribution.objects.filter(user_id=user_id))
+    total, count, projects, last = rows[0]
     dashboard = ImpactDashboard(
         user_id=user_id,
-        total_contributed=totals["total"] or Decimal("0"),
-        contributions_count=totals["count"],
-        projects_supported=totals["projects"],
-        last_contribution_at=totals["last"],
+        total_contributed=total or Decimal("0"),
+        contributions_count=count,
+        projects_supported=projects,
+        last_contribution_at=last,
         computed_at=timezone.now(),
     )
     ImpactDashboard.objects.bulk_create(
-        [dashboard],
-        update_conflicts=True,
-        unique_fields=["user"],
-        update_fields=["total_contributed", "contributions_count", "projects_supported", "last_contribution_at", "computed_at"],
+        [dashboard], update_conflicts=True, unique_fields=["user"], update_fields=_UPDATE_FIELDS
     )
     return dashboard
 
 
-def refresh_all() -> int:
-    """Recompute every member's dashboard, a chunk of members per statement pair."""
+def _refresh_all_sql() -> str:
+    user_table = connection.ops.quote_name(get_user_model()._meta.db_table)
+    contribution = connection.ops.quote_name(Contribution._meta.db_table)
+    dashboard = connection.ops.quote_name(ImpactDashboard._meta.db_table)
+    # `WHERE u.id > %s` also resolves SQLite's INSERT … SELECT … ON CONFLICT parsing ambiguity.
+    return f"""
+        INSERT INTO {dashboard}
+            (user_id, total_contributed, contributions_count, projects_supported, last_contribution_at, computed_at)
+        SELECT u.id, COALESCE(SUM(c.amount), 0), COUNT(c.id), COUNT(DISTINCT c.project_id), MAX(c.created_at), %s
+        FROM {user_table} u LEFT JOIN {contribution} c ON c.user_id = u.id
+        WHERE u.id > %s AND u.id <= %s
+        GROUP BY u.id
+        ON CONFLICT (user_id) DO UPDATE SET
+            total_contributed = excluded.total_contributed,
+            contributions_count = excluded.contributions_count,
+            projects_supported = excluded.projects_supported,
+            last_contribution_at = excluded.last_contribution_at,
+            computed_at = excluded.computed_at
+    """
+
+
+REFRESH_ALL_CHUNK = 50_000
+
+
+def refresh_all(chunk: int = REFRESH_ALL_CHUNK) -> int:
+    """Recompute every member's dashboard inside the database, `chunk` members per statement.
+
+    Two statements for up to `chunk` members (the id range, then the upsert): the work is
+    the database's, memory in this process stays flat whatever the number of members.
+    """
     User = get_user_model()
-    now = timezone.now()
+    high = User.objects.aggregate(high=Max("pk"))["high"]
+    if high is None:
+        return 0
+    now: datetime = timezone.now()
+    sql = _refresh_all_sql()
     refreshed = 0
-    last_id = 0
-    while True:
-        rows = list(
-            User.objects.filter(pk__gt=last_id)
-            .order_by("pk")
-            .annotate(
-                total=Sum("contributions__amount"),
-                count=Count("contributions"),
-                projects=Count("contributions__project", distinct=True),
-                last=Max("contributions__created_at"),
-            )
-            .values_list("pk", "total", "count", "projects", "last")[:CHUNK_SIZE]
-        )
-        if not rows:
-            return refreshed
-        ImpactDashboard.objects.bulk_create(
-            [
-                ImpactDashboard(
-                    user_id=pk,
-                    total_contributed=total or Decimal("0"),
-                    contributions_count=count,
-                    projects_supported=projects,
-                    last_contribution_at=last,
-                    computed_at=now,
-                )
-                for pk, total, count, projects, last in rows
-            ],
-            update_conflicts=True,
-            unique_fields=["user"],
-            update_fields=["total_contributed", "contributions_count", "projects_supported", "last_contribution_at", "computed_at"],
-        )
-        refreshed += len(rows)
-        last_id = rows[-1][0]
+    with connection.cursor() as cursor:
+        start = 0
+        while start < high:
+            cursor.execute(sql, [now, start, start + chunk])
+            refreshed += max(cursor.rowcount, 0)
+            start += chunk
+    return refreshed
 
 
 def platform_totals() -> dict[str, Any]:
-    totals = _totals(Contribution.objects.all())
+    totals = Contribution.objects.aggregate(
+        total=Sum("amount"), count=Count("id"), projects=Count("project", distinct=True), members=Count("user", distinct=True)
+    )
     return {
         "total_contributed": str(totals["total"] or Decimal("0")),
         "contributions_count": totals["count"],
         "projects_supported": totals["projects"],
+        "contributors": totals["members"],
     }
 
 
@@ -102,15 +130,50 @@ def is_stale(dashboard: ImpactDashboard | None) -> bool:
     return newest is not None and (dashboard.last_contribution_at is None or newest > dashboard.last_contribution_at)
 
 
-def request_refresh(user_id: int) -> str:
+def request_refresh(user_id: int) -> str | None:
+    """Ask for a recomputation of `user_id`'s dashboard, coalesced with any refresh already queued.
+
+    Inside a transaction the request waits for the commit (a rolled-back contribution
+    changes nothing). Returns the id of the queued refresh — new or already waiting — or
+    None when deferred to the commit.
+    """
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: _trigger(user_id), robust=True)
+        return None
+    return _trigger(user_id)
+
+
+def _trigger(user_id: int) -> str:
+    from uuid import uuid4
+
     from app.jobs import metrics
     from app.jobs.queues import enqueue
 
-    return enqueue(metrics.update_impact_dashboard_metrics, user_id, owner_id=user_id)
+    job_id = uuid4().hex
+    key = PENDING_KEY.format(user_id=user_id)
+    try:
+        redis = django_rq.get_connection("metrics")
+        if not redis.set(key, job_id, nx=True, ex=PENDING_TTL_SECONDS):
+            existing = redis.get(key)
+            if existing is not None:
+                return existing.decode()
+            redis.set(key, job_id, ex=PENDING_TTL_SECONDS)
+    except RedisError:
+        # Without Redis we can't coalesce; the outbox keeps the job, and a duplicate refresh is harmless.
+        logger.warning("Redis unavailable: impact refresh for user %s enqueued without coalescing", user_id)
+    return enqueue(metrics.update_impact_dashboard_metrics, user_id, owner_id=user_id, job_id=job_id)
+
+
+def clear_pending(user_id: int) -> None:
+    """Called when a refresh starts: later triggers must queue a new run, they can't join this one."""
+    try:
+        django_rq.get_connection("metrics").delete(PENDING_KEY.format(user_id=user_id))
+    except RedisError:
+        logger.warning("could not clear the pending-refresh marker of user %s", user_id)
 
 
 def dashboard_payload(user_id: int) -> tuple[dict[str, Any], str | None]:
-    """The member's dashboard as JSON, and the id of a refresh job when one was enqueued."""
+    """The member's dashboard as JSON, and the id of a refresh job when one is queued."""
     dashboard = ImpactDashboard.objects.filter(user_id=user_id).first()
     refresh_job = request_refresh(user_id) if is_stale(dashboard) else None
     mine: dict[str, Any] | None = None

@@ -1,0 +1,52 @@
+"""The recurring refresh: registered once whatever the restarts, enqueued once per period."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests import redis_db
+from tests.e2e.processes import logs, manage, running, stack_env
+
+SCHEDULE_ID = "schedule-refresh-all-dashboards"
+
+
+def scheduled_ids(redis_conn: redis.Redis) -> list[str]:
+    return [m.decode() for m in redis_conn.zrange("rq:scheduler:scheduled_jobs", 0, -1)]
+
+
+@pytest.mark.e2e
+def test_restarts_keep_one_schedule_and_two_schedulers_enqueue_once(tmp_path: Path, redis_db_index: int, redis_conn: redis.Redis):
+    env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index, IMPACT_REFRESH_CRON="* * * * *")
+    manage(env, "migrate", "--noinput")
+    for _ in range(3):
+        manage(env, "rqscheduler", "--register-only")
+    assert scheduled_ids(redis_conn) == [SCHEDULE_ID]
+    job = redis_conn.hgetall(f"rq:job:{SCHEDULE_ID}")
+    assert job[b"origin"] == b"metrics"
+
+    # A changed cron line replaces the schedule rather than adding one, and means UTC even
+    # on a host in another zone (rq-scheduler alone would follow the host's zone).
+    manage({**env, "IMPACT_REFRESH_CRON": "0 3 * * *", "TZ": "America/New_York"}, "rqscheduler", "--register-only")
+    assert scheduled_ids(redis_conn) == [SCHEDULE_ID]
+    due_at = datetime.fromtimestamp(redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID), timezone.utc)
+    assert (due_at.hour, due_at.minute) == (3, 0)
+    manage(env, "rqscheduler", "--register-only")
+
+    # Two scheduler processes across one minute boundary (UTC): the refresh is queued once.
+    due = redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID)
+    assert datetime.fromtimestamp(due, timezone.utc).second == 0
+    log_dir = tmp_path / "logs"
+    with running(env, ["manage.py", "rqscheduler", "--interval", "1"], ["manage.py", "rqscheduler", "--interval", "1"], log_dir=log_dir):
+        deadline = due + 4
+        while time.time() < deadline:
+            time.sleep(0.5)
+        queued = [m.decode() for m in redis_conn.lrange("rq:queue:metrics", 0, -1)]
+        assert queued == [SCHEDULE_ID], (queued, logs(log_dir))
+        # ... and it is back in the schedule for the next minute, still once.
+        assert scheduled_ids(redis_conn) == [SCHEDULE_ID]
+        assert redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID) == due + 60
