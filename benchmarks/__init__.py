@@ -1,0 +1,1 @@
+"""Benchmarks: run with `scripts/bench [area] [--quick]`; never part of the test suite."""

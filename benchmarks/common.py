@@ -1,0 +1,76 @@
+"""What every benchmark shares: Django set-up, a private Redis DB, medians and ratio tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition: checks that it still works")
+    return parser.parse_args()
+
+
+def setup_django(**env: str) -> None:
+    """Load the project with benchmark-friendly defaults (any variable already set wins)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
+    os.environ.setdefault("EMAIL_URL", "locmem://")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    import django
+
+    django.setup()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def timed(func: Callable[[], object], repeat: int) -> list[float]:
+    """Wall-clock seconds of `repeat` calls."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def ratio(baseline: float, value: float) -> str:
+    """How many times better `value` is than `baseline` (both durations: lower is better)."""
+    return f"{baseline / value:.1f}x" if value else "inf"
+
+
+@contextmanager
+def private_redis_db(url: str = "redis://127.0.0.1:6379") -> Iterator[int]:
+    """An empty Redis DB for the benchmark's queues, claimed like the tests do and flushed after."""
+    sys.path.insert(0, str(ROOT))
+    from tests import redis_db
+
+    os.environ.setdefault("TEST_REDIS_URL", url)
+    db = redis_db.claim_empty_db()
+    try:
+        yield db
+    finally:
+        redis_db.release_db(db)
