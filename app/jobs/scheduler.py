@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django_rq.queues import DjangoScheduler
 from redis.exceptions import RedisError
@@ -15,6 +16,13 @@ logger = logging.getLogger("app.jobs.scheduler")
 
 class ProjectScheduler(DjangoScheduler):
     job_class = JSONJob
+
+    def heartbeat(self) -> None:
+        super().heartbeat()
+        from app.services.health import SCHEDULER_ALIVE_KEY
+
+        # One well-known key for /healthz, instead of scanning rq-scheduler's per-name keys.
+        self.connection.set(SCHEDULER_ALIVE_KEY, time.time(), ex=int(self._interval) + 10)
 
     def enqueue_jobs(self) -> list:
         # Runs only while this process holds rq-scheduler's lock, so a second scheduler

@@ -145,6 +145,8 @@ RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
 # Recurring refresh of every dashboard, in UTC cron syntax.
 IMPACT_REFRESH_CRON = env_str("IMPACT_REFRESH_CRON", "*/15 * * * *")
 IMPACT_STALE_AFTER_SECONDS = env_int("IMPACT_STALE_AFTER_SECONDS", 900)
+# /healthz turns 503 when a queue's oldest job has waited longer than this.
+HEALTH_MAX_QUEUE_AGE_SECONDS = env_int("HEALTH_MAX_QUEUE_AGE_SECONDS", 300)
 
 # --- Uploads ---------------------------------------------------------------------------
 IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
