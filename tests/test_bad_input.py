@@ -45,7 +45,7 @@ def test_each_bad_input_fails_once_and_the_worker_goes_on(media_root, run_worker
     assert job("emails", good).get_status() == JobStatus.FINISHED
 
 
-def test_a_transient_error_is_retried_with_backoff(run_worker, django_capture_on_commit_callbacks, settings):
+def test_a_transient_error_is_retried_with_backoff(run_worker, django_capture_on_commit_callbacks, settings, redis_conn):
     # An SMTP server that refuses connections: a transient condition.
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
@@ -58,3 +58,5 @@ def test_a_transient_error_is_retried_with_backoff(run_worker, django_capture_on
     assert job.retries_left == 4
     assert queue.scheduled_job_registry.get_job_ids() == [job_id]
     assert queue.failed_job_registry.get_job_ids() == []
+    stats = redis_conn.hgetall("egoejo:jobstats:app.jobs.emails.send_email")
+    assert stats[b"retry"] == b"1" and b"failure" not in stats

@@ -14,11 +14,4 @@ logger = logging.getLogger("app.jobs")
 def on_success(job: Job, connection: Redis, result: Any, *args: Any, **kwargs: Any) -> None:
     from app.services import background_jobs
 
-    logger.info(
-        "job %s succeeded queue=%s func=%s",
-        job.id,
-        job.origin,
-        job.func_name,
-        extra={"job_id": job.id, "queue": job.origin, "func": job.func_name},
-    )
     background_jobs.mark_ended(job.id, failed=False)

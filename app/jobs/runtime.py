@@ -16,7 +16,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
@@ -48,10 +48,39 @@ class _ProjectWorkerMixin:
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
         # A connection the database closed while we were idle must not fail the next job.
         _close_stale_connections()
+        context = {"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt_number(job)}
+        logger.info("job %s started queue=%s func=%s attempt=%d", job.id, job.origin, job.func_name, context["attempt"], extra=context)
+        succeeded = False
         try:
-            return super().perform_job(job, queue, execution)  # type: ignore[misc]
+            succeeded = super().perform_job(job, queue, execution)  # type: ignore[misc]
+            return succeeded
         finally:
             _close_stale_connections()
+            _report_outcome(self.connection, job, succeeded, context)  # type: ignore[attr-defined]
+
+
+def _report_outcome(connection: Any, job: Job, succeeded: bool, context: dict[str, Any]) -> None:
+    """One log line and one statistics record per attempt: success, retry or failure."""
+    from app.services import job_metrics
+
+    duration, wait = job_metrics.durations(job)
+    if succeeded:
+        outcome = "success"
+    else:
+        # RQ has already decided by now: a retried job is SCHEDULED or QUEUED again.
+        outcome = "failure" if job.get_status(refresh=False) in (JobStatus.FAILED, JobStatus.STOPPED) else "retry"
+    log = logger.info if outcome == "success" else logger.warning if outcome == "retry" else logger.error
+    log(
+        "job %s %s queue=%s func=%s attempt=%d duration=%.3fs",
+        job.id,
+        {"success": "succeeded", "retry": "will be retried", "failure": "failed"}[outcome],
+        job.origin,
+        job.func_name,
+        context["attempt"],
+        duration or 0.0,
+        extra={**context, "outcome": outcome, "duration": duration, "queue_wait": wait},
+    )
+    job_metrics.record(connection, job.func_name, job.origin, outcome, duration, wait)
 
 
 def _close_stale_connections() -> None:

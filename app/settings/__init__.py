@@ -141,6 +141,8 @@ RQ = {
 RQ_EXCEPTION_HANDLERS = ["app.jobs.runtime.classify_failure"]
 RQ_SHOW_ADMIN_LINK = True
 RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
+# Bearer token for Prometheus at /metrics (a queue operator's session works too).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 # Recurring refresh of every dashboard, in UTC cron syntax.
 IMPACT_REFRESH_CRON = env_str("IMPACT_REFRESH_CRON", "*/15 * * * *")

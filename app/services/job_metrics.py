@@ -1,0 +1,130 @@
+"""Per-function job statistics kept in Redis by the workers, exported for Prometheus.
+
+Workers are separate processes (and hosts), so a process-local prometheus_client registry
+would see one worker's jobs only; each outcome is instead added to shared Redis hashes (one
+pipelined round trip per job) and `/metrics` turns them into histograms and counters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from redis import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("app.jobs.metrics_export")
+
+KEY = "egoejo:jobstats:{func}"
+FUNCS_KEY = "egoejo:jobstats:funcs"
+# Seconds; jobs here range from a few ms (mail) to minutes (a full dashboard refresh).
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+OUTCOMES = ("success", "failure", "retry")
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    return max(0.0, (end - start).total_seconds())
+
+
+def record(connection: Redis, func: str, queue: str, outcome: str, duration: float | None, wait: float | None) -> None:
+    """Add one job outcome; never raises (statistics must not fail a job)."""
+    key = KEY.format(func=func)
+    try:
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.sadd(FUNCS_KEY, func)
+            pipe.hset(key, "queue", queue)
+            pipe.hincrby(key, outcome, 1)
+            for name, value in (("duration", duration), ("wait", wait)):
+                if value is None:
+                    continue
+                pipe.hincrbyfloat(key, f"{name}_sum", value)
+                pipe.hincrby(key, f"{name}_count", 1)
+                bucket = next((b for b in BUCKETS if value <= b), "+Inf")
+                pipe.hincrby(key, f"{name}_bucket:{bucket}", 1)
+            pipe.execute()
+    except RedisError:
+        logger.warning("could not record statistics of a %s job", func)
+
+
+def durations(job: object) -> tuple[float | None, float | None]:
+    """(run time, queue wait) of a job that just ended."""
+    started = getattr(job, "started_at", None)
+    return _seconds(started, getattr(job, "ended_at", None) or datetime.now(timezone.utc)), _seconds(
+        getattr(job, "enqueued_at", None), started
+    )
+
+
+def _histogram(name: str, doc: str, rows: list[tuple[str, str, dict[str, str]]], field: str) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=["function", "queue"])
+    for func, queue, stats in rows:
+        cumulative = 0
+        buckets = []
+        for bound in BUCKETS:
+            cumulative += int(stats.get(f"{field}_bucket:{bound}", 0))
+            buckets.append((str(bound), cumulative))
+        cumulative += int(stats.get(f"{field}_bucket:+Inf", 0))
+        buckets.append(("+Inf", cumulative))
+        family.add_metric([func, queue], buckets, float(stats.get(f"{field}_sum", 0)))
+    return family
+
+
+class JobStatsCollector:
+    """Prometheus collector over the shared Redis statistics and the queues' registries."""
+
+    def __init__(self, connection: Redis) -> None:
+        self.connection = connection
+
+    def collect(self) -> Iterator[object]:
+        from app.jobs.queues import QUEUES
+        from app.services.health import SCHEDULER_ALIVE_KEY, _queue_checks
+
+        funcs = sorted(f.decode() for f in self.connection.smembers(FUNCS_KEY))
+        with self.connection.pipeline(transaction=False) as pipe:
+            for func in funcs:
+                pipe.hgetall(KEY.format(func=func))
+            raw = pipe.execute()
+        rows = []
+        for func, stats in zip(funcs, raw):
+            decoded = {k.decode(): v.decode() for k, v in stats.items()}
+            rows.append((func, decoded.get("queue", ""), decoded))
+        yield _histogram("egoejo_job_duration_seconds", "Run time of jobs", rows, "duration")
+        yield _histogram("egoejo_job_queue_wait_seconds", "Time from enqueue to start", rows, "wait")
+        outcomes = CounterMetricFamily("egoejo_job_outcomes", "Job attempts by outcome", labels=["function", "queue", "outcome"])
+        for func, queue, stats in rows:
+            for outcome in OUTCOMES:
+                outcomes.add_metric([func, queue, outcome], int(stats.get(outcome, 0)))
+        yield outcomes
+
+        depth = GaugeMetricFamily("egoejo_queue_depth", "Jobs waiting in the queue", labels=["queue"])
+        failed = GaugeMetricFamily("egoejo_queue_failed_jobs", "Jobs in the failed registry", labels=["queue"])
+        started = GaugeMetricFamily("egoejo_queue_started_jobs", "Jobs running now", labels=["queue"])
+        oldest = GaugeMetricFamily("egoejo_queue_oldest_job_age_seconds", "Age of the oldest queued job", labels=["queue"])
+        workers = GaugeMetricFamily("egoejo_queue_workers_alive", "Live workers listening on the queue", labels=["queue"])
+        checks = _queue_checks(self.connection)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for name in QUEUES:
+                pipe.llen(f"rq:queue:{name}")
+                pipe.zcard(f"rq:wip:{name}")
+                pipe.zcard(f"rq:failed:{name}")
+            counts = pipe.execute()
+        for index, name in enumerate(QUEUES):
+            depth.add_metric([name], counts[3 * index])
+            started.add_metric([name], counts[3 * index + 1])
+            failed.add_metric([name], counts[3 * index + 2])
+            check = checks[f"queue:{name}"]
+            oldest.add_metric([name], check["oldest_job_age_seconds"] or 0.0)
+            workers.add_metric([name], check["workers"])
+        yield from (depth, started, failed, oldest, workers)
+        scheduler = GaugeMetricFamily("egoejo_scheduler_alive", "1 when an rqscheduler process is alive")
+        scheduler.add_metric([], 1 if self.connection.exists(SCHEDULER_ALIVE_KEY) else 0)
+        yield scheduler
+
+

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from secrets import compare_digest
+
+import django_rq
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from app.middleware import may_operate_queues
+from app.services.job_metrics import JobStatsCollector
+
+
+def _authorized(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and compare_digest(token, header.removeprefix("Bearer ").strip()):
+        return True
+    return may_operate_queues(request.user)
+
+
+@require_GET
+@never_cache
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition: a bearer token (METRICS_TOKEN) or a queue operator's session."""
+    if not _authorized(request):
+        response = HttpResponse("Unauthorized: send 'Authorization: Bearer <METRICS_TOKEN>'.\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobStatsCollector(django_rq.get_connection("emails")))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(registry), content_type=content_type)

@@ -1,0 +1,58 @@
+"""/metrics: durations, queue wait, outcomes per function; per-queue gauges; refuses anonymous callers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.jobs import emails
+from app.jobs.queues import enqueue
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and line.split(" ")[0] != name:
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name} {labels} in\n{text}")
+
+
+def test_metrics_refuse_anonymous_and_wrong_token(client, settings):
+    settings.METRICS_TOKEN = "prom-token"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    client.force_login(make_user("staffer", is_staff=True))  # staff is not enough
+    assert client.get("/metrics").status_code == 401
+
+
+def test_metrics_report_job_durations_outcomes_and_queues(client, settings, smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    settings.METRICS_TOKEN = "prom-token"
+    with django_capture_on_commit_callbacks(execute=True):
+        for index in range(3):
+            enqueue(emails.send_email, f"user{index}@example.org", "Hi", "<p>x</p>")
+        enqueue(emails.send_email, "broken@", "Hi", "<p>x</p>")  # fails permanently
+    run_worker("emails")
+    with django_capture_on_commit_callbacks(execute=True):
+        from app.jobs import metrics
+
+        enqueue(metrics.refresh_all_dashboards)
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prom-token")
+    assert response.status_code == 200
+    text = response.content.decode()
+    func = "app.jobs.emails.send_email"
+    assert sample(text, "egoejo_job_outcomes_total", function=func, outcome="success") == 3
+    assert sample(text, "egoejo_job_outcomes_total", function=func, outcome="failure") == 1
+    assert sample(text, "egoejo_job_duration_seconds_count", function=func) == 4
+    assert sample(text, "egoejo_job_queue_wait_seconds_count", function=func) == 4
+    assert sample(text, "egoejo_job_duration_seconds_bucket", function=func, le="+Inf") == 4
+    assert sample(text, "egoejo_queue_failed_jobs", queue="emails") == 1
+    assert sample(text, "egoejo_queue_depth", queue="metrics") == 1
+    assert sample(text, "egoejo_queue_oldest_job_age_seconds", queue="metrics") >= 0
+    assert sample(text, "egoejo_queue_workers_alive", queue="emails") == 0  # the burst worker has left
+    assert sample(text, "egoejo_scheduler_alive") == 0
+    assert re.search(r'egoejo_job_duration_seconds_sum\{function="app.jobs.emails.send_email",queue="emails"\} [0-9.e-]+', text)
