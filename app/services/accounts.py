@@ -29,7 +29,12 @@ def register_user(*, username: str, email: str, password: str, first_name: str =
     email = (email or "").strip()
     if not username or len(username) > 150:
         errors["username"] = ["A username of 1 to 150 characters is required."]
-    elif User.objects.filter(username__iexact=username).exists():
+    else:
+        try:
+            User.username_validator(username)
+        except ValidationError as exc:
+            errors["username"] = list(exc.messages)
+    if "username" not in errors and User.objects.filter(username__iexact=username).exists():
         errors["username"] = ["This username is taken."]
     try:
         validate_email(email)
