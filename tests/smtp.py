@@ -1,12 +1,21 @@
-"""A real SMTP server (aiosmtpd) for tests: it accepts mail and keeps the parsed messages."""
+"""A real SMTP server (aiosmtpd) for tests: keeps what it accepts, and can misbehave on request.
+
+- `reject_recipients`: addresses answered with 550 at RCPT (a permanent refusal);
+- `defer_data`: how many DATA commands to answer 451 before accepting (a transient one);
+- `tls=True`: offers STARTTLS with a self-signed certificate for 127.0.0.1 (`cafile` to trust it).
+"""
 
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
@@ -17,29 +26,67 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # type: ignore[no-untyped-def]
+        if address in self.sink.reject_recipients:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
-        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         with self.sink.lock:
+            self.sink.sessions.add(session.peer)
+            if self.sink.defer_data > 0:
+                self.sink.defer_data -= 1
+                return "451 4.3.0 Try again later"
+            message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
             self.sink.messages.append((list(envelope.rcpt_tos), message))
+            self.sink.tls_flags.append(session.ssl is not None)
         return "250 Message accepted for delivery"
 
 
 class SmtpSink:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: bool = False) -> None:
         self.port = port or free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.sessions: set[object] = set()
+        self.tls_flags: list[bool] = []
+        self.reject_recipients: set[str] = set()
+        self.defer_data = 0
         self.lock = threading.Lock()
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        self.cafile: Path | None = None
+        options: dict[str, object] = {}
+        if tls:
+            self._dir = tempfile.TemporaryDirectory(prefix="egoejo-smtp-")
+            cert, key = self_signed_certificate(Path(self._dir.name))
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            options = {"tls_context": context, "require_starttls": True}
+            self.cafile = cert
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **options)
 
     def start(self) -> None:
         self._controller.start()
 
     def stop(self) -> None:
         self._controller.stop()
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [rcpt for rcpts, _ in self.messages for rcpt in rcpts]
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[list[str], EmailMessage]]:
         deadline = time.monotonic() + timeout

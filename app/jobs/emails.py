@@ -1,29 +1,49 @@
-"""Jobs of the `emails` queue."""
+"""Jobs of the `emails` queue. Each message is sent at most once (see app/services/mail.py)."""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from typing import Any
 
 from rq import get_current_job
 
+from app.jobs.errors import TransientJobError
 from app.services import mail
 
 logger = logging.getLogger("app.jobs.emails")
 
 
-def send_email(to_email: str, subject: str, html_content: str, text_content: str | None = None) -> dict[str, str]:
-    message = mail.build_message(to_email, subject, html_content, text_content)
-    mail.send_message(message)
+def _job_id() -> str:
     job = get_current_job()
-    logger.info("mail sent job=%s", job.id if job else None)
-    return {"to": to_email}
+    return job.id if job else uuid.uuid4().hex
 
 
-def send_welcome_email(user_id: int) -> dict[str, object]:
-    message = mail.render_welcome(user_id)
-    if message is None:
+def send_email(to_email: str, subject: str, html_content: str, text_content: str | None = None) -> dict[str, Any]:
+    job_id = _job_id()
+    message = mail.build_message(to_email, subject, html_content, text_content, mail.message_id_for(job_id, to_email))
+    sent = mail.send_once(message, job_id)
+    return {"to": to_email, "message_id": message.extra_headers["Message-ID"], "sent": sent}
+
+
+def send_welcome_email(user_id: int) -> dict[str, Any]:
+    user = mail.active_user(user_id)
+    if user is None:
         # Deleted or deactivated since registration: nothing to send, nothing to retry.
         logger.info("welcome mail skipped: no active user %s", user_id)
         return {"user_id": user_id, "sent": False}
-    mail.send_message(message)
-    return {"user_id": user_id, "sent": True}
+    job_id = _job_id()
+    message = mail.templated_message("welcome", user, job_id)
+    sent = mail.send_once(message, job_id)
+    return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
+
+
+def send_bulk_email(template: str, user_ids: list[int]) -> dict[str, Any]:
+    """One batch of a fan-out, over one SMTP connection; bad recipients are reported, not fatal."""
+    report = mail.send_bulk(template, user_ids, _job_id())
+    if report.deferred:
+        # Retried with backoff; what this run sent is recorded and won't be sent again.
+        raise TransientJobError(f"{len(report.deferred)} recipient(s) deferred by the server: {report.deferred}")
+    if report.failed:
+        logger.warning("bulk mail: %d recipient(s) refused for good: %s", len(report.failed), report.failed)
+    return report.as_dict()

@@ -103,26 +103,59 @@ def enqueue(
     return job_id
 
 
+def enqueue_many(func: Callable[..., Any], calls: Sequence[Sequence[Any]], owner_id: int | None = None) -> list[str]:
+    """Record one job per argument list, and send them all in one pipelined round trip after commit.
+
+    For fan-outs (a mail to every member): one INSERT for the records, one Redis round trip
+    for the jobs, instead of one of each per job.
+    """
+    from app.models import BackgroundJob
+
+    path = func_path(func)
+    spec = spec_for(path)
+    jobs = [(uuid.uuid4().hex, list(args)) for args in calls]
+    BackgroundJob.objects.bulk_create(
+        [BackgroundJob(id=job_id, queue=spec.name, func=path, args=args, kwargs={}, owner_id=owner_id) for job_id, args in jobs]
+    )
+    transaction.on_commit(lambda: send_many_to_redis(spec, path, jobs), robust=True)
+    return [job_id for job_id, _ in jobs]
+
+
+def _job_options(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "timeout": spec.timeout,
+        "result_ttl": spec.result_ttl,
+        "failure_ttl": spec.failure_ttl,
+        "retry": spec.retry(),
+        "meta": {"max_retries": spec.max_retries},
+        "on_success": Callback("app.jobs.lifecycle.on_success"),
+        "description": f"{path.rpartition('.')[2]}({', '.join(_describe(a) for a in args)})",
+    }
+
+
 def send_to_redis(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Job | None:
     """Push a recorded job to Redis. A Redis outage is logged, not raised: the record stays
     pending and the outbox reconciler sends it when Redis is back."""
     try:
-        return get_queue(spec).enqueue_call(
-            path,
-            args=list(args),
-            kwargs=kwargs,
-            job_id=job_id,
-            timeout=spec.timeout,
-            result_ttl=spec.result_ttl,
-            failure_ttl=spec.failure_ttl,
-            retry=spec.retry(),
-            meta={"max_retries": spec.max_retries},
-            on_success=Callback("app.jobs.lifecycle.on_success"),
-            description=f"{path.rpartition('.')[2]}({', '.join(_describe(a) for a in args)})",
-        )
+        return get_queue(spec).enqueue_call(path, args=list(args), kwargs=kwargs, **_job_options(spec, job_id, path, args))
     except RedisError as exc:
         logger.warning("job %s (%s) recorded but not sent, Redis unavailable: %s", job_id, path, exc)
         return None
+
+
+def send_many_to_redis(spec: QueueSpec, path: str, jobs: Sequence[tuple[str, Sequence[Any]]]) -> int:
+    """Push recorded jobs in one pipeline; on a Redis outage the outbox reconciler sends them later."""
+    queue = get_queue(spec)
+    datas = [Queue.prepare_data(path, args=list(args), **_job_options(spec, job_id, path, args)) for job_id, args in jobs]
+    try:
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_many(datas, pipeline=pipe)
+            pipe.execute()
+    except RedisError as exc:
+        logger.warning("%d %s jobs recorded but not sent, Redis unavailable: %s", len(jobs), path, exc)
+        return 0
+    return len(jobs)
 
 
 def _describe(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
@@ -13,6 +14,7 @@ from django.db import transaction
 
 from app.jobs import emails
 from app.jobs.queues import enqueue
+from app.models import MemberPreferences
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,9 @@ class Registration:
     welcome_job_id: str
 
 
-def register_user(*, username: str, email: str, password: str, first_name: str = "") -> Registration:
+def register_user(
+    *, username: str, email: str, password: str, first_name: str = "", language: str = ""
+) -> Registration:
     """Raises ValidationError (with per-field messages) on bad input; enqueues nothing then."""
     User = get_user_model()
     errors: dict[str, list[str]] = {}
@@ -43,6 +47,9 @@ def register_user(*, username: str, email: str, password: str, first_name: str =
     else:
         if User.objects.filter(email__iexact=email).exists():
             errors["email"] = ["An account with this e-mail address exists."]
+    languages = {code for code, _ in settings.LANGUAGES}
+    if language and language not in languages:
+        errors["language"] = [f"Choose one of: {', '.join(sorted(languages))}."]
     candidate = User(username=username, email=email, first_name=first_name[:150])
     try:
         validate_password(password or "", user=candidate)
@@ -53,5 +60,6 @@ def register_user(*, username: str, email: str, password: str, first_name: str =
 
     with transaction.atomic():
         user = User.objects.create_user(username=username, email=email, password=password, first_name=first_name[:150])
+        MemberPreferences.objects.create(user=user, language=language or settings.LANGUAGE_CODE)
         job_id = enqueue(emails.send_welcome_email, user.pk, owner_id=user.pk)
     return Registration(user=user, welcome_job_id=job_id)

@@ -1,20 +1,38 @@
-"""Composing and sending the platform's mail."""
+"""Composing and sending the platform's mail: templated, localised, sent once, over one connection.
+
+Once only: every message has a Message-ID derived from its job and recipient; a `SentMail`
+row is written right after the SMTP server's 250, and checked before sending, so a retry or a
+re-run of the job never sends the same message again. The one window left is a crash between
+the server's 250 and that row's commit: the message would then be sent again on the re-run
+(its identical Message-ID lets receiving servers and clients de-duplicate it).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import html
+import logging
 import re
+import smtplib
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
+from django.db import IntegrityError
 from django.template.loader import render_to_string
 from django.utils import translation
 
 from app.jobs.errors import PermanentJobError
+from app.models import MemberPreferences, SentMail
 
+logger = logging.getLogger("app.mail")
+
+TEMPLATES = ("welcome", "announcement")
 _TAG = re.compile(r"<[^>]+>")
 _BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr)>|<br\s*/?>", re.IGNORECASE)
 
@@ -28,7 +46,14 @@ def html_to_text(html_content: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+def check_address(address: str) -> str:
+    """For callers (views, services): a clear ValidationError, so nothing gets enqueued."""
+    validate_email(address)
+    return address
+
+
 def ensure_valid_address(address: str) -> str:
+    """For jobs: an invalid address is permanent, retrying can't help."""
     try:
         validate_email(address)
     except ValidationError:
@@ -36,7 +61,14 @@ def ensure_valid_address(address: str) -> str:
     return address
 
 
-def build_message(to_email: str, subject: str, html_content: str, text_content: str | None = None) -> EmailMultiAlternatives:
+def message_id_for(job_id: str, recipient: str) -> str:
+    digest = hashlib.sha256(recipient.strip().lower().encode()).hexdigest()[:16]
+    return f"<{job_id}.{digest}@{settings.EMAIL_MESSAGE_ID_DOMAIN}>"
+
+
+def build_message(
+    to_email: str, subject: str, html_content: str, text_content: str | None = None, message_id: str | None = None
+) -> EmailMultiAlternatives:
     ensure_valid_address(to_email)
     message = EmailMultiAlternatives(
         subject=subject,
@@ -44,24 +76,179 @@ def build_message(to_email: str, subject: str, html_content: str, text_content: 
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to_email],
         reply_to=[settings.EMAIL_REPLY_TO],
+        headers={"Message-ID": message_id} if message_id else None,
     )
     message.attach_alternative(html_content, "text/html")
     return message
 
 
-def send_message(message: EmailMultiAlternatives) -> None:
-    message.send(fail_silently=False)
+# --- one SMTP connection per worker process ------------------------------------------------
+
+_connection: BaseEmailBackend | None = None
+_connection_key: tuple[Any, ...] | None = None
 
 
-def render_welcome(user_id: int) -> EmailMultiAlternatives | None:
-    """The welcome mail for an active member, or None when there is nobody to welcome."""
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
-        return None
-    language = settings.LANGUAGE_CODE
+def _settings_key() -> tuple[Any, ...]:
+    return (
+        settings.EMAIL_BACKEND,
+        getattr(settings, "EMAIL_HOST", None),
+        getattr(settings, "EMAIL_PORT", None),
+        getattr(settings, "EMAIL_USE_TLS", None),
+        getattr(settings, "EMAIL_USE_SSL", None),
+        getattr(settings, "EMAIL_HOST_USER", None),
+    )
+
+
+def connection() -> BaseEmailBackend:
+    """This process's mail connection, opened once and reused across jobs.
+
+    A long-lived (non-forking) worker sends every mail over one SMTP session; a connection
+    the server has dropped is noticed (NOOP) and reopened. A forking worker's job runs in a
+    new process each time, so there it lasts one job.
+    """
+    global _connection, _connection_key
+    key = _settings_key()
+    if _connection is not None and _connection_key == key and _alive(_connection):
+        return _connection
+    close_connection()
+    _connection = get_connection(fail_silently=False)
+    _connection.open()
+    _connection_key = key
+    return _connection
+
+
+def _alive(backend: BaseEmailBackend) -> bool:
+    smtp = getattr(backend, "connection", None)
+    if smtp is None:
+        return not hasattr(backend, "connection")  # non-SMTP backends have nothing to keep alive
+    try:
+        return smtp.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
+
+
+def close_connection() -> None:
+    global _connection, _connection_key
+    if _connection is not None:
+        try:
+            _connection.close()
+        except (smtplib.SMTPException, OSError):
+            pass
+    _connection, _connection_key = None, None
+
+
+def send_once(message: EmailMultiAlternatives, job_id: str = "") -> bool:
+    """Send unless this Message-ID was sent before; False when it already was."""
+    message_id = message.extra_headers.get("Message-ID")
+    if message_id and SentMail.objects.filter(message_id=message_id).exists():
+        logger.info("mail %s already sent: not sending again", message_id)
+        return False
+    try:
+        connection().send_messages([message])
+    except smtplib.SMTPResponseException:
+        raise  # the server answered (4xx/5xx): the session itself is fine, keep it
+    except smtplib.SMTPRecipientsRefused:
+        raise
+    except OSError:  # includes SMTPServerDisconnected and socket errors
+        close_connection()  # the next attempt starts a fresh session
+        raise
+    if message_id:
+        try:
+            SentMail.objects.create(
+                message_id=message_id, job_id=job_id, recipient=message.to[0], subject=message.subject[:255]
+            )
+        except IntegrityError:
+            pass  # an overlapping run recorded it first
+    return True
+
+
+# --- templates and languages ----------------------------------------------------------------
+
+
+def language_of(user_id: int) -> str:
+    language = MemberPreferences.objects.filter(user_id=user_id).values_list("language", flat=True).first()
+    available = {code for code, _ in settings.LANGUAGES}
+    return language if language in available else settings.LANGUAGE_CODE
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str
+    text: str
+
+
+def render(template: str, user: Any, language: str) -> Rendered:
+    if template not in TEMPLATES:
+        raise PermanentJobError(f"unknown mail template {template!r}")
     with translation.override(language):
         context = {"name": user.first_name or user.get_username(), "site_name": "EGOEJO"}
-        subject = render_to_string("emails/welcome_subject.txt", context).strip()
-        html_content = render_to_string("emails/welcome.html", context)
-        text_content = render_to_string("emails/welcome.txt", context)
-    return build_message(user.email, subject, html_content, text_content)
+        return Rendered(
+            subject=render_to_string(f"emails/{language}/{template}_subject.txt", context).strip(),
+            html=render_to_string(f"emails/{language}/{template}.html", context),
+            text=render_to_string(f"emails/{language}/{template}.txt", context),
+        )
+
+
+def templated_message(template: str, user: Any, job_id: str) -> EmailMultiAlternatives:
+    rendered = render(template, user, language_of(user.pk))
+    return build_message(user.email, rendered.subject, rendered.html, rendered.text, message_id_for(job_id, user.email))
+
+
+def active_user(user_id: int) -> Any | None:
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+
+
+# --- fan-out ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkReport:
+    sent: int = 0
+    already_sent: int = 0
+    skipped: list[int] = field(default_factory=list)  # no such active member
+    failed: dict[str, str] = field(default_factory=dict)  # address → permanent reason
+    deferred: dict[str, str] = field(default_factory=dict)  # address → transient reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "already_sent": self.already_sent,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "deferred": self.deferred,
+        }
+
+
+def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
+    """Send `template` to each member over one connection; a bad recipient doesn't stop the batch."""
+    if template not in TEMPLATES:
+        raise PermanentJobError(f"unknown mail template {template!r}")
+    report = BulkReport()
+    users = {user.pk: user for user in get_user_model().objects.filter(pk__in=user_ids, is_active=True)}
+    for user_id in user_ids:
+        user = users.get(user_id)
+        if user is None:
+            report.skipped.append(user_id)
+            continue
+        try:
+            sent = send_once(templated_message(template, user, job_id), job_id)
+        except PermanentJobError as exc:
+            report.failed[user.email] = str(exc)
+            continue
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()))
+            target = report.deferred if 400 <= code < 500 else report.failed
+            target[user.email] = f"{code} {reason.decode(errors='replace') if isinstance(reason, bytes) else reason}"
+            continue
+        except smtplib.SMTPResponseException as exc:
+            if 400 <= exc.smtp_code < 500:
+                report.deferred[user.email] = f"{exc.smtp_code} {exc.smtp_error!r}"
+                continue
+            report.failed[user.email] = f"{exc.smtp_code} {exc.smtp_error!r}"
+            continue
+        if sent:
+            report.sent += 1
+        else:
+            report.already_sent += 1
+    return report

@@ -164,6 +164,7 @@ if _email_url is None:
 globals().update(email_settings_from_url(_email_url, default_file_dir=VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "EGOEJO <no-reply@egoejo.org>")
 EMAIL_REPLY_TO = env_str("EMAIL_REPLY_TO", "contact@egoejo.org")
+EMAIL_MESSAGE_ID_DOMAIN = env_str("EMAIL_MESSAGE_ID_DOMAIN", "egoejo.org")
 
 # --- Security --------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = not DEBUG and env_bool("DJANGO_SECURE_COOKIES", True)

@@ -28,6 +28,7 @@ def register(request: HttpRequest) -> JsonResponse:
             email=str(body.get("email", "")),
             password=str(body.get("password", "")),
             first_name=str(body.get("first_name", "")),
+            language=str(body.get("language", "")),
         )
     except ValidationError as exc:
         return error(400, "Invalid registration.", fields=exc.message_dict)

@@ -1,0 +1,28 @@
+"""Test jobs, importable by worker subprocesses (like rq's own tests/fixtures.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def say_hello(name: str = "world") -> str:
+    return f"hello {name}"
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def which_process() -> int:
+    return os.getpid()
+
+
+def allocate_mb(megabytes: int) -> int:
+    global _ballast
+    _ballast = bytearray(megabytes * 1024 * 1024)  # kept alive: the worker's RSS grows
+    return megabytes
+
+
+_ballast = b""

@@ -1,0 +1,167 @@
+"""Mail over real SMTP: languages, once-only delivery, 4xx/5xx, connection reuse, STARTTLS, fan-out."""
+
+from __future__ import annotations
+
+import django_rq
+import pytest
+from django.core.exceptions import ValidationError
+from rq.job import JobStatus
+from rq.scheduler import RQScheduler
+
+from app.jobs import emails
+from app.jobs.queues import enqueue
+from app.models import BackgroundJob, MemberPreferences, SentMail
+from app.services.mail_fanout import queue_bulk_email, queue_email
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def member(username: str, language: str = "fr", **extra):  # type: ignore[no-untyped-def]
+    user = make_user(username, **extra)
+    MemberPreferences.objects.create(user=user, language=language)
+    return user
+
+
+def fire_due_retries() -> None:
+    """Make scheduled retries due now and let RQ's scheduler move them back to their queue."""
+    queue = django_rq.get_queue("emails")
+    registry = queue.scheduled_job_registry
+    for job_id in registry.get_job_ids():
+        queue.connection.zadd(registry.key, {job_id: 1})
+    scheduler = RQScheduler([queue], connection=queue.connection)
+    scheduler.acquire_locks()
+    scheduler.enqueue_scheduled_jobs()
+    scheduler.release_locks()
+
+
+def test_welcome_mail_in_the_members_language_with_both_parts(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    french = member("amelie", first_name="Amélie <b>")
+    english = member("john", language="en", first_name="John & Co")
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue(emails.send_welcome_email, french.pk)
+        enqueue(emails.send_welcome_email, english.pk)
+    run_worker("emails")
+    by_recipient = {rcpts[0]: message for rcpts, message in smtp_sink.wait_for(2)}
+    fr, en = by_recipient["amelie@example.org"], by_recipient["john@example.org"]
+    assert fr["Subject"] == "Bienvenue sur EGOEJO, Amélie <b> !"
+    assert en["Subject"] == "Welcome to EGOEJO, John & Co!"
+    assert "Amélie &lt;b&gt;" in fr.get_body(("html",)).get_content()
+    assert "John &amp; Co" in en.get_body(("html",)).get_content()
+    assert "Your EGOEJO account is ready" in en.get_body(("plain",)).get_content()
+    assert fr["Message-ID"].endswith("@egoejo.org>")
+
+
+def test_a_rerun_of_the_same_job_delivers_nothing_new(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    user = member("solene")
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = enqueue(emails.send_welcome_email, user.pk)
+    run_worker("emails")
+    smtp_sink.wait_for(1)
+    # The same job runs again (a worker died after sending, say): the record stops it.
+    django_rq.get_queue("emails", commit_mode="auto").enqueue_call(
+        "app.jobs.emails.send_welcome_email", args=[user.pk], job_id=job_id
+    )
+    run_worker("emails")
+    assert len(smtp_sink.messages) == 1
+    assert django_rq.get_queue("emails").fetch_job(job_id).return_value()["sent"] is False
+    assert SentMail.objects.filter(job_id=job_id).count() == 1
+
+
+def test_451_then_250_delivers_once(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    smtp_sink.defer_data = 1
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = enqueue(emails.send_email, "later@example.org", "Hi", "<p>x</p>")
+    run_worker("emails")
+    queue = django_rq.get_queue("emails")
+    assert queue.fetch_job(job_id).get_status() == JobStatus.SCHEDULED  # transient: retried with backoff
+    assert smtp_sink.messages == []
+    fire_due_retries()
+    run_worker("emails")
+    assert queue.fetch_job(job_id).get_status() == JobStatus.FINISHED
+    assert smtp_sink.recipients() == ["later@example.org"]
+
+
+def test_550_fails_once_without_retry(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    smtp_sink.reject_recipients = {"gone@example.org"}
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = enqueue(emails.send_email, "gone@example.org", "Hi", "<p>x</p>")
+    run_worker("emails")
+    job = django_rq.get_queue("emails").fetch_job(job_id)
+    assert job.get_status() == JobStatus.FAILED and job.retries_left == 0
+    assert "550" in job.latest_result().exc_string and "No such mailbox" in job.latest_result().exc_string
+    assert BackgroundJob.objects.get(id=job_id).state == BackgroundJob.State.FAILED
+
+
+def test_one_smtp_session_serves_many_jobs(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        for index in range(5):
+            enqueue(emails.send_email, f"r{index}@example.org", "Hi", "<p>x</p>")
+    run_worker("emails")  # a non-forking worker, like the light-queue pool
+    assert len(smtp_sink.wait_for(5)) == 5
+    assert len(smtp_sink.sessions) == 1
+
+
+def test_starttls(tls_smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    user = member("tina", language="en")
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue(emails.send_welcome_email, user.pk)
+    run_worker("emails")
+    [(rcpts, message)] = tls_smtp_sink.wait_for(1)
+    assert rcpts == ["tina@example.org"] and tls_smtp_sink.tls_flags == [True]
+
+
+def test_addresses_are_checked_before_anything_is_queued(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(ValidationError):
+            queue_email("not an address", "Hi", "<p>x</p>")
+        with pytest.raises(ValidationError):
+            queue_bulk_email("no-such-template", [1])
+    assert django_rq.get_queue("emails").count == 0
+    assert not BackgroundJob.objects.exists()
+
+
+def test_bulk_to_1000_members_with_3_refused(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"m{i}", email=f"m{i}@example.org", first_name=f"M{i}") for i in range(1000)])
+    ids = list(User.objects.order_by("pk").values_list("pk", flat=True))
+    smtp_sink.reject_recipients = {"m10@example.org", "m500@example.org", "m999@example.org"}
+    with django_capture_on_commit_callbacks(execute=True):
+        job_ids = queue_bulk_email("announcement", ids)
+    assert len(job_ids) == 10 and django_rq.get_queue("emails").count == 10  # 100 members per job
+    run_worker("emails")
+    assert len(smtp_sink.wait_for(997, timeout=60)) == 997
+    queue = django_rq.get_queue("emails")
+    reports = [queue.fetch_job(job_id).return_value() for job_id in job_ids]
+    failed = {address: reason for report in reports for address, reason in report["failed"].items()}
+    assert set(failed) == {"m10@example.org", "m500@example.org", "m999@example.org"}
+    assert all(reason.startswith("550") for reason in failed.values())
+    assert sum(report["sent"] for report in reports) == 997
+    assert len(set(smtp_sink.recipients())) == 997  # nobody twice
+    assert len(smtp_sink.sessions) == 1  # one connection for the whole fan-out
+
+    # Re-running a batch sends nothing again.
+    django_rq.get_queue("emails", commit_mode="auto").enqueue_call(
+        "app.jobs.emails.send_bulk_email", args=["announcement", ids[:100]], job_id=job_ids[0]
+    )
+    run_worker("emails")
+    assert len(smtp_sink.messages) == 997
+    assert queue.fetch_job(job_ids[0]).return_value()["already_sent"] == 99
+
+
+def test_bulk_retries_only_the_deferred_recipients(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    users = [member(f"b{i}") for i in range(3)]
+    smtp_sink.defer_data = 1  # the first recipient gets "451 try later"
+    with django_capture_on_commit_callbacks(execute=True):
+        [job_id] = queue_bulk_email("announcement", [user.pk for user in users])
+    run_worker("emails")
+    queue = django_rq.get_queue("emails")
+    assert queue.fetch_job(job_id).get_status() == JobStatus.SCHEDULED
+    assert sorted(smtp_sink.recipients()) == ["b1@example.org", "b2@example.org"]
+    fire_due_retries()
+    run_worker("emails")
+    report = queue.fetch_job(job_id).return_value()
+    assert (report["sent"], report["already_sent"]) == (1, 2)
+    assert sorted(smtp_sink.recipients()) == ["b0@example.org", "b1@example.org", "b2@example.org"]
