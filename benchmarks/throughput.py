@@ -1,0 +1,177 @@
+"""Per-job overhead: forking worker (baseline) vs the light-queue pool, enqueue rates, request-path cost.
+
+    scripts/bench throughput [--quick]
+
+Django is loaded in every worker. Drain throughput is measured from the first job's start to
+the last job's end (worker boot excluded), with two processes per configuration.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime
+
+from benchmarks.common import median, parse_args, print_table, private_redis_db, setup_django
+from benchmarks.workers import bench_env, manage, start, stop
+
+CONFIGS = {
+    "forking rqworker x2 (baseline)": [["rqworker", "metrics", "--burst"], ["rqworker", "metrics", "--burst"]],
+    "rqpool --workers 2 (light queues)": [["rqpool", "metrics", "--workers", "2", "--burst"]],
+}
+
+
+def _ts(raw: bytes) -> float:
+    return datetime.fromisoformat(raw.decode().replace("Z", "+00:00")).timestamp()
+
+
+def enqueue_noops(queue, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    from rq import Queue
+
+    datas = [Queue.prepare_data("benchmarks.jobs.noop", args=[i], result_ttl=600) for i in range(count)]
+    with queue.connection.pipeline() as pipe:
+        jobs = queue.enqueue_many(datas, pipeline=pipe)
+        pipe.execute()
+    return [job.id for job in jobs]
+
+
+def drain(env: dict[str, str], queue, commands: list[list[str]], count: int) -> float:  # type: ignore[no-untyped-def]
+    ids = enqueue_noops(queue, count)
+    processes = [start(env, *command) for command in commands]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and any(p.poll() is None for p in processes):
+        time.sleep(0.2)
+    stop(processes)
+    with queue.connection.pipeline() as pipe:
+        for job_id in ids:
+            pipe.hmget(f"rq:job:{job_id}", "started_at", "ended_at", "status")
+        rows = pipe.execute()
+    done = [row for row in rows if row[2] == b"finished"]
+    assert len(done) == count, f"only {len(done)} of {count} jobs finished"
+    return count / (max(_ts(r[1]) for r in done) - min(_ts(r[0]) for r in done))
+
+
+def latency(env: dict[str, str], queue, commands: list[list[str]], count: int) -> float:  # type: ignore[no-untyped-def]
+    """Median enqueue → finished, ms, with idle workers waiting (not burst)."""
+    processes = [start(env, *[part for part in command if part != "--burst"]) for command in commands]
+    time.sleep(3)  # let them boot
+    ids = []
+    for index in range(count):
+        ids.append(queue.enqueue("benchmarks.jobs.noop", index, result_ttl=600).id)
+        time.sleep(0.02)
+    time.sleep(1)
+    stop(processes)
+    samples = []
+    for job_id in ids:
+        enqueued, ended = queue.connection.hmget(f"rq:job:{job_id}", "enqueued_at", "ended_at")
+        if enqueued and ended:
+            samples.append((_ts(ended) - _ts(enqueued)) * 1000)
+    assert len(samples) == count
+    return statistics.median(samples)
+
+
+def enqueue_rates(count: int) -> dict[str, float]:
+    from django.db import transaction
+
+    from app.jobs import metrics
+    from app.jobs.queues import enqueue, enqueue_many, get_queue, METRICS
+
+    queue = get_queue(METRICS)
+    rates = {}
+    started = time.perf_counter()
+    for index in range(count):
+        queue.enqueue("benchmarks.jobs.noop", index)
+    rates["rq enqueue, one by one"] = count / (time.perf_counter() - started)
+    started = time.perf_counter()
+    enqueue_noops(queue, count)
+    rates["rq enqueue_many, one pipeline"] = count / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for index in range(count):
+        with transaction.atomic():
+            enqueue(metrics.update_impact_dashboard_metrics, index)
+    rates["project enqueue() (outbox row + push), one by one"] = count / (time.perf_counter() - started)
+    started = time.perf_counter()
+    with transaction.atomic():
+        enqueue_many(metrics.update_impact_dashboard_metrics, [[i] for i in range(count)])
+    rates["project enqueue_many() (bulk rows + one pipeline)"] = count / (time.perf_counter() - started)
+    queue.empty()
+    return rates
+
+
+def request_path_cost(count: int) -> tuple[list[float], list[float]]:
+    """Per-request ms of a registration-like transaction, without and with the enqueue."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from app.jobs import emails
+    from app.jobs.queues import enqueue
+
+    User = get_user_model()
+    without, with_enqueue = [], []
+    for index in range(count):
+        started = time.perf_counter()
+        with transaction.atomic():
+            User.objects.create(username=f"plain{index}", email=f"plain{index}@example.org")
+        without.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        with transaction.atomic():
+            user = User.objects.create(username=f"queued{index}", email=f"queued{index}@example.org")
+            enqueue(emails.send_welcome_email, user.pk, owner_id=user.pk)
+        with_enqueue.append((time.perf_counter() - started) * 1000)
+    return without, with_enqueue
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    count, repeat, latency_count = (300, 1, 50) if args.quick else (3000, 3, 300)
+    with private_redis_db() as db:
+        env = bench_env(db)
+        manage(env, "migrate", "--noinput")
+        import os
+
+        os.environ["DATABASE_URL"] = env["DATABASE_URL"]
+        os.environ["EGOEJO_VAR_DIR"] = env["EGOEJO_VAR_DIR"]
+        setup_django(RQ_REDIS_DB=str(db))
+        import django_rq
+
+        queue = django_rq.get_queue("metrics", commit_mode="auto")
+        rows = []
+        results = {}
+        for name, commands in CONFIGS.items():
+            rates = [drain(env, queue, commands, count) for _ in range(repeat)]
+            p50 = latency(env, queue, commands, latency_count)
+            results[name] = (median(rates), p50)
+        baseline = results["forking rqworker x2 (baseline)"][0]
+        for name, (rate, p50) in results.items():
+            rows.append([name, f"{rate:,.0f}", f"{rate / baseline:.1f}x", f"{p50:.1f}"])
+        print_table(
+            f"drain of {count:,} trivial jobs, Django loaded (median of {repeat})",
+            ["worker configuration", "jobs/s", "vs forking", "enqueue→done p50 ms"],
+            rows,
+        )
+        rates = enqueue_rates(count)
+        base = rates["rq enqueue, one by one"]
+        print_table(
+            f"enqueue rate, {count:,} jobs from one client",
+            ["path", "jobs/s", "vs rq one by one"],
+            [[name, f"{rate:,.0f}", f"{rate / base:.1f}x"] for name, rate in rates.items()],
+        )
+        without, with_enqueue = request_path_cost(count // 3)
+        print_table(
+            "request path: a registration-like transaction (INSERT + commit), ms",
+            ["", "p50", "p99"],
+            [
+                ["without enqueue", f"{pct(without, .5):.3f}", f"{pct(without, .99):.3f}"],
+                ["with enqueue (outbox row + Redis push on commit)", f"{pct(with_enqueue, .5):.3f}", f"{pct(with_enqueue, .99):.3f}"],
+                ["added by the enqueue", f"{pct(with_enqueue, .5) - pct(without, .5):.3f}", f"{pct(with_enqueue, .99) - pct(without, .99):.3f}"],
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Worker processes and a migrated database for benchmarks that need the real job path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import ROOT
+
+
+def bench_env(redis_db: int, **extra: str) -> dict[str, str]:
+    directory = Path(tempfile.mkdtemp(prefix="egoejo-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RQ_", "REDIS_", "EMAIL_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="app.settings",
+        DJANGO_SECRET_KEY="benchmark-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DATABASE_URL=os.environ.get("DATABASE_URL", f"sqlite:///{directory / 'bench.sqlite3'}"),
+        EGOEJO_VAR_DIR=str(directory / "var"),
+        REDIS_URL=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        RQ_REDIS_DB=str(redis_db),
+        EMAIL_URL="locmem://",
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True)
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
