@@ -36,6 +36,13 @@ class ProjectScheduler(DjangoScheduler):
             logger.exception("could not check the recurring schedules")
         jobs = super().enqueue_jobs()
         try:
+            from app.jobs.abandoned import sweep
+            from app.jobs.queues import QUEUES
+
+            sweep(self.connection, list(QUEUES))
+        except RedisError:
+            logger.exception("abandoned-job sweep failed")
+        try:
             outbox.resend_lost_jobs()
         except Exception:  # the scheduler must outlive a database hiccup
             logger.exception("outbox reconciliation failed")

@@ -1,0 +1,72 @@
+"""Recover jobs whose worker died mid-job: requeue them within seconds of the death.
+
+A job in a queue's StartedJobRegistry whose worker has no live key (see
+app/jobs/resilience.py: keys of dead workers expire within LIVENESS_TTL) is put back at the
+front of its queue. A job that keeps killing its workers (say, out of memory) is failed with
+a readable reason after MAX_ABANDONS, instead of taking worker after worker down.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis import Redis
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from .runtime import JSONJob
+
+logger = logging.getLogger("app.jobs.abandoned")
+
+MAX_ABANDONS = 3
+LOCK_KEY = "egoejo:abandoned-sweep"
+
+
+def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
+    """Requeue (or finally fail) started jobs whose worker is gone; returns their ids."""
+    from app.jobs.queues import QUEUES, get_queue
+
+    if not connection.set(LOCK_KEY, 1, nx=True, ex=5):
+        return []  # another process is sweeping right now
+    recovered: list[str] = []
+    try:
+        for name in queue_names:
+            registry = StartedJobRegistry(name, connection=connection, job_class=JSONJob, serializer=JSONSerializer)
+            for entry in connection.zrange(registry.key, 0, -1):
+                entry = entry.decode()
+                job_id = entry.split(":", 1)[0]
+                job = JSONJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+                if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
+                    continue
+                if job.worker_name and connection.exists(f"rq:worker:{job.worker_name}"):
+                    continue  # its worker is alive and working on it
+                connection.zrem(registry.key, entry)
+                abandons = int(job.meta.get("abandoned", 0)) + 1
+                job.meta["abandoned"] = abandons
+                job.save_meta()
+                queue = get_queue(QUEUES[name]) if name in QUEUES else None
+                if queue is None:
+                    continue
+                if abandons > MAX_ABANDONS:
+                    reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
+                    with connection.pipeline() as pipe:
+                        job.set_status(JobStatus.FAILED, pipeline=pipe)
+                        FailedJobRegistry(name, connection=connection, serializer=JSONSerializer).add(
+                            job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe
+                        )
+                        pipe.execute()
+                    from app.services import background_jobs
+
+                    background_jobs.mark_ended(job.id, failed=True, reason=reason)
+                    logger.error("job %s failed: %s", job.id, reason)
+                    continue
+                queue._enqueue_job(job, at_front=True)
+                logger.warning(
+                    "job %s (%s) was abandoned by dead worker %s: requeued (%d/%d)",
+                    job.id, job.func_name, job.worker_name, abandons, MAX_ABANDONS,
+                )
+                recovered.append(job.id)
+    finally:
+        connection.delete(LOCK_KEY)
+    return recovered
