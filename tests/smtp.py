@@ -2,11 +2,13 @@
 
 - `reject_recipients`: addresses answered with 550 at RCPT (a permanent refusal);
 - `defer_data`: how many DATA commands to answer 451 before accepting (a transient one);
+- `rcpt_delay`: seconds to wait at each RCPT (sets `rcpt_started`), to kill a sender mid-job;
 - `tls=True`: offers STARTTLS with a self-signed certificate for 127.0.0.1 (`cafile` to trust it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import subprocess
@@ -41,6 +43,9 @@ class _Handler:
         self.sink = sink
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # type: ignore[no-untyped-def]
+        if self.sink.rcpt_delay:
+            self.sink.rcpt_started.set()  # a test may kill the sender now: mid-job, before any content
+            await asyncio.sleep(self.sink.rcpt_delay)
         if address in self.sink.reject_recipients:
             return "550 5.1.1 No such mailbox"
         envelope.rcpt_tos.append(address)
@@ -66,6 +71,8 @@ class SmtpSink:
         self.tls_flags: list[bool] = []
         self.reject_recipients: set[str] = set()
         self.defer_data = 0
+        self.rcpt_delay = 0.0
+        self.rcpt_started = threading.Event()
         self.lock = threading.Lock()
         self.cafile: Path | None = None
         options: dict[str, object] = {}

@@ -1,0 +1,106 @@
+"""Redis killed and restarted, flushed, or away for 10 s at the end of a job: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.stack import Stack
+from tests.smtp import SmtpSink
+
+pytestmark = pytest.mark.e2e
+
+
+def enqueue_mails(stack: Stack, count: int, offset: int = 0) -> None:
+    code = f"""
+from django.db import transaction
+from app.jobs import emails
+from app.jobs.queues import enqueue
+with transaction.atomic():
+    for i in range({offset}, {offset + count}):
+        enqueue(emails.send_email, f"r{{i}}@example.org", f"Mail {{i}}", "<p>hello</p>")
+print("ok")
+"""
+    assert stack.shell(code) == "ok"
+
+
+def wait_all_finished(stack: Stack, total: int, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        done = stack.query("select count(*) from egoejo_backgroundjob where state = 'finished'")[0][0]
+        if done == total:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"only {done} of {total} jobs finished\n{stack.log_text()}")
+
+
+def assert_each_mail_once(sink: SmtpSink, count: int) -> None:
+    recipients = sink.recipients()
+    assert sorted(set(recipients)) == sorted(f"r{i}@example.org" for i in range(count))
+    assert len(recipients) == count, "a mail was delivered twice"
+
+
+@pytest.fixture
+def sink():  # type: ignore[no-untyped-def]
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_killed_and_restarted_with_aof_mid_run(tmp_path: Path, private_redis, sink):
+    sink.rcpt_delay = 0.02
+    stack = Stack(tmp_path, private_redis, sink.port)
+    try:
+        enqueue_mails(stack, 200)
+        stack.start_scheduler()
+        stack.start_workers(2)
+        sink.wait_for(20, timeout=30)
+        private_redis.kill()
+        time.sleep(3)
+        private_redis.start()  # same port, same AOF
+        recovered = wait_all_finished(stack, 200, timeout=90)
+        assert_each_mail_once(sink, 200)
+        assert all(p.poll() is None for p in stack.workers), "a worker exited on the outage"
+        print(f"Redis killed and restarted: all done {recovered:.1f} s after the restart")
+    finally:
+        stack.stop()
+
+
+def test_redis_flushed_mid_run(tmp_path: Path, private_redis, sink):
+    sink.rcpt_delay = 0.02
+    stack = Stack(tmp_path, private_redis, sink.port)
+    try:
+        enqueue_mails(stack, 200)
+        stack.start_scheduler()
+        stack.start_workers(2)
+        sink.wait_for(20, timeout=30)
+        private_redis.client().flushdb()  # every queued job, every registry: gone
+        recovered = wait_all_finished(stack, 200, timeout=90)
+        assert_each_mail_once(sink, 200)
+        print(f"FLUSHDB: all done {recovered:.1f} s after the flush (outbox re-sent the lost jobs)")
+    finally:
+        stack.stop()
+
+
+def test_redis_away_for_10_s_at_the_end_of_a_job(tmp_path: Path, private_redis, sink):
+    sink.rcpt_delay = 1.0
+    stack = Stack(tmp_path, private_redis, sink.port)
+    try:
+        enqueue_mails(stack, 1)
+        stack.start_workers(1, queues=("emails",))
+        stack.start_scheduler()
+        assert sink.rcpt_started.wait(30), stack.log_text()
+        private_redis.kill()  # the job ends (mail accepted) while Redis is away
+        sink.wait_for(1, timeout=10)
+        time.sleep(10)
+        private_redis.start()
+        wait_all_finished(stack, 1, timeout=90)
+        enqueue_mails(stack, 1, offset=1)  # and the same worker takes new work afterwards
+        wait_all_finished(stack, 2, timeout=60)
+        assert_each_mail_once(sink, 2)
+        assert stack.workers[0].poll() is None, "the worker exited"
+    finally:
+        stack.stop()
