@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
-from .redis_layout import build_layout
+from .redis_layout import build_layout, parse_sentinels, sentinel_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("EGOEJO_VAR_DIR", str(BASE_DIR / "var")))
@@ -124,10 +124,26 @@ CACHES = {
 # --- RQ ------------------------------------------------------------------------------
 # Queue names, timeouts and retry policy live in app/jobs/queues.py; this only says where
 # the queues are. JSON, not pickle: nothing read back from Redis can execute code.
-RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
+# With Redis Sentinel (REDIS_SENTINELS=host:port,... and REDIS_SENTINEL_MASTER), web, workers
+# and scheduler ask the sentinels for the current master, and follow a failover.
+_sentinels = env_optional("REDIS_SENTINELS")
+if _sentinels:
+    _master = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+    _queue_connection = {
+        "SENTINELS": parse_sentinels(_sentinels),
+        "MASTER_NAME": _master,
+        "DB": REDIS_LAYOUT.queues_db,
+        "PASSWORD": env_optional("REDIS_PASSWORD"),
+        "SOCKET_TIMEOUT": 5,
+        "CONNECTION_KWARGS": {"socket_connect_timeout": 2},
+    }
+    RQ_QUEUES_URL = sentinel_url(parse_sentinels(_sentinels), _master, REDIS_LAYOUT.queues_db)
+else:
+    _queue_connection = {"URL": REDIS_LAYOUT.queues_url}
+    RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
 RQ_QUEUES = {
     name: {
-        "URL": RQ_QUEUES_URL,
+        **_queue_connection,
         "DEFAULT_TIMEOUT": timeout,
         "SERIALIZER": "rq.serializers.JSONSerializer",
     }

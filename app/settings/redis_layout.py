@@ -54,3 +54,20 @@ def build_layout(redis_url: str, channels_db: int, cache_db: int, queues_db: int
         raise ImproperlyConfigured(f"The cache and channels Redis DBs must differ (both are {cache_db}).")
     base = urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
     return RedisLayout(base_url=base, channels_db=channels_db, cache_db=cache_db, queues_db=queues_db)
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """"host:port,host:port" → [(host, port), ...]"""
+    sentinels = []
+    for item in value.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ImproperlyConfigured(f"REDIS_SENTINELS must be host:port[,host:port...], not {value!r}.")
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+def sentinel_url(sentinels: list[tuple[str, int]], master: str, db: int) -> str:
+    """The redis+sentinel:// form rq-dashboard understands."""
+    hosts = ",".join(f"{host}:{port}" for host, port in sentinels)
+    return f"redis+sentinel://{hosts}/{master}/{db}"

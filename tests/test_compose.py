@@ -1,0 +1,101 @@
+"""docker-compose.yml: valid, complete, and free of secrets (checked by `docker compose config`; no engine needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+QUEUE_TIMEOUTS = {"emails": 60, "images": 300, "metrics": 600}
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    message = "neither `docker compose` nor `docker-compose` is installed (scripts/test installs docker-compose)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory) -> dict:  # type: ignore[type-arg]
+    project = tmp_path_factory.mktemp("compose")
+    shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
+    (project / "deploy").mkdir()
+    shutil.copy(ROOT / "deploy" / "compose.env.example", project / "deploy" / "compose.env")
+    result = subprocess.run(
+        [*compose_command(), "-f", str(project / "docker-compose.yml"), "--profile", "dev", "--profile", "release", "config"],
+        cwd=project, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def seconds(value: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    total, number = 0, ""
+    for char in str(value):
+        if char.isdigit():
+            number += char
+        else:
+            total += int(number) * units[char]
+            number = ""
+    return total + (int(number) if number else 0)
+
+
+def test_the_stack_has_every_service(resolved):
+    assert set(resolved["services"]) == {
+        "redis", "postgres", "migrate", "web", "worker-light", "worker-images", "scheduler", "dashboard", "mailcatcher",
+    }
+
+
+def test_redis_keeps_its_data_and_reports_health(resolved):
+    redis = resolved["services"]["redis"]
+    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    assert "healthcheck" in redis
+
+
+def test_migrations_are_a_release_step_not_part_of_every_start(resolved):
+    assert resolved["services"]["migrate"]["command"][-2:] == ["migrate", "--noinput"]
+    assert resolved["services"]["migrate"]["profiles"] == ["release"]
+    for name in ("web", "worker-light", "worker-images", "scheduler"):
+        assert "migrate" not in " ".join(resolved["services"][name]["command"])
+
+
+def test_workers_get_to_finish_their_longest_job(resolved):
+    light = resolved["services"]["worker-light"]
+    images = resolved["services"]["worker-images"]
+    assert "rqpool" in light["command"] and "emails" in light["command"] and "metrics" in light["command"]
+    assert "rqworker" in images["command"] and "images" in images["command"]
+    assert seconds(light["stop_grace_period"]) > max(QUEUE_TIMEOUTS["emails"], QUEUE_TIMEOUTS["metrics"])
+    assert seconds(images["stop_grace_period"]) > QUEUE_TIMEOUTS["images"]
+    for name in ("web", "worker-light", "worker-images", "scheduler", "dashboard", "redis", "postgres"):
+        assert resolved["services"][name]["restart"] == "unless-stopped"
+
+
+def test_the_dashboard_is_not_published_and_the_scheduler_is_single(resolved):
+    assert "ports" not in resolved["services"]["dashboard"]
+    assert resolved["services"]["scheduler"].get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_no_secret_in_the_compose_file():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for secret_name in ("SECRET_KEY", "PASSWORD", "TOKEN"):
+        for line in text.splitlines():
+            assert not (secret_name in line and "=" in line and not line.strip().startswith("#")), line
+    assert "env_file: deploy/compose.env" in text
+    assert "deploy/compose.env" in (ROOT / ".gitignore").read_text()
+
+
+def test_the_image_runs_as_a_non_root_user():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "\nUSER egoejo" in dockerfile
+    assert "FROM python:3.11." in dockerfile
