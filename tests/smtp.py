@@ -64,7 +64,7 @@ class _Handler:
 
 
 class SmtpSink:
-    def __init__(self, port: int | None = None, tls: bool = False) -> None:
+    def __init__(self, port: int | None = None, tls: bool = False, host: str = "127.0.0.1") -> None:
         self.port = port or free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.sessions: set[object] = set()
@@ -83,7 +83,7 @@ class SmtpSink:
             context.load_cert_chain(cert, key)
             options = {"tls_context": context, "require_starttls": True}
             self.cafile = cert
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **options)
+        self._controller = Controller(_Handler(self), hostname=host, port=self.port, **options)
 
     def start(self) -> None:
         self._controller.start()

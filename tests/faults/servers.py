@@ -14,8 +14,12 @@ from tests.smtp import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path, appendonly: bool = False) -> None:
+    def __init__(
+        self, directory: Path, appendonly: bool = False, extra_binds: tuple[str, ...] = (), password: str = ""
+    ) -> None:
         self.directory = directory
+        self.extra_binds = extra_binds
+        self.password = password
         self.port = free_port()
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
@@ -23,15 +27,17 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}"
 
     def client(self, db: int = 2) -> redis.Redis:
         return redis.Redis.from_url(f"{self.url}/{db}")
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", *self.extra_binds, "--dir", str(self.directory),
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
