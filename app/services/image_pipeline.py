@@ -7,6 +7,7 @@ decoder where the format allows (JPEG draft), so a large photo costs little memo
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -42,7 +43,12 @@ def validate_parameters(max_width: int, max_height: int, quality: int) -> None:
 def open_checked(data: bytes, max_pixels: int) -> Image.Image:
     """Open (without decoding) and refuse what we won't process."""
     try:
-        image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+        with warnings.catch_warnings():
+            # Pillow only warns between 89 M and 179 M pixels: here it's an error, before decoding.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+    except Image.DecompressionBombWarning as exc:
+        raise PermanentJobError(f"image too large: over the pixel limit ({exc})") from None
     except UnidentifiedImageError:
         raise PermanentJobError("not a JPEG, PNG, WebP or GIF image") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -50,7 +50,9 @@ def sink():  # type: ignore[no-untyped-def]
     server.stop()
 
 
-def test_redis_killed_and_restarted_with_aof_mid_run(tmp_path: Path, private_redis, sink):
+@pytest.fixture
+def busy_stack(tmp_path: Path, private_redis, sink):  # type: ignore[no-untyped-def]
+    """200 mails queued, two workers and the scheduler running, the first 20 delivered."""
     sink.rcpt_delay = 0.02
     stack = Stack(tmp_path, private_redis, sink.port)
     try:
@@ -58,31 +60,26 @@ def test_redis_killed_and_restarted_with_aof_mid_run(tmp_path: Path, private_red
         stack.start_scheduler()
         stack.start_workers(2)
         sink.wait_for(20, timeout=30)
-        private_redis.kill()
-        time.sleep(3)
-        private_redis.start()  # same port, same AOF
-        recovered = wait_all_finished(stack, 200, timeout=90)
-        assert_each_mail_once(sink, 200)
-        assert all(p.poll() is None for p in stack.workers), "a worker exited on the outage"
-        print(f"Redis killed and restarted: all done {recovered:.1f} s after the restart")
+        yield stack
     finally:
         stack.stop()
 
 
-def test_redis_flushed_mid_run(tmp_path: Path, private_redis, sink):
-    sink.rcpt_delay = 0.02
-    stack = Stack(tmp_path, private_redis, sink.port)
-    try:
-        enqueue_mails(stack, 200)
-        stack.start_scheduler()
-        stack.start_workers(2)
-        sink.wait_for(20, timeout=30)
-        private_redis.client().flushdb()  # every queued job, every registry: gone
-        recovered = wait_all_finished(stack, 200, timeout=90)
-        assert_each_mail_once(sink, 200)
-        print(f"FLUSHDB: all done {recovered:.1f} s after the flush (outbox re-sent the lost jobs)")
-    finally:
-        stack.stop()
+def test_redis_killed_and_restarted_with_aof_mid_run(busy_stack: Stack, private_redis, sink):
+    private_redis.kill()
+    time.sleep(3)
+    private_redis.start()  # same port, same AOF
+    recovered = wait_all_finished(busy_stack, 200, timeout=90)
+    assert_each_mail_once(sink, 200)
+    assert all(p.poll() is None for p in busy_stack.workers), "a worker exited on the outage"
+    print(f"Redis killed and restarted: all done {recovered:.1f} s after the restart")
+
+
+def test_redis_flushed_mid_run(busy_stack: Stack, private_redis, sink):
+    private_redis.client().flushdb()  # every queued job, every registry: gone
+    recovered = wait_all_finished(busy_stack, 200, timeout=90)
+    assert_each_mail_once(sink, 200)
+    print(f"FLUSHDB: all done {recovered:.1f} s after the flush (outbox re-sent the lost jobs)")
 
 
 def test_redis_away_for_10_s_at_the_end_of_a_job(tmp_path: Path, private_redis, sink):
