@@ -128,7 +128,7 @@ def _worker(args: tuple[str, str, int]) -> int:
 
 
 def two_process_rate(pipeline: str, path: Path, count: int) -> float:
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    with multiprocessing.get_context("spawn").Pool(2) as pool:  # libvips threads and fork deadlock
         pool.map(_worker, [(pipeline, str(path), 1)] * 2)  # warm-up
         started = time.perf_counter()
         pool.map(_worker, [(pipeline, str(path), count)] * 2)

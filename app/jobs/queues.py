@@ -74,9 +74,25 @@ def spec_for(func: Callable[..., Any] | str) -> QueueSpec:
         raise ValueError(f"{path} is not a job of any queue (expected one of {sorted(QUEUE_OF_MODULE)})") from None
 
 
+_queues: dict[tuple[str, str], Queue] = {}
+
+
 def get_queue(spec: QueueSpec) -> Queue:
-    # commit_mode="auto": the on-commit deferral is done here, once, for the whole enqueue.
-    return django_rq.get_queue(spec.name, commit_mode="auto")
+    """The queue object, built once per process: django_rq.get_queue opens a new Redis
+    connection pool on every call, a TCP handshake on every enqueue of a request."""
+    from django.conf import settings
+
+    key = (spec.name, repr(settings.RQ_QUEUES[spec.name]))  # settings may change (tests)
+    queue = _queues.get(key)
+    if queue is None:
+        # commit_mode="auto": the on-commit deferral is done here, once, for the whole enqueue.
+        queue = _queues[key] = django_rq.get_queue(spec.name, commit_mode="auto")
+    return queue
+
+
+def redis_connection() -> Any:
+    """The queues' Redis (all three share it), reusing the per-process connection pool."""
+    return get_queue(EMAILS).connection
 
 
 def enqueue(

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import django_rq
 from django.db import DatabaseError
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -14,6 +13,7 @@ from rq.exceptions import NoSuchJobError
 
 from app.jobs.runtime import JSONJob
 from app.models import BackgroundJob
+from app.jobs.queues import redis_connection
 
 logger = logging.getLogger("app.jobs")
 
@@ -59,7 +59,7 @@ def status_for_owner(job_id: str, owner_id: int) -> JobStatus | None:
         return None
     status, reason, result = record.state, record.failure_reason, None
     try:
-        job = JSONJob.fetch(job_id, connection=django_rq.get_connection(record.queue))
+        job = JSONJob.fetch(job_id, connection=redis_connection())
         status = job.get_status(refresh=False) or status
         if status == "failed" and not reason:
             latest = job.latest_result()

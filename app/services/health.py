@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.db import DatabaseError, connection
 from redis import Redis
 from redis.exceptions import RedisError
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from app.jobs.queues import QUEUES
+from app.jobs.queues import QUEUES, redis_connection
 
 SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
 
@@ -44,7 +43,7 @@ def check_health() -> HealthReport:
         report.checks["database"] = {"ok": True}
     except DatabaseError as exc:
         report.checks["database"] = {"ok": False, "reason": f"database unreachable ({type(exc).__name__})"}
-    redis = django_rq.get_connection("emails")
+    redis = redis_connection()
     try:
         redis.ping()
     except RedisError as exc:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -19,6 +18,7 @@ from django.db.models import Count, Max, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from app.jobs.queues import redis_connection
 from app.models import Contribution, ImpactDashboard
 
 logger = logging.getLogger("app.impact")
@@ -152,7 +152,7 @@ def _trigger(user_id: int) -> str:
     job_id = uuid4().hex
     key = PENDING_KEY.format(user_id=user_id)
     try:
-        redis = django_rq.get_connection("metrics")
+        redis = redis_connection()
         if not redis.set(key, job_id, nx=True, ex=PENDING_TTL_SECONDS):
             existing = redis.get(key)
             if existing is not None:
@@ -167,7 +167,7 @@ def _trigger(user_id: int) -> str:
 def clear_pending(user_id: int) -> None:
     """Called when a refresh starts: later triggers must queue a new run, they can't join this one."""
     try:
-        django_rq.get_connection("metrics").delete(PENDING_KEY.format(user_id=user_id))
+        redis_connection().delete(PENDING_KEY.format(user_id=user_id))
     except RedisError:
         logger.warning("could not clear the pending-refresh marker of user %s", user_id)
 

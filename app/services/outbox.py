@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import django_rq
 from django.utils import timezone
 
-from app.jobs.queues import QUEUES, send_to_redis
+from app.jobs.queues import QUEUES, redis_connection, send_to_redis
 from app.models import BackgroundJob
 
 logger = logging.getLogger("app.jobs.outbox")
@@ -29,7 +28,7 @@ def resend_lost_jobs(min_age: timedelta = MIN_AGE, batch: int = BATCH) -> int:
     )
     if not pending:
         return 0
-    connection = django_rq.get_connection("emails")
+    connection = redis_connection()
     with connection.pipeline(transaction=False) as pipe:
         for job_id, *_ in pending:
             pipe.exists(f"rq:job:{job_id}")

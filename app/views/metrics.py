@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from secrets import compare_digest
 
-import django_rq
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
@@ -12,6 +11,7 @@ from prometheus_client.exposition import choose_encoder
 
 from app.middleware import may_operate_queues
 from app.services.job_metrics import JobStatsCollector
+from app.jobs.queues import redis_connection
 
 
 def _authorized(request: HttpRequest) -> bool:
@@ -31,6 +31,6 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobStatsCollector(django_rq.get_connection("emails")))
+    registry.register(JobStatsCollector(redis_connection()))
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encoder(registry), content_type=content_type)
