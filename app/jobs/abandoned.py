@@ -37,7 +37,17 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                 entry = entry.decode()
                 job_id = entry.split(":", 1)[0]
                 job = JSONJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
-                if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
+                if job is None:
+                    continue
+                status = job.get_status(refresh=False)
+                if status != JobStatus.STARTED:
+                    # An entry left behind by a run that was cut off by a Redis outage. A job
+                    # that says QUEUED but sits in no queue would wait forever: requeue it.
+                    if status == JobStatus.QUEUED and name in QUEUES and not _waiting(connection, name, job_id):
+                        connection.zrem(registry.key, entry)
+                        get_queue(QUEUES[name])._enqueue_job(job, at_front=True)
+                        logger.warning("job %s was queued in no queue: requeued", job_id)
+                        recovered.append(job_id)
                     continue
                 if job.worker_name and connection.exists(f"rq:worker:{job.worker_name}"):
                     continue  # its worker is alive and working on it
@@ -67,6 +77,54 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                     job.id, job.func_name, job.worker_name, abandons, MAX_ABANDONS,
                 )
                 recovered.append(job.id)
+        for name in queue_names:
+            recovered.extend(_requeue_stuck_in_intermediate(connection, name))
     finally:
         connection.delete(LOCK_KEY)
     return recovered
+
+
+STUCK_AFTER_SECONDS = 10
+
+
+def _waiting(connection: Redis, name: str, job_id: str) -> bool:
+    from rq.intermediate_queue import IntermediateQueue
+
+    queue_key = f"rq:queue:{name}"
+    return any(
+        connection.lpos(key, job_id) is not None
+        for key in (queue_key, IntermediateQueue.get_intermediate_queue_key(queue_key))
+    )
+
+
+def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
+    """RQ 3 moves a dequeued job to `<queue>:intermediate` before registering it as started.
+
+    A worker that dies (or loses Redis) between the two leaves the job there, still QUEUED;
+    RQ's own cleanup fails it after a minute. A healthy hand-over takes milliseconds, so a
+    queued job seen there in two sweeps 10 s apart goes back to the front of its queue.
+    """
+    from rq.intermediate_queue import IntermediateQueue
+
+    queue_key = f"rq:queue:{name}"
+    intermediate_key = IntermediateQueue.get_intermediate_queue_key(queue_key)
+    requeued = []
+    for raw in connection.lrange(intermediate_key, 0, -1):
+        job_id = raw.decode()
+        job = JSONJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+        if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
+            continue
+        seen_key = f"egoejo:intermediate-seen:{job_id}"
+        if connection.set(seen_key, 1, nx=True, ex=STUCK_AFTER_SECONDS * 6):
+            continue  # first sighting: give the worker time to register it
+        ttl = connection.ttl(seen_key)
+        if ttl > STUCK_AFTER_SECONDS * 5:
+            continue  # seen less than 10 s ago
+        with connection.pipeline() as pipe:
+            pipe.lrem(intermediate_key, 1, job_id)
+            pipe.lpush(queue_key, job_id)
+            pipe.delete(seen_key)
+            pipe.execute()
+        logger.warning("job %s (%s) was stuck between dequeue and start: requeued", job_id, job.func_name)
+        requeued.append(job_id)
+    return requeued

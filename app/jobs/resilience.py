@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import threading
 import time
@@ -102,7 +103,15 @@ class ResilientWorkerMixin:
         logger.warning("worker %s: Redis is back, resuming", self.name)  # type: ignore[attr-defined]
 
     def _start_again_under_a_new_name(self) -> None:
-        # The old name's key expires by itself; what it was running is recovered as abandoned.
+        # The old name's key expires by itself; what it was running is recovered as abandoned
+        # and run again elsewhere, so a work-horse still running it must not go on: stop it.
+        horse_pid = getattr(self, "horse_pid", 0)
+        if horse_pid:
+            try:
+                os.kill(horse_pid, signal.SIGKILL)
+                os.waitpid(horse_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
         self.name = uuid.uuid4().hex  # type: ignore[attr-defined]
         self._stop_requested = False  # type: ignore[attr-defined]
         self._last_heartbeat = None

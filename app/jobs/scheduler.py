@@ -6,6 +6,8 @@ import logging
 import time
 
 from django_rq.queues import DjangoScheduler
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
 from redis.exceptions import RedisError
 
 from .runtime import JSONJob
@@ -16,6 +18,21 @@ logger = logging.getLogger("app.jobs.scheduler")
 
 class ProjectScheduler(DjangoScheduler):
     job_class = JSONJob
+
+    def _fire_due_retries(self, queue_names: list[str]) -> None:
+        """Move due retries to their queues when no worker's RQ scheduler does it.
+
+        RQ's scheduler lives in a child of one worker (--with-scheduler) and holds a lock
+        per queue; if that child died (it does on a Redis error), retries would wait for
+        the next worker restart. Taking only the locks nobody holds keeps one scheduler per
+        queue at a time.
+        """
+        scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JSONSerializer)
+        if scheduler.acquire_locks(auto_start=False):
+            try:
+                scheduler.enqueue_scheduled_jobs()
+            finally:
+                scheduler.release_locks()
 
     def heartbeat(self) -> None:
         super().heartbeat()
@@ -40,6 +57,7 @@ class ProjectScheduler(DjangoScheduler):
             from app.jobs.queues import QUEUES
 
             sweep(self.connection, list(QUEUES))
+            self._fire_due_retries(list(QUEUES))
         except RedisError:
             logger.exception("abandoned-job sweep failed")
         try:

@@ -33,7 +33,23 @@ def wait_all_finished(stack: Stack, total: int, timeout: float) -> float:
         if done == total:
             return time.monotonic() - started
         time.sleep(0.5)
-    raise AssertionError(f"only {done} of {total} jobs finished\n{stack.log_text()}")
+    raise AssertionError(f"only {done} of {total} jobs finished\n{describe_pending(stack)}\n{stack.log_text()}")
+
+
+def describe_pending(stack: Stack) -> str:
+    """Where each unfinished job is in Redis: the first thing to know when one is stranded."""
+    import redis
+
+    client = redis.Redis.from_url(stack.env["REDIS_URL"] + "/2")
+    lines = []
+    for (job_id,) in stack.query("select id from egoejo_backgroundjob where state != 'finished'"):
+        places = [
+            key.decode() for key in client.keys("rq:*")
+            if (client.type(key) == b"list" and job_id.encode() in client.lrange(key, 0, -1))
+            or (client.type(key) == b"zset" and any(m.startswith(job_id.encode()) for m in client.zrange(key, 0, -1)))
+        ]
+        lines.append(f"{job_id}: {client.hmget(f'rq:job:{job_id}', 'status', 'worker_name', 'retries_left')} in {places}")
+    return "\n".join(lines)
 
 
 def assert_each_mail_once(sink: SmtpSink, count: int) -> None:

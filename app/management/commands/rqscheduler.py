@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -10,8 +11,25 @@ import django_rq
 from django.core.management.base import BaseCommand
 from rq_scheduler.utils import setup_loghandlers
 
+from redis import Redis
+from redis.exceptions import RedisError
+
 from app.jobs.scheduler import ProjectScheduler
 from app.jobs.schedules import ensure_schedules
+
+
+logger = logging.getLogger("app.jobs.scheduler")
+
+
+def wait_for_redis(connection: Redis) -> None:
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except RedisError:
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class Command(BaseCommand):
@@ -28,13 +46,19 @@ class Command(BaseCommand):
         os.environ["TZ"] = "UTC"
         time.tzset()
         setup_loghandlers("DEBUG" if options["verbosity"] >= 2 else "INFO")
-        scheduler = ProjectScheduler(
-            queue_name="metrics",
-            interval=options["interval"],
-            connection=django_rq.get_connection("metrics"),
-        )
+        connection = django_rq.get_connection("metrics")
+        scheduler = ProjectScheduler(queue_name="metrics", interval=options["interval"], connection=connection)
         registered = ensure_schedules(scheduler)
         self.stdout.write(f"schedules registered: {registered or 'none new'}")
         if options["register_only"]:
             return
-        scheduler.run(burst=options["burst"])
+        while True:
+            try:
+                scheduler.run(burst=options["burst"])
+                return
+            except RedisError as exc:
+                # rq-scheduler's loop dies on the first connection error; the scheduler is what
+                # re-sends lost jobs and requeues abandoned ones, so it must outlive an outage.
+                logger.error("scheduler lost Redis (%s); waiting for it to come back", exc)
+                wait_for_redis(connection)
+                scheduler = ProjectScheduler(queue_name="metrics", interval=options["interval"], connection=connection)
