@@ -63,7 +63,7 @@ def status_for_owner(job_id: str, owner_id: int) -> JobStatus | None:
         status = job.get_status(refresh=False) or status
         if status == "failed" and not reason:
             latest = job.latest_result()
-            reason = _last_line(latest.exc_string if latest else "")
+            reason = last_line(latest.exc_string if latest else "")
         elif status == "finished":
             result = job.return_value(refresh=False)
     except NoSuchJobError:
@@ -82,6 +82,6 @@ def status_for_owner(job_id: str, owner_id: int) -> JobStatus | None:
     )
 
 
-def _last_line(exc_string: str | None) -> str:
+def last_line(exc_string: str | None) -> str:
     lines = [line for line in (exc_string or "").strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""

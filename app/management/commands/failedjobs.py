@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from app.jobs.queues import QUEUES, get_queue
-from app.services.background_jobs import _last_line
+from app.services.background_jobs import last_line
 
 
 class Command(BaseCommand):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
                     self.stdout.write(f"  {job_id}  (expired)")
                     continue
                 result = job.latest_result()
-                reason = _last_line(result.exc_string if result else "") or "(no reason recorded)"
+                reason = last_line(result.exc_string if result else "") or "(no reason recorded)"
                 self.stdout.write(f"  {job_id}  {job.func_name}  {reason}")
                 if options["requeue"]:
                     registry.requeue(job_id)
