@@ -43,7 +43,15 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                 if status != JobStatus.STARTED:
                     # An entry left behind by a run that was cut off by a Redis outage. A job
                     # that says QUEUED but sits in no queue would wait forever: requeue it.
-                    if status == JobStatus.QUEUED and name in QUEUES and not _waiting(connection, name, job_id):
+                    # Only after two sightings 10 s apart: a worker that listens on several
+                    # queues pops with BLPOP, so between that pop and marking the job STARTED a
+                    # healthy job is briefly "queued" in no queue, too.
+                    if (
+                        status == JobStatus.QUEUED
+                        and name in QUEUES
+                        and not _waiting(connection, name, job_id)
+                        and _stuck_for_a_while(connection, job_id)
+                    ):
                         connection.zrem(registry.key, entry)
                         get_queue(QUEUES[name])._enqueue_job(job, at_front=True)
                         logger.warning("job %s was queued in no queue: requeued", job_id)
@@ -87,6 +95,17 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
 STUCK_AFTER_SECONDS = 10
 
 
+def _stuck_for_a_while(connection: Redis, job_id: str) -> bool:
+    """True from the second sighting at least STUCK_AFTER_SECONDS after the first one."""
+    seen_key = f"egoejo:stuck-seen:{job_id}"
+    if connection.set(seen_key, 1, nx=True, ex=STUCK_AFTER_SECONDS * 6):
+        return False  # first sighting: give the worker time to register it
+    if connection.ttl(seen_key) > STUCK_AFTER_SECONDS * 5:
+        return False  # first seen less than 10 s ago
+    connection.delete(seen_key)
+    return True
+
+
 def _waiting(connection: Redis, name: str, job_id: str) -> bool:
     from rq.intermediate_queue import IntermediateQueue
 
@@ -114,16 +133,11 @@ def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
         job = JSONJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
             continue
-        seen_key = f"egoejo:intermediate-seen:{job_id}"
-        if connection.set(seen_key, 1, nx=True, ex=STUCK_AFTER_SECONDS * 6):
-            continue  # first sighting: give the worker time to register it
-        ttl = connection.ttl(seen_key)
-        if ttl > STUCK_AFTER_SECONDS * 5:
-            continue  # seen less than 10 s ago
+        if not _stuck_for_a_while(connection, job_id):
+            continue
         with connection.pipeline() as pipe:
             pipe.lrem(intermediate_key, 1, job_id)
             pipe.lpush(queue_key, job_id)
-            pipe.delete(seen_key)
             pipe.execute()
         logger.warning("job %s (%s) was stuck between dequeue and start: requeued", job_id, job.func_name)
         requeued.append(job_id)
