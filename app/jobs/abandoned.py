@@ -106,6 +106,16 @@ def _stuck_for_a_while(connection: Redis, job_id: str) -> bool:
     return True
 
 
+def orphaned(connection: Redis, name: str, job_id: str) -> bool:
+    """A QUEUED job in no queue list, no intermediate list and no started registry, seen so twice."""
+    if _waiting(connection, name, job_id):
+        return False
+    started_key = StartedJobRegistry(name, connection=connection, serializer=JSONSerializer).key
+    if any(m.decode().split(":", 1)[0] == job_id for m in connection.zrange(started_key, 0, -1)):
+        return False
+    return _stuck_for_a_while(connection, job_id)
+
+
 def _waiting(connection: Redis, name: str, job_id: str) -> bool:
     from rq.intermediate_queue import IntermediateQueue
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from app.jobs.abandoned import orphaned
 from app.jobs.queues import QUEUES, redis_connection, send_to_redis
 from app.models import BackgroundJob
 
@@ -31,11 +32,19 @@ def resend_lost_jobs(min_age: timedelta = MIN_AGE, batch: int = BATCH) -> int:
     connection = redis_connection()
     with connection.pipeline(transaction=False) as pipe:
         for job_id, *_ in pending:
-            pipe.exists(f"rq:job:{job_id}")
-        present = pipe.execute()
+            pipe.hget(f"rq:job:{job_id}", "status")
+        statuses = pipe.execute()
     resent = 0
-    for (job_id, queue, func, args, kwargs), exists in zip(pending, present):
-        if exists or queue not in QUEUES:
+    for (job_id, queue, func, args, kwargs), status in zip(pending, statuses):
+        if queue not in QUEUES:
+            continue
+        if status is not None:
+            if status == b"queued" and orphaned(connection, queue, job_id):
+                # Its hash survived but the queue entry didn't (a failover lost the last
+                # writes of the old master, say): nothing would ever run it.
+                connection.lpush(f"rq:queue:{queue}", job_id)
+                logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
+                resent += 1
             continue
         if send_to_redis(QUEUES[queue], job_id, func, args, kwargs) is not None:
             logger.warning("job %s (%s) was missing from Redis: re-sent", job_id, func)
