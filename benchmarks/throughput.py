@@ -1,8 +1,8 @@
-"""Per-job overhead: forking worker (baseline) vs the light-queue pool, enqueue rates, request-path cost.
+"""Per-job overhead: forking worker (baseline) vs the light-queue pool, and enqueue rates.
 
     scripts/bench throughput [--quick]
 
-Django is loaded in every worker. Drain throughput is measured from the first job's start to
+Django is loaded in every worker. The request-path cost is benchmarks/request_path.py. Drain throughput is measured from the first job's start to
 the last job's end (worker boot excluded), with two processes per configuration.
 """
 
@@ -98,29 +98,6 @@ def enqueue_rates(count: int) -> dict[str, float]:
     return rates
 
 
-def request_path_cost(count: int) -> tuple[list[float], list[float]]:
-    """Per-request ms of a registration-like transaction, without and with the enqueue."""
-    from django.contrib.auth import get_user_model
-    from django.db import transaction
-
-    from app.jobs import emails
-    from app.jobs.queues import enqueue
-
-    User = get_user_model()
-    without, with_enqueue = [], []
-    for index in range(count):
-        started = time.perf_counter()
-        with transaction.atomic():
-            User.objects.create(username=f"plain{index}", email=f"plain{index}@example.org")
-        without.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        with transaction.atomic():
-            user = User.objects.create(username=f"queued{index}", email=f"queued{index}@example.org")
-            enqueue(emails.send_welcome_email, user.pk, owner_id=user.pk)
-        with_enqueue.append((time.perf_counter() - started) * 1000)
-    return without, with_enqueue
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -161,17 +138,6 @@ def main() -> None:
             ["path", "jobs/s", "vs rq one by one"],
             [[name, f"{rate:,.0f}", f"{rate / base:.1f}x"] for name, rate in rates.items()],
         )
-        without, with_enqueue = request_path_cost(count // 3)
-        print_table(
-            "request path: a registration-like transaction (INSERT + commit), ms",
-            ["", "p50", "p99"],
-            [
-                ["without enqueue", f"{pct(without, .5):.3f}", f"{pct(without, .99):.3f}"],
-                ["with enqueue (outbox row + Redis push on commit)", f"{pct(with_enqueue, .5):.3f}", f"{pct(with_enqueue, .99):.3f}"],
-                ["added by the enqueue", f"{pct(with_enqueue, .5) - pct(without, .5):.3f}", f"{pct(with_enqueue, .99) - pct(without, .99):.3f}"],
-            ],
-        )
-
 
 if __name__ == "__main__":
     main()

@@ -28,8 +28,11 @@ def redis_db_index() -> Iterator[int]:
 @pytest.fixture(autouse=True)
 def redis_conn(redis_db_index: int) -> Iterator[redis.Redis]:
     """Every test starts and ends with an empty queue DB."""
+    from app.services import job_metrics
+
     connection = redis.Redis.from_url(f"{redis_db.redis_url()}/{redis_db_index}")
     connection.flushdb()
+    job_metrics._announced.clear()  # what this process announced went with the flush
     yield connection
     connection.flushdb()
 

@@ -4,6 +4,7 @@ Every job of the platform is enqueued through `enqueue()`: it records the job in
 database in the caller's transaction (app.models.BackgroundJob, the durable side of the
 enqueue) and sends it to Redis only after that transaction commits, so a rolled-back
 request enqueues nothing and a committed one loses nothing when Redis is briefly away.
+Inside a request the push waits until the response has gone (app.jobs.dispatch).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import django_rq
 from django.db import transaction
 from redis.exceptions import RedisError
 from rq import Callback, Queue
-from rq.job import Job, Retry
+from rq.job import Retry
+
+from app.jobs import dispatch
 
 logger = logging.getLogger("app.jobs")
 
@@ -112,10 +115,9 @@ def enqueue(
     path = func_path(func)
     spec = spec_for(path)
     job_id = job_id or uuid.uuid4().hex
-    BackgroundJob.objects.create(
-        id=job_id, queue=spec.name, func=path, args=list(args), kwargs=kwargs, owner_id=owner_id
-    )
-    transaction.on_commit(lambda: send_to_redis(spec, job_id, path, list(args), kwargs), robust=True)
+    BackgroundJob.record(spec.name, path, [(job_id, list(args), kwargs)], owner_id)
+    push = dispatch.Push(spec, job_id, path, list(args), kwargs)
+    transaction.on_commit(lambda: dispatch.after_commit([push]), robust=True)
     return job_id
 
 
@@ -130,14 +132,13 @@ def enqueue_many(func: Callable[..., Any], calls: Sequence[Sequence[Any]], owner
     path = func_path(func)
     spec = spec_for(path)
     jobs = [(uuid.uuid4().hex, list(args)) for args in calls]
-    BackgroundJob.objects.bulk_create(
-        [BackgroundJob(id=job_id, queue=spec.name, func=path, args=args, kwargs={}, owner_id=owner_id) for job_id, args in jobs]
-    )
-    transaction.on_commit(lambda: send_many_to_redis(spec, path, jobs), robust=True)
+    BackgroundJob.record(spec.name, path, [(job_id, args, {}) for job_id, args in jobs], owner_id)
+    pushes = [dispatch.Push(spec, job_id, path, args, {}) for job_id, args in jobs]
+    transaction.on_commit(lambda: dispatch.after_commit(pushes), robust=True)
     return [job_id for job_id, _ in jobs]
 
 
-def _job_options(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any]) -> dict[str, Any]:
+def job_options(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any]) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "timeout": spec.timeout,
@@ -150,28 +151,9 @@ def _job_options(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any]) -
     }
 
 
-def send_to_redis(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Job | None:
-    """Push a recorded job to Redis. A Redis outage is logged, not raised: the record stays
-    pending and the outbox reconciler sends it when Redis is back."""
-    try:
-        return get_queue(spec).enqueue_call(path, args=list(args), kwargs=kwargs, **_job_options(spec, job_id, path, args))
-    except RedisError as exc:
-        logger.warning("job %s (%s) recorded but not sent, Redis unavailable: %s", job_id, path, exc)
-        return None
-
-
-def send_many_to_redis(spec: QueueSpec, path: str, jobs: Sequence[tuple[str, Sequence[Any]]]) -> int:
-    """Push recorded jobs in one pipeline; on a Redis outage the outbox reconciler sends them later."""
-    queue = get_queue(spec)
-    datas = [Queue.prepare_data(path, args=list(args), **_job_options(spec, job_id, path, args)) for job_id, args in jobs]
-    try:
-        with queue.connection.pipeline() as pipe:
-            queue.enqueue_many(datas, pipeline=pipe)
-            pipe.execute()
-    except RedisError as exc:
-        logger.warning("%d %s jobs recorded but not sent, Redis unavailable: %s", len(jobs), path, exc)
-        return 0
-    return len(jobs)
+def send_to_redis(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
+    """Push one recorded job to Redis now (the outbox's re-send); False if Redis is away."""
+    return dispatch.send([dispatch.Push(spec, job_id, path, list(args), kwargs)]) == 1
 
 
 def _describe(value: Any) -> str:

@@ -115,4 +115,5 @@ class ResilientWorkerMixin:
         self.name = uuid.uuid4().hex  # type: ignore[attr-defined]
         self._stop_requested = False  # type: ignore[attr-defined]
         self._last_heartbeat = None
+        self._state_sent = None  # a new worker key: app.jobs.lean must write the state again
         self.scheduler = None  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from .errors import PermanentJobError, TransientJobError
+from .lean import LeanBookkeepingMixin
 from .resilience import LIVENESS_TTL, ResilientWorkerMixin
 
 logger = logging.getLogger("app.jobs")
@@ -107,10 +108,11 @@ class _ProjectWorkerMixin(ResilientWorkerMixin):
             return succeeded
         finally:
             _close_stale_connections()
-            _report_outcome(self.connection, job, succeeded, context)  # type: ignore[attr-defined]
+            recorded = getattr(self, "outcome_recorded_for", None) == job.id
+            _report_outcome(self.connection, job, succeeded, context, record=not recorded)  # type: ignore[attr-defined]
 
 
-def _report_outcome(connection: Any, job: Job, succeeded: bool, context: dict[str, Any]) -> None:
+def _report_outcome(connection: Any, job: Job, succeeded: bool, context: dict[str, Any], record: bool = True) -> None:
     """One log line and one statistics record per attempt: success, retry or failure."""
     from app.services import job_metrics
 
@@ -131,7 +133,8 @@ def _report_outcome(connection: Any, job: Job, succeeded: bool, context: dict[st
         duration or 0.0,
         extra={**context, "outcome": outcome, "duration": duration, "queue_wait": wait},
     )
-    job_metrics.record(connection, job.func_name, job.origin, outcome, duration, wait)
+    if record:
+        job_metrics.record(connection, job.func_name, job.origin, outcome, duration, wait)
 
 
 def _close_stale_connections() -> None:
@@ -144,8 +147,8 @@ class ForkingWorker(_ProjectWorkerMixin, Worker):
     """RQ's classic worker: a fresh work-horse process per job (isolation, higher overhead)."""
 
 
-class InProcessWorker(_ProjectWorkerMixin, SimpleWorker):
-    """Runs jobs in the worker process itself: no fork per job."""
+class InProcessWorker(LeanBookkeepingMixin, _ProjectWorkerMixin, SimpleWorker):
+    """Runs jobs in the worker process itself: no fork per job, lean bookkeeping (app.jobs.lean)."""
 
 
 # Failures that a later attempt can get past. Anything else is a bug or bad input: it

@@ -1,15 +1,17 @@
 """Per-function job statistics kept in Redis by the workers, exported for Prometheus.
 
 Workers are separate processes (and hosts), so a process-local prometheus_client registry
-would see one worker's jobs only; each outcome is instead added to shared Redis hashes (one
-pipelined round trip per job) and `/metrics` turns them into histograms and counters.
+would see one worker's jobs only; each outcome is instead added to shared Redis hashes (within the
+worker's own bookkeeping transaction of a successful job, see app/jobs/lean.py) and `/metrics` turns them into histograms and counters.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from redis import Redis
@@ -36,22 +38,38 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 def record(connection: Redis, func: str, queue: str, outcome: str, duration: float | None, wait: float | None) -> None:
     """Add one job outcome; never raises (statistics must not fail a job)."""
-    key = KEY.format(func=func)
     try:
         with connection.pipeline(transaction=False) as pipe:
-            pipe.sadd(FUNCS_KEY, func)
-            pipe.hset(key, "queue", queue)
-            pipe.hincrby(key, outcome, 1)
-            for name, value in (("duration", duration), ("wait", wait)):
-                if value is None:
-                    continue
-                pipe.hincrbyfloat(key, f"{name}_sum", value)
-                pipe.hincrby(key, f"{name}_count", 1)
-                bucket = next((b for b in BUCKETS if value <= b), "+Inf")
-                pipe.hincrby(key, f"{name}_bucket:{bucket}", 1)
+            add_to(pipe, func, queue, outcome, duration, wait)
             pipe.execute()
     except RedisError:
         logger.warning("could not record statistics of a %s job", func)
+
+
+def add_to(pipe: Any, func: str, queue: str, outcome: str, duration: float | None, wait: float | None) -> None:
+    """Queue the commands that add one job outcome on `pipe` (a worker's own bookkeeping pipeline).
+
+    Five commands on a worker's hot path: a histogram's count is the sum of its buckets, and a
+    function is announced (SADD, its queue) once a minute per process, not once per job — often
+    enough to reappear within a minute if Redis lost its data.
+    """
+    key = KEY.format(func=func)
+    announced = _announced.get(func)
+    if announced is None or time.monotonic() - announced > ANNOUNCE_EVERY:
+        pipe.sadd(FUNCS_KEY, func)
+        pipe.hset(key, "queue", queue)
+        _announced[func] = time.monotonic()
+    pipe.hincrby(key, outcome, 1)
+    for name, value in (("duration", duration), ("wait", wait)):
+        if value is None:
+            continue
+        pipe.hincrbyfloat(key, f"{name}_sum", value)
+        bucket = next((b for b in BUCKETS if value <= b), "+Inf")
+        pipe.hincrby(key, f"{name}_bucket:{bucket}", 1)
+
+
+ANNOUNCE_EVERY = 60.0
+_announced: dict[str, float] = {}
 
 
 def durations(job: object) -> tuple[float | None, float | None]:

@@ -99,16 +99,17 @@ def _settings_key() -> tuple[Any, ...]:
     )
 
 
-def connection() -> BaseEmailBackend:
+def connection(verify: bool = True) -> BaseEmailBackend:
     """This process's mail connection, opened once and reused across jobs.
 
     A long-lived (non-forking) worker sends every mail over one SMTP session; a connection
-    the server has dropped is noticed (NOOP) and reopened. A forking worker's job runs in a
-    new process each time, so there it lasts one job.
+    the server has dropped is noticed (NOOP, unless `verify` is off: within a batch the session
+    was verified at its start, and a drop mid-batch surfaces as an error that reopens it) and
+    reopened. A forking worker's job runs in a new process each time, so there it lasts one job.
     """
     global _connection, _connection_key
     key = _settings_key()
-    if _connection is not None and _connection_key == key and _alive(_connection):
+    if _connection is not None and _connection_key == key and (not verify or _alive(_connection)):
         return _connection
     close_connection()
     _connection = get_connection(fail_silently=False)
@@ -137,14 +138,14 @@ def close_connection() -> None:
     _connection, _connection_key = None, None
 
 
-def send_once(message: EmailMultiAlternatives, job_id: str = "") -> bool:
+def send_once(message: EmailMultiAlternatives, job_id: str = "", verify_connection: bool = True) -> bool:
     """Send unless this Message-ID was sent before; False when it already was."""
     message_id = message.extra_headers.get("Message-ID")
     if message_id and SentMail.objects.filter(message_id=message_id).exists():
         logger.info("mail %s already sent: not sending again", message_id)
         return False
     try:
-        connection().send_messages([message])
+        connection(verify=verify_connection).send_messages([message])
     except smtplib.SMTPResponseException:
         raise  # the server answered (4xx/5xx): the session itself is fine, keep it
     except smtplib.SMTPRecipientsRefused:
@@ -166,9 +167,14 @@ def send_once(message: EmailMultiAlternatives, job_id: str = "") -> bool:
 
 
 def language_of(user_id: int) -> str:
-    language = MemberPreferences.objects.filter(user_id=user_id).values_list("language", flat=True).first()
+    return languages_of([user_id])[user_id]
+
+
+def languages_of(user_ids: list[int]) -> dict[int, str]:
+    """Each member's mail language (one query for a whole batch); the site's default otherwise."""
+    chosen = dict(MemberPreferences.objects.filter(user_id__in=user_ids).values_list("user_id", "language"))
     available = {code for code, _ in settings.LANGUAGES}
-    return language if language in available else settings.LANGUAGE_CODE
+    return {user_id: chosen[user_id] if chosen.get(user_id) in available else settings.LANGUAGE_CODE for user_id in user_ids}
 
 
 @dataclass(frozen=True)
@@ -190,8 +196,8 @@ def render(template: str, user: Any, language: str) -> Rendered:
         )
 
 
-def templated_message(template: str, user: Any, job_id: str) -> EmailMultiAlternatives:
-    rendered = render(template, user, language_of(user.pk))
+def templated_message(template: str, user: Any, job_id: str, language: str | None = None) -> EmailMultiAlternatives:
+    rendered = render(template, user, language or language_of(user.pk))
     return build_message(user.email, rendered.subject, rendered.html, rendered.text, message_id_for(job_id, user.email))
 
 
@@ -226,13 +232,16 @@ def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
         raise PermanentJobError(f"unknown mail template {template!r}")
     report = BulkReport()
     users = {user.pk: user for user in get_user_model().objects.filter(pk__in=user_ids, is_active=True)}
+    languages = languages_of(list(users))
+    connection()  # one liveness check (NOOP) for the batch, not one per mail
     for user_id in user_ids:
         user = users.get(user_id)
         if user is None:
             report.skipped.append(user_id)
             continue
         try:
-            sent = send_once(templated_message(template, user, job_id), job_id)
+            message = templated_message(template, user, job_id, languages[user_id])
+            sent = send_once(message, job_id, verify_connection=False)
         except PermanentJobError as exc:
             report.failed[user.email] = str(exc)
             continue

@@ -46,7 +46,7 @@ def resend_lost_jobs(min_age: timedelta = MIN_AGE, batch: int = BATCH) -> int:
                 logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
                 resent += 1
             continue
-        if send_to_redis(QUEUES[queue], job_id, func, args, kwargs) is not None:
+        if send_to_redis(QUEUES[queue], job_id, func, args, kwargs):
             logger.warning("job %s (%s) was missing from Redis: re-sent", job_id, func)
             resent += 1
     return resent

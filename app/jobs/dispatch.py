@@ -1,0 +1,87 @@
+"""When a recorded job is pushed to Redis: at once after its commit, or after the response.
+
+Outside a request (a worker, the scheduler, a management command) a committed job is pushed at
+once. While a request is being served, the push waits for `request_finished`, which Django sends
+when the WSGI server closes the response: gunicorn has written it to the client by then, so the
+client never waits for Redis, and all the jobs of one request go in one round trip.
+
+The window this opens is the one the outbox already covers: a process killed between the
+response and the push leaves the job recorded but not in Redis, and the outbox reconciler sends
+it (app.services.outbox, at most MIN_AGE plus one scheduler tick later).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("app.jobs")
+
+
+class Push(NamedTuple):
+    """A recorded job on its way to Redis (its queue spec is app.jobs.queues.QueueSpec)."""
+
+    spec: Any
+    job_id: str
+    path: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+# Per thread: WSGI servers serve one request per thread at a time (gunicorn sync/gthread, runserver).
+_state = threading.local()
+
+
+def after_commit(pushes: Sequence[Push]) -> None:
+    pending: list[Push] | None = getattr(_state, "pending", None)
+    if pending is None:
+        send(pushes)
+    else:
+        pending.extend(pushes)
+
+
+def on_request_started(**_: Any) -> None:
+    # Anything left from a request whose response was never closed goes now rather than never.
+    leftover = getattr(_state, "pending", None)
+    _state.pending = []
+    if leftover:
+        send(leftover)
+
+
+def on_request_finished(**_: Any) -> None:
+    pending: list[Push] | None = getattr(_state, "pending", None)
+    _state.pending = None
+    if pending:
+        send(pending)
+
+
+def send(pushes: Sequence[Push]) -> int:
+    """Push jobs in one pipelined round trip. A Redis outage is logged, not raised: the records
+    stay pending and the outbox reconciler sends them when Redis is back."""
+    from rq import Queue
+
+    from app.jobs.queues import get_queue, job_options, redis_connection
+
+    by_queue: dict[str, list[Push]] = {}
+    for push in pushes:
+        by_queue.setdefault(push.spec.name, []).append(push)
+    try:
+        with redis_connection().pipeline() as pipe:
+            for group in by_queue.values():
+                datas = [
+                    Queue.prepare_data(p.path, args=p.args, kwargs=p.kwargs, **job_options(p.spec, p.job_id, p.path, p.args))
+                    for p in group
+                ]
+                get_queue(group[0].spec).enqueue_many(datas, pipeline=pipe)
+            pipe.execute()
+    except RedisError as exc:
+        logger.warning(
+            "%d job(s) recorded but not sent, Redis unavailable (the outbox will send them): %s; first: %s (%s)",
+            len(pushes), exc, pushes[0].job_id, pushes[0].path,
+        )
+        return 0
+    return len(pushes)

@@ -1,0 +1,88 @@
+"""Inside a request, committed jobs reach Redis once the response has gone, all in one round trip."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import django_rq
+import pytest
+from django.db import transaction
+
+from app.jobs import dispatch, emails, metrics
+from app.jobs.queues import enqueue, enqueue_many
+from app.models import BackgroundJob
+from app.services.outbox import resend_lost_jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)  # real commits, real on_commit callbacks
+
+
+def queued(name: str) -> list[str]:
+    return django_rq.get_queue(name).get_job_ids()
+
+
+def exec_calls(connection) -> int:  # type: ignore[no-untyped-def]
+    return int(connection.info("commandstats").get("cmdstat_exec", {}).get("calls", 0))
+
+
+def test_jobs_committed_during_a_request_wait_for_its_end_then_go_together(redis_conn):
+    dispatch.on_request_started()
+    try:
+        with transaction.atomic():
+            welcome = enqueue(emails.send_welcome_email, 1)
+        with transaction.atomic():
+            refreshes = enqueue_many(metrics.update_impact_dashboard_metrics, [[1], [2]])
+        assert queued("emails") == [] and queued("metrics") == []  # committed, recorded, not yet pushed
+        assert BackgroundJob.objects.filter(pk__in=[welcome, *refreshes]).count() == 3
+        transactions_before = exec_calls(redis_conn)
+    finally:
+        dispatch.on_request_finished()
+    assert queued("emails") == [welcome]
+    assert queued("metrics") == refreshes
+    assert exec_calls(redis_conn) - transactions_before == 1  # three jobs, two queues, one MULTI/EXEC
+
+
+def test_outside_a_request_a_committed_job_is_pushed_at_once():
+    with transaction.atomic():
+        job_id = enqueue(emails.send_welcome_email, 7)
+    assert queued("emails") == [job_id]
+
+
+def test_a_real_request_pushes_its_job_after_the_response(client):
+    response = client.post(
+        "/api/auth/register/",
+        data=json.dumps({"username": "lea", "email": "lea@example.org", "password": "a-long-pass-phrase-42"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+    assert queued("emails") == [response.json()["welcome_job_id"]]
+
+
+def test_redis_away_at_the_end_of_the_request_loses_nothing(settings):
+    real_queues = settings.RQ_QUEUES
+    settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in real_queues.items()}
+    dispatch.on_request_started()
+    with transaction.atomic():
+        job_id = enqueue(emails.send_welcome_email, 9)
+    dispatch.on_request_finished()  # logs, does not raise
+    settings.RQ_QUEUES = real_queues
+    assert queued("emails") == []
+    assert BackgroundJob.objects.get(pk=job_id).state == BackgroundJob.State.PENDING
+    assert resend_lost_jobs(min_age=timedelta(0)) == 1
+    assert queued("emails") == [job_id]
+
+
+def test_recorded_jobs_read_back_through_the_orm_whatever_their_number():
+    from django.contrib.auth import get_user_model
+
+    owner = get_user_model().objects.create_user("rec", "rec@example.org", "pw-long-enough-1")
+    with transaction.atomic():
+        single = enqueue(emails.send_welcome_email, owner.pk, owner_id=owner.pk)
+        # More rows than one statement may carry on SQLite (999 parameters): several INSERTs.
+        many = enqueue_many(metrics.update_impact_dashboard_metrics, [[i] for i in range(300)], owner_id=owner.pk)
+    row = BackgroundJob.objects.get(pk=single)
+    assert (row.queue, row.func, row.args, row.kwargs, row.owner_id) == ("emails", "app.jobs.emails.send_welcome_email", [owner.pk], {}, owner.pk)
+    assert row.state == BackgroundJob.State.PENDING and row.failure_reason == "" and row.ended_at is None
+    assert row.created_at.tzinfo is not None
+    assert sorted(BackgroundJob.objects.filter(pk__in=many).values_list("args", flat=True)) == sorted([i] for i in range(300))
+    assert queued("metrics") == many
