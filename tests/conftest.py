@@ -10,7 +10,7 @@ from django.conf import settings
 
 from app.jobs.runtime import InProcessWorker
 from tests import redis_db
-from tests.smtp import SmtpSink
+from tests.smtp import SmtpSink, point_mail_at
 
 
 @pytest.fixture(scope="session")
@@ -62,17 +62,6 @@ def run_worker(redis_conn: redis.Redis):  # type: ignore[no-untyped-def]
     return run
 
 
-def _point_mail_at(settings, sink: SmtpSink) -> None:  # type: ignore[no-untyped-def]
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = sink.port
-    settings.EMAIL_USE_TLS = sink.cafile is not None
-    settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_TIMEOUT = 10
-
-
 @pytest.fixture
 def smtp_sink(settings) -> Iterator[SmtpSink]:  # type: ignore[no-untyped-def]
     """A real SMTP server on a free loopback port; the project's mail goes to it."""
@@ -80,7 +69,7 @@ def smtp_sink(settings) -> Iterator[SmtpSink]:  # type: ignore[no-untyped-def]
 
     sink = SmtpSink()
     sink.start()
-    _point_mail_at(settings, sink)
+    point_mail_at(settings, sink)
     yield sink
     mail.close_connection()
     sink.stop()
@@ -94,7 +83,7 @@ def tls_smtp_sink(settings, monkeypatch) -> Iterator[SmtpSink]:  # type: ignore[
     sink = SmtpSink(tls=True)
     sink.start()
     monkeypatch.setenv("SSL_CERT_FILE", str(sink.cafile))
-    _point_mail_at(settings, sink)
+    point_mail_at(settings, sink)
     yield sink
     mail.close_connection()
     sink.stop()

@@ -64,7 +64,7 @@ class _Handler:
 
 
 class SmtpSink:
-    def __init__(self, port: int | None = None, tls: bool = False, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int | None = None, tls: bool = False, host: str = "127.0.0.1", idle_timeout: float | None = None) -> None:
         self.port = port or free_port()
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.sessions: set[object] = set()
@@ -83,6 +83,8 @@ class SmtpSink:
             context.load_cert_chain(cert, key)
             options = {"tls_context": context, "require_starttls": True}
             self.cafile = cert
+        if idle_timeout is not None:  # the server closes a session idle this long, as real ones do
+            options["timeout"] = idle_timeout
         self._controller = Controller(_Handler(self), hostname=host, port=self.port, **options)
 
     def start(self) -> None:
@@ -104,3 +106,15 @@ class SmtpSink:
             time.sleep(0.05)
         with self.lock:
             raise AssertionError(f"expected {count} mails at the SMTP sink, got {len(self.messages)}")
+
+
+def point_mail_at(settings, sink: SmtpSink) -> None:  # type: ignore[no-untyped-def]
+    """Send the project's mail to `sink` (pytest-django's `settings` fixture)."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = sink.port
+    settings.EMAIL_USE_TLS = sink.cafile is not None
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_TIMEOUT = 10

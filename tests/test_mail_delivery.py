@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import django_rq
 import pytest
 from django.core.exceptions import ValidationError
@@ -13,6 +15,7 @@ from app.jobs.queues import enqueue
 from app.models import BackgroundJob, MemberPreferences, SentMail
 from app.services.mail_fanout import queue_bulk_email, queue_email
 from tests.factories import make_user
+from tests.smtp import SmtpSink, point_mail_at
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +168,34 @@ def test_bulk_retries_only_the_deferred_recipients(smtp_sink, run_worker, django
     report = queue.fetch_job(job_id).return_value()
     assert (report["sent"], report["already_sent"]) == (1, 2)
     assert sorted(smtp_sink.recipients()) == ["b0@example.org", "b1@example.org", "b2@example.org"]
+
+
+def test_a_session_the_server_dropped_is_reopened_for_the_next_batch(settings, run_worker, django_capture_on_commit_callbacks):
+    from app.services import mail
+
+    sink = SmtpSink(idle_timeout=0.5)
+    sink.start()
+    point_mail_at(settings, sink)
+    try:
+        users = [make_user(f"s{i}") for i in range(3)]
+        with django_capture_on_commit_callbacks(execute=True):
+            queue_bulk_email("announcement", [user.pk for user in users[:2]])
+        run_worker("emails")
+        assert len(sink.wait_for(2)) == 2
+        time.sleep(1.0)  # the server closes the worker process's idle session
+        with django_capture_on_commit_callbacks(execute=True):
+            [job_id] = queue_bulk_email("announcement", [users[2].pk])
+        run_worker("emails")
+        # The batch checked its session first (NOOP) and opened a new one: no failure, no retry.
+        assert django_rq.get_queue("emails").fetch_job(job_id).get_status() == JobStatus.FINISHED
+        assert sorted(sink.recipients()) == ["s0@example.org", "s1@example.org", "s2@example.org"]
+        assert len(sink.sessions) == 2
+    finally:
+        mail.close_connection()
+        sink.stop()
+
+
+def test_recording_a_mail_twice_keeps_one_row():
+    SentMail.record("<job.abc@egoejo.test>", "job", "a@example.org", "Hi")
+    SentMail.record("<job.abc@egoejo.test>", "other-run", "a@example.org", "Hi")  # an overlapping run: no error
+    assert list(SentMail.objects.values_list("job_id", flat=True)) == ["job"]

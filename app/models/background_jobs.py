@@ -4,8 +4,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import models
 from django.utils import timezone
+
+from .rows import insert_rows
 
 
 class BackgroundJob(models.Model):
@@ -41,34 +43,16 @@ class BackgroundJob(models.Model):
 
     @classmethod
     def record(cls, queue: str, func: str, calls: Sequence[tuple[str, list[Any], dict[str, Any]]], owner_id: int | None) -> None:
-        """INSERT pending records for (job id, args, kwargs) calls, in as few statements as the database allows.
+        """Record pending jobs, one per (job id, args, kwargs), in the caller's transaction.
 
-        This runs inside the request's transaction for every enqueue, so it skips the ORM's
-        per-instance work (model init, save machinery, compiler): on PostgreSQL a create() takes
-        0.44 ms at p50 and this 0.26 ms. Values are still prepared by the model's own fields.
+        This runs inside the request's transaction for every enqueue: a plain INSERT (app.models.rows).
         """
-        connection = connections[router.db_for_write(cls)]
-        fields = [cls._meta.get_field(name) for name in _RECORD_FIELDS]
         now = timezone.now()
-        prepared = [
-            [
-                field.get_db_prep_save(value, connection)
-                for field, value in zip(fields, (job_id, queue, func, args, kwargs, owner_id, cls.State.PENDING.value, "", now))
-            ]
-            for job_id, args, kwargs in calls
-        ]
-        max_params = connection.features.max_query_params or 65_535
-        per_statement = max(1, min(5_000, max_params // len(fields)))
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(field.column) for field in fields)
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        with connection.cursor() as cursor:
-            for start in range(0, len(prepared), per_statement):
-                chunk = prepared[start : start + per_statement]
-                cursor.execute(
-                    f"INSERT INTO {quote(cls._meta.db_table)} ({columns}) VALUES {', '.join([row] * len(chunk))}",
-                    [value for values in chunk for value in values],
-                )
+        insert_rows(
+            cls,
+            _RECORD_FIELDS,
+            [(job_id, queue, func, args, kwargs, owner_id, cls.State.PENDING.value, "", now) for job_id, args, kwargs in calls],
+        )
 
 
 _RECORD_FIELDS = ("id", "queue", "func", "args", "kwargs", "owner", "state", "failure_reason", "created_at")

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+from .rows import insert_rows
 
 
 class MemberPreferences(models.Model):
@@ -30,3 +33,13 @@ class SentMail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient}: {self.subject}"
+
+    @classmethod
+    def record(cls, message_id: str, job_id: str, recipient: str, subject: str) -> None:
+        """Record an accepted mail; a row already there (an overlapping run's) is left as it is."""
+        insert_rows(
+            cls,
+            ("message_id", "job_id", "recipient", "subject", "sent_at"),
+            [(message_id, job_id, recipient, subject[:255], timezone.now())],
+            ignore_conflicts=True,
+        )

@@ -23,7 +23,6 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
-from django.db import IntegrityError
 from django.template.loader import render_to_string
 from django.utils import translation
 
@@ -154,12 +153,7 @@ def send_once(message: EmailMultiAlternatives, job_id: str = "", verify_connecti
         close_connection()  # the next attempt starts a fresh session
         raise
     if message_id:
-        try:
-            SentMail.objects.create(
-                message_id=message_id, job_id=job_id, recipient=message.to[0], subject=message.subject[:255]
-            )
-        except IntegrityError:
-            pass  # an overlapping run recorded it first
+        SentMail.record(message_id, job_id, message.to[0], message.subject)  # an overlapping run's row wins
     return True
 
 
