@@ -140,7 +140,7 @@ def close_connection() -> None:
 def send_once(message: EmailMultiAlternatives, job_id: str = "", verify_connection: bool = True) -> bool:
     """Send unless this Message-ID was sent before; False when it already was."""
     message_id = message.extra_headers.get("Message-ID")
-    if message_id and SentMail.objects.filter(message_id=message_id).exists():
+    if message_id and SentMail.was_sent(message_id):
         logger.info("mail %s already sent: not sending again", message_id)
         return False
     try:
