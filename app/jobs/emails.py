@@ -9,7 +9,7 @@ from typing import Any
 from rq import get_current_job
 
 from app.jobs.errors import TransientJobError
-from app.services import mail
+from app.services import mail, mail_bulk
 
 logger = logging.getLogger("app.jobs.emails")
 
@@ -40,7 +40,7 @@ def send_welcome_email(user_id: int) -> dict[str, Any]:
 
 def send_bulk_email(template: str, user_ids: list[int]) -> dict[str, Any]:
     """One batch of a fan-out, over one SMTP connection; bad recipients are reported, not fatal."""
-    report = mail.send_bulk(template, user_ids, _job_id())
+    report = mail_bulk.send_bulk(template, user_ids, _job_id())
     if report.deferred:
         # Retried with backoff; what this run sent is recorded and won't be sent again.
         raise TransientJobError(f"{len(report.deferred)} recipient(s) deferred by the server: {report.deferred}")

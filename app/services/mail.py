@@ -14,7 +14,7 @@ import html
 import logging
 import re
 import smtplib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -137,14 +138,18 @@ def close_connection() -> None:
     _connection, _connection_key = None, None
 
 
-def send_once(message: EmailMultiAlternatives, job_id: str = "", verify_connection: bool = True) -> bool:
-    """Send unless this Message-ID was sent before; False when it already was."""
+def send_once(message: EmailMultiAlternatives, job_id: str = "", verify_connection: bool = True, data: bytes | None = None) -> bool:
+    """Send unless this Message-ID was sent before; False when it already was.
+
+    `data`: the message's MIME bytes, built ahead (app.services.mail_bulk builds the next
+    message while this one is on the wire); over SMTP they are sent as they are.
+    """
     message_id = message.extra_headers.get("Message-ID")
     if message_id and SentMail.was_sent(message_id):
         logger.info("mail %s already sent: not sending again", message_id)
         return False
     try:
-        connection(verify=verify_connection).send_messages([message])
+        _deliver(connection(verify=verify_connection), message, data)
     except smtplib.SMTPResponseException:
         raise  # the server answered (4xx/5xx): the session itself is fine, keep it
     except smtplib.SMTPRecipientsRefused:
@@ -155,6 +160,25 @@ def send_once(message: EmailMultiAlternatives, job_id: str = "", verify_connecti
     if message_id:
         SentMail.record(message_id, job_id, message.to[0], message.subject)  # an overlapping run's row wins
     return True
+
+
+def mime_bytes(message: EmailMultiAlternatives) -> bytes:
+    """What Django's SMTP backend would put on the wire for `message`."""
+    return message.message().as_bytes(linesep="\r\n")
+
+
+def _deliver(backend: BaseEmailBackend, message: EmailMultiAlternatives, data: bytes | None) -> None:
+    smtp = getattr(backend, "connection", None)
+    if data is None or not isinstance(smtp, smtplib.SMTP):
+        backend.send_messages([message])
+        return
+    # Django's SMTP backend's _send(), with the bytes already built.
+    encoding = message.encoding or settings.DEFAULT_CHARSET
+    smtp.sendmail(
+        sanitize_address(message.from_email, encoding),
+        [sanitize_address(address, encoding) for address in message.recipients()],
+        data,
+    )
 
 
 # --- templates and languages ----------------------------------------------------------------
@@ -197,61 +221,3 @@ def templated_message(template: str, user: Any, job_id: str, language: str | Non
 
 def active_user(user_id: int) -> Any | None:
     return get_user_model().objects.filter(pk=user_id, is_active=True).first()
-
-
-# --- fan-out ---------------------------------------------------------------------------------
-
-
-@dataclass
-class BulkReport:
-    sent: int = 0
-    already_sent: int = 0
-    skipped: list[int] = field(default_factory=list)  # no such active member
-    failed: dict[str, str] = field(default_factory=dict)  # address → permanent reason
-    deferred: dict[str, str] = field(default_factory=dict)  # address → transient reason
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "sent": self.sent,
-            "already_sent": self.already_sent,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "deferred": self.deferred,
-        }
-
-
-def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
-    """Send `template` to each member over one connection; a bad recipient doesn't stop the batch."""
-    if template not in TEMPLATES:
-        raise PermanentJobError(f"unknown mail template {template!r}")
-    report = BulkReport()
-    users = {user.pk: user for user in get_user_model().objects.filter(pk__in=user_ids, is_active=True)}
-    languages = languages_of(list(users))
-    connection()  # one liveness check (NOOP) for the batch, not one per mail
-    for user_id in user_ids:
-        user = users.get(user_id)
-        if user is None:
-            report.skipped.append(user_id)
-            continue
-        try:
-            message = templated_message(template, user, job_id, languages[user_id])
-            sent = send_once(message, job_id, verify_connection=False)
-        except PermanentJobError as exc:
-            report.failed[user.email] = str(exc)
-            continue
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reason = next(iter(exc.recipients.values()))
-            target = report.deferred if 400 <= code < 500 else report.failed
-            target[user.email] = f"{code} {reason.decode(errors='replace') if isinstance(reason, bytes) else reason}"
-            continue
-        except smtplib.SMTPResponseException as exc:
-            if 400 <= exc.smtp_code < 500:
-                report.deferred[user.email] = f"{exc.smtp_code} {exc.smtp_error!r}"
-                continue
-            report.failed[user.email] = f"{exc.smtp_code} {exc.smtp_error!r}"
-            continue
-        if sent:
-            report.sent += 1
-        else:
-            report.already_sent += 1
-    return report

@@ -1,0 +1,101 @@
+"""A fan-out batch: one template to many members, over one SMTP connection.
+
+A bad recipient doesn't stop the batch: it is reported (failed: permanent; deferred: 4xx).
+While one mail is on the wire — four replies to wait for: MAIL, RCPT, DATA, end of data —
+a second thread renders the next ones and builds their MIME bytes, which is most of the CPU a
+mail costs here; the database and the SMTP session stay with the job's own thread.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives
+
+from app.jobs.errors import PermanentJobError
+
+from . import mail
+
+# How far the preparing thread may run ahead of the sending one.
+PREPARE_AHEAD = 8
+
+
+@dataclass
+class BulkReport:
+    sent: int = 0
+    already_sent: int = 0
+    skipped: list[int] = field(default_factory=list)  # no such active member
+    failed: dict[str, str] = field(default_factory=dict)  # address → permanent reason
+    deferred: dict[str, str] = field(default_factory=dict)  # address → transient reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "already_sent": self.already_sent,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "deferred": self.deferred,
+        }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    address: str
+    message: EmailMultiAlternatives | None = None
+    data: bytes | None = None
+    error: str | None = None  # a permanent problem found while composing (a bad address)
+
+
+def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
+    """Send `template` to each member; see the module's docstring."""
+    if template not in mail.TEMPLATES:
+        raise PermanentJobError(f"unknown mail template {template!r}")
+    report = BulkReport()
+    users = {user.pk: user for user in get_user_model().objects.filter(pk__in=user_ids, is_active=True)}
+    report.skipped = [user_id for user_id in user_ids if user_id not in users]
+    languages = mail.languages_of(list(users))
+    mail.connection()  # one liveness check (NOOP) for the batch, not one per mail
+
+    def prepare(user: Any) -> _Prepared:
+        try:
+            message = mail.templated_message(template, user, job_id, languages[user.pk])
+        except PermanentJobError as exc:
+            return _Prepared(user.email, error=str(exc))
+        return _Prepared(user.email, message, mail.mime_bytes(message))
+
+    for prepared in _ahead(prepare, [users[user_id] for user_id in user_ids if user_id in users]):
+        if prepared.error is not None or prepared.message is None:
+            report.failed[prepared.address] = prepared.error or "could not compose"
+            continue
+        try:
+            sent = mail.send_once(prepared.message, job_id, verify_connection=False, data=prepared.data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()))
+            target = report.deferred if 400 <= code < 500 else report.failed
+            target[prepared.address] = f"{code} {reason.decode(errors='replace') if isinstance(reason, bytes) else reason}"
+            continue
+        except smtplib.SMTPResponseException as exc:
+            target = report.deferred if 400 <= exc.smtp_code < 500 else report.failed
+            target[prepared.address] = f"{exc.smtp_code} {exc.smtp_error!r}"
+            continue
+        if sent:
+            report.sent += 1
+        else:
+            report.already_sent += 1
+    return report
+
+
+def _ahead(prepare: Any, users: list[Any]) -> Iterator[_Prepared]:
+    """prepare(user) for each user, in order, computed up to PREPARE_AHEAD ahead in another thread."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-prepare") as executor:
+        pending = [executor.submit(prepare, user) for user in users[:PREPARE_AHEAD]]
+        for index in range(len(users)):
+            prepared = pending[index].result()
+            if index + PREPARE_AHEAD < len(users):
+                pending.append(executor.submit(prepare, users[index + PREPARE_AHEAD]))
+            yield prepared
