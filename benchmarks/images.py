@@ -11,7 +11,6 @@ measured too when it is installed (optional, not a runtime dependency).
 from __future__ import annotations
 
 import io
-import json
 import math
 import multiprocessing
 import os

@@ -18,7 +18,6 @@ from typing import Any
 
 import django_rq
 from django.db import transaction
-from redis.exceptions import RedisError
 from rq import Callback, Queue
 from rq.job import Retry
 
