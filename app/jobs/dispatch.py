@@ -15,17 +15,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from app.jobs.queues import QueueSpec
 
 logger = logging.getLogger("app.jobs")
 
 
 class Push(NamedTuple):
-    """A recorded job on its way to Redis (its queue spec is app.jobs.queues.QueueSpec)."""
+    """A recorded job on its way to Redis."""
 
-    spec: Any
+    spec: QueueSpec
     job_id: str
     path: str
     args: list[Any]
