@@ -97,3 +97,13 @@ def test_a_failed_job_takes_rqs_own_path(queue: Queue, redis_conn: redis.Redis):
     assert queue.failed_job_registry.get_job_ids() == [job.id]
     assert redis_conn.hget(worker.key, "state") in (b"idle", None)  # None: the burst worker has left
     assert int(redis_conn.hget(job_metrics.KEY.format(func="tests.fixtures.no_such_function"), "failure")) == 1
+
+
+def test_a_job_whose_data_vanished_while_it_ran_is_written_whole_again(queue: Queue, redis_conn: redis.Redis):
+    job = queue.enqueue("tests.fixtures.lose_own_job_data", description="lost while running")
+    InProcessWorker([queue], connection=redis_conn).work(burst=True, with_scheduler=False)
+    again = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    assert again.get_status() == JobStatus.FINISHED
+    assert again.func_name == "tests.fixtures.lose_own_job_data" and again.origin == "metrics"
+    assert again.description == "lost while running"
+    assert again.latest_result().return_value == "ran"

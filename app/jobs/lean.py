@@ -8,6 +8,8 @@ success transaction, and the project added one more for job statistics. Here:
 - the execution record and the job's start go in one transaction;
 - the worker's state is written only when it changes, and 'idle' rides in the job's success
   transaction;
+- at the end only what running the job changed is written (status and times), not the whole
+  job again;
 - the post-run heartbeat, the statistics and a count of the job's dependents ride in the same
   MULTI/EXEC as RQ's own success bookkeeping (result, registries, worker counters, execution
   cleanup). RQ's WATCH protects against a dependent registering itself while the parent
@@ -21,13 +23,17 @@ Repeating and rate-limited jobs, retries and failures take RQ's own paths, uncha
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.rate_limit import release_slot
-from rq.utils import now
+from rq.results import Result
+from rq.utils import now, utcformat
 from rq.worker.base import WorkerStatus
+
+logger = logging.getLogger("app.jobs")
 
 
 class LeanBookkeepingMixin:
@@ -86,18 +92,11 @@ class LeanBookkeepingMixin:
         assert job.started_at and job.ended_at
         result_ttl = job.get_result_ttl(self.default_result_ttl)  # type: ignore[attr-defined]
         with self.connection.pipeline() as pipeline:  # type: ignore[attr-defined]
-            job.heartbeat(job.ended_at, 0, pipeline=pipeline)
+            pipeline.exists(job.key)  # first, so it tells what the commit found
             self.increment_successful_job_count(pipeline=pipeline)  # type: ignore[attr-defined]
             self.increment_total_working_time(job.ended_at - job.started_at, pipeline)  # type: ignore[attr-defined]
             if result_ttl != 0:
-                job._handle_success(
-                    result_ttl,
-                    pipeline=pipeline,
-                    worker_name=self.name,  # type: ignore[attr-defined]
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=job.ended_at,
-                )
+                _record_success(job, result_ttl, pipeline, self.name, execution)  # type: ignore[attr-defined]
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)  # type: ignore[attr-defined]
@@ -106,8 +105,47 @@ class LeanBookkeepingMixin:
             job_metrics.add_to(pipeline, job.func_name, job.origin, "success", duration, wait)
             self.outcome_recorded_for = job.id  # _report_outcome needn't record it again
             pipeline.scard(job.dependents_key)
-            dependents = pipeline.execute()[-1]
+            replies = pipeline.execute()
+        job_hash_existed, dependents = replies[0], replies[-1]
+        if not job_hash_existed and result_ttl != 0:
+            # Redis lost the job's hash while it ran (a FLUSHDB, a failover): the status and
+            # times just written would stand alone, so the whole job is written again.
+            logger.warning("job %s: its data vanished from Redis while it ran; written again", job.id)
+            job.save()
         if dependents:
             queue.enqueue_dependents(job)
         release_slot(job)
         self.log.info("Successfully completed job %s in %ss on worker %s", job.id, job.ended_at - job.started_at, self.name)  # type: ignore[attr-defined]
+
+
+def _record_success(job: Job, result_ttl: int, pipeline: Any, worker_name: str, execution: Any) -> None:
+    """Job._handle_success, writing only what running the job changed.
+
+    RQ saves the whole job again here (about twenty fields, its arguments re-serialised and
+    compressed: a third of the worker's CPU per trivial job), though only its status and times
+    changed since it was enqueued and started; a job that changes its own meta saves it itself
+    (`job.save_meta()`). Should the hash have vanished meanwhile, the caller writes it whole.
+    """
+    job._status = JobStatus.FINISHED
+    pipeline.hset(
+        job.key,
+        mapping={
+            "status": JobStatus.FINISHED.value,
+            "started_at": utcformat(job.started_at),
+            "ended_at": utcformat(job.ended_at),
+            "last_heartbeat": utcformat(job.ended_at),
+            "worker_name": worker_name,
+        },
+    )
+    Result.create(
+        job,
+        Result.Type.SUCCESSFUL,
+        return_value=job._result,
+        ttl=result_ttl,
+        worker_name=worker_name,
+        pipeline=pipeline,
+        execution_id=execution.id,
+        execution_started_at=execution.created_at,
+        execution_ended_at=job.ended_at,
+    )
+    job.finished_job_registry.add(job, result_ttl, pipeline)
