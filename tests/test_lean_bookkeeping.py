@@ -107,3 +107,26 @@ def test_a_job_whose_data_vanished_while_it_ran_is_written_whole_again(queue: Qu
     assert again.func_name == "tests.fixtures.lose_own_job_data" and again.origin == "metrics"
     assert again.description == "lost while running"
     assert again.latest_result().return_value == "ran"
+
+
+def test_rq_speedups_are_installed_and_answer_as_rq_does():
+    import datetime
+
+    import rq.job
+    import rq.utils
+    from rq.serializers import DefaultSerializer
+
+    from app.jobs import rq_speedups
+
+    assert rq_speedups.INSTALLED, "rq was upgraded: check app/jobs/rq_speedups.py against it"
+    assert rq.job.resolve_serializer is rq_speedups.resolve_serializer
+    for serializer in (JSONSerializer, None, "rq.serializers.JSONSerializer", DefaultSerializer):
+        assert rq_speedups.resolve_serializer(serializer) is rq_speedups._original_resolve(serializer)
+    with pytest.raises(NotImplementedError):
+        rq_speedups.resolve_serializer(object())
+    moment = datetime.datetime(2026, 11, 25, 16, 41, 53, 123456, tzinfo=datetime.timezone.utc)
+    for text in (rq.utils.utcformat(moment), "2026-11-25T16:41:53Z", "2026-11-25T16:41:53.000001Z"):
+        assert rq.utils.utcparse(text) == rq_speedups._original_utcparse(text)
+    assert rq.utils.utcparse(rq.utils.utcformat(moment)) == moment
+    with pytest.raises(ValueError):
+        rq.utils.utcparse("2026-11-25 16:41:53")

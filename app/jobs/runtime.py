@@ -22,6 +22,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
+from . import rq_speedups  # noqa: F401  (installs itself)
 from .errors import PermanentJobError, TransientJobError
 from .lean import LeanBookkeepingMixin
 from .resilience import LIVENESS_TTL, ResilientWorkerMixin
