@@ -127,7 +127,6 @@ def _record_success(job: Job, result_ttl: int, pipeline: Any, worker_name: str, 
     changed since it was enqueued and started; a job that changes its own meta saves it itself
     (`job.save_meta()`). Should the hash have vanished meanwhile, the caller writes it whole.
     """
-    job._status = JobStatus.FINISHED
     pipeline.hset(
         job.key,
         mapping={
