@@ -36,3 +36,7 @@ def lose_own_job_data() -> str:
     assert job is not None
     job.connection.delete(job.key)
     return "ran"
+
+
+def echo_call(*args: object, **kwargs: object) -> dict[str, object]:
+    return {"args": list(args), "kwargs": kwargs}

@@ -65,21 +65,16 @@ def on_request_finished(**_: Any) -> None:
 def send(pushes: Sequence[Push]) -> int:
     """Push jobs in one pipelined round trip. A Redis outage is logged, not raised: the records
     stay pending and the outbox reconciler sends them when Redis is back."""
-    from rq import Queue
+    from app.jobs.job_hashes import queue_jobs
+    from app.jobs.queues import get_queue, redis_connection
 
-    from app.jobs.queues import get_queue, job_options, redis_connection
-
-    by_queue: dict[str, list[Push]] = {}
+    batches: dict[tuple[str, str], list[Push]] = {}
     for push in pushes:
-        by_queue.setdefault(push.spec.name, []).append(push)
+        batches.setdefault((push.spec.name, push.path), []).append(push)
     try:
         with redis_connection().pipeline() as pipe:
-            for group in by_queue.values():
-                datas = [
-                    Queue.prepare_data(p.path, args=p.args, kwargs=p.kwargs, **job_options(p.spec, p.job_id, p.path, p.args))
-                    for p in group
-                ]
-                get_queue(group[0].spec).enqueue_many(datas, pipeline=pipe)
+            for batch in batches.values():
+                queue_jobs(pipe, get_queue(batch[0].spec), batch)
             pipe.execute()
     except RedisError as exc:
         logger.warning(

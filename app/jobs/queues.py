@@ -37,14 +37,17 @@ class QueueSpec:
     backoff_cap: int
 
     def retry(self) -> Retry | None:
-        """Exponential backoff with ±25 % jitter so that a burst of failures doesn't retry in lockstep."""
+        """RQ's retry policy for one job, or None if the queue doesn't retry."""
         if self.max_retries <= 0:
             return None
-        intervals = []
-        for attempt in range(self.max_retries):
-            delay = min(self.backoff_cap, self.backoff_base * 2**attempt)
-            intervals.append(max(1, round(delay * random.uniform(0.75, 1.25))))
-        return Retry(max=self.max_retries, interval=intervals)
+        return Retry(max=self.max_retries, interval=self.retry_intervals())
+
+    def retry_intervals(self) -> list[int]:
+        """Exponential backoff with ±25 % jitter, drawn per job so that a burst of failures doesn't retry in lockstep."""
+        return [
+            max(1, round(min(self.backoff_cap, self.backoff_base * 2**attempt) * random.uniform(0.75, 1.25)))
+            for attempt in range(self.max_retries)
+        ]
 
 
 EMAILS = QueueSpec("emails", timeout=60, result_ttl=86_400, failure_ttl=7 * 86_400,
@@ -130,9 +133,10 @@ def enqueue_many(func: Callable[..., Any], calls: Sequence[Sequence[Any]], owner
 
     path = func_path(func)
     spec = spec_for(path)
+    no_kwargs: dict[str, Any] = {}  # one object for all: the record prepares it once
     jobs = [(uuid.uuid4().hex, list(args)) for args in calls]
-    BackgroundJob.record(spec.name, path, [(job_id, args, {}) for job_id, args in jobs], owner_id)
-    pushes = [dispatch.Push(spec, job_id, path, args, {}) for job_id, args in jobs]
+    BackgroundJob.record(spec.name, path, [(job_id, args, no_kwargs) for job_id, args in jobs], owner_id)
+    pushes = [dispatch.Push(spec, job_id, path, args, no_kwargs) for job_id, args in jobs]
     transaction.on_commit(lambda: dispatch.after_commit(pushes), robust=True)
     return [job_id for job_id, _ in jobs]
 
@@ -146,13 +150,18 @@ def job_options(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any]) ->
         "retry": spec.retry(),
         "meta": {"max_retries": spec.max_retries},
         "on_success": Callback("app.jobs.lifecycle.on_success"),
-        "description": f"{path.rpartition('.')[2]}({', '.join(_describe(a) for a in args)})",
+        "description": describe(path, args),
     }
 
 
 def send_to_redis(spec: QueueSpec, job_id: str, path: str, args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
     """Push one recorded job to Redis now (the outbox's re-send); False if Redis is away."""
     return dispatch.send([dispatch.Push(spec, job_id, path, list(args), kwargs)]) == 1
+
+
+def describe(path: str, args: Sequence[Any]) -> str:
+    """The job's description in the dashboards: the function's name and its id-like arguments."""
+    return f"{path.rpartition('.')[2]}({', '.join(_describe(a) for a in args)})"
 
 
 def _describe(value: Any) -> str:
