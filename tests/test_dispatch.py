@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import django_rq
@@ -86,3 +87,12 @@ def test_recorded_jobs_read_back_through_the_orm_whatever_their_number():
     assert row.created_at.tzinfo is not None
     assert sorted(BackgroundJob.objects.filter(pk__in=many).values_list("args", flat=True)) == sorted([i] for i in range(300))
     assert queued("metrics") == many
+
+
+def test_a_queue_receives_its_jobs_in_the_order_they_were_enqueued():
+    from app.jobs.queues import METRICS
+
+    first, second, third = (dispatch.Push(METRICS, uuid.uuid4().hex, path, [1], {}) for path in
+                            ("tests.fixtures.echo_call", "tests.fixtures.say_hello", "tests.fixtures.echo_call"))
+    assert dispatch.send([first, second, third]) == 3
+    assert queued("metrics") == [first.job_id, second.job_id, third.job_id]

@@ -65,6 +65,7 @@ def test_every_field_is_the_one_rq_enqueue_many_writes(redis_conn, spec):
         our_hash, their_hash = stored(redis_conn, our_id), stored(redis_conn, their_id)
         assert our_hash.keys() == their_hash.keys()
         assert {k: v for k, v in our_hash.items() if k not in timestamps} == {k: v for k, v in their_hash.items() if k not in timestamps}
+        assert redis_conn.ttl(f"rq:job:{our_id}") == redis_conn.ttl(f"rq:job:{their_id}") == -1  # no expiry either way
         job = Job.fetch(our_id, connection=redis_conn, serializer=get_queue(spec).serializer)
         assert isinstance(job.created_at, datetime) and isinstance(job.enqueued_at, datetime)  # RQ's format, read by RQ
     assert (b"retry_intervals" in stored(redis_conn, ours[0])) == (spec.max_retries > 0)
@@ -111,3 +112,27 @@ def test_a_synchronous_queue_still_runs_each_job_at_once(redis_conn, settings):
         pipe.execute()
     jobs = Job.fetch_many(ids, connection=redis_conn, serializer=queue.serializer)
     assert [job.return_value() for job in jobs] == [{"args": [1], "kwargs": {}}, {"args": [2], "kwargs": {"k": 3}}]
+    assert [job.get_status() for job in jobs] == [JobStatus.FINISHED] * 2
+
+
+def test_an_invalid_id_anywhere_in_the_batch_is_refused_and_nothing_is_written(redis_conn):
+    pushes = [Push(METRICS, uuid.uuid4().hex, ECHO, [1], {}), Push(METRICS, "bad:id with space", ECHO, [2], {})]
+    queue = get_queue(METRICS)
+    with pytest.raises(ValueError, match="Job ID"):
+        with queue.connection.pipeline() as pipe:
+            queue_jobs(pipe, queue, pushes)
+            pipe.execute()
+    assert redis_conn.dbsize() == 0
+
+
+def test_a_job_rq_would_enqueue_differently_is_refused(redis_conn, monkeypatch):
+    from app.jobs import queues
+
+    real = queues.job_options
+    monkeypatch.setattr(queues, "job_options", lambda *args: {**real(*args), "ttl": 60})  # RQ would EXPIRE its keys
+    queue = get_queue(METRICS)
+    with pytest.raises(ValueError, match="RQ's own enqueue"):
+        with queue.connection.pipeline() as pipe:
+            queue_jobs(pipe, queue, [Push(METRICS, uuid.uuid4().hex, ECHO, [1], {})])
+            pipe.execute()
+    assert redis_conn.dbsize() == 0

@@ -41,3 +41,23 @@ def test_a_duplicate_key_is_djangos_integrity_error_and_writes_nothing(count):
         with transaction.atomic():
             insert_rows(BackgroundJob, _RECORD_FIELDS, rows)
     assert BackgroundJob.objects.count() == 0
+
+
+@pytest.mark.parametrize("count", [3, COPY_MIN_ROWS * 5], ids=["few rows", "many rows"])
+def test_a_row_with_a_missing_value_is_refused(count):
+    rows = [row(uuid.uuid4().hex, [i], {}) for i in range(count)]
+    rows[-1] = rows[-1][:-2]  # no failure_reason, no created_at: must not borrow the previous row's
+    with pytest.raises(ValueError):
+        insert_rows(BackgroundJob, _RECORD_FIELDS, rows)
+    assert BackgroundJob.objects.count() == 0
+
+
+@pytest.mark.parametrize("count", [3, COPY_MIN_ROWS * 5], ids=["few rows", "many rows"])
+def test_a_value_that_cannot_be_stored_fails_and_leaves_the_callers_transaction_usable(count):
+    rows = [row(uuid.uuid4().hex, [i], {}) for i in range(count)]
+    rows[-1] = row(uuid.uuid4().hex, [object()], {})  # not JSON: fails half-way through a COPY
+    with transaction.atomic():
+        with pytest.raises(TypeError):
+            insert_rows(BackgroundJob, _RECORD_FIELDS, rows)
+        insert_rows(BackgroundJob, _RECORD_FIELDS, rows[:-1])  # the transaction goes on
+    assert BackgroundJob.objects.count() == count - 1

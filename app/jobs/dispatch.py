@@ -68,12 +68,17 @@ def send(pushes: Sequence[Push]) -> int:
     from app.jobs.job_hashes import queue_jobs
     from app.jobs.queues import get_queue, redis_connection
 
-    batches: dict[tuple[str, str], list[Push]] = {}
+    # Consecutive pushes of one function on one queue make a batch; the batches keep the pushes'
+    # order, so a queue receives its jobs in the order they were enqueued.
+    batches: list[list[Push]] = []
     for push in pushes:
-        batches.setdefault((push.spec.name, push.path), []).append(push)
+        if batches and (batches[-1][0].spec.name, batches[-1][0].path) == (push.spec.name, push.path):
+            batches[-1].append(push)
+        else:
+            batches.append([push])
     try:
         with redis_connection().pipeline() as pipe:
-            for batch in batches.values():
+            for batch in batches:
                 queue_jobs(pipe, get_queue(batch[0].spec), batch)
             pipe.execute()
     except RedisError as exc:

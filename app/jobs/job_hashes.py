@@ -21,6 +21,8 @@ import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from rq.job import validate_job_id
+
 if TYPE_CHECKING:
     from redis.client import Pipeline
     from rq import Queue
@@ -38,16 +40,22 @@ def queue_jobs(pipe: Pipeline, queue: Queue, pushes: Sequence[Push]) -> None:
     ids = [push.job_id for push in pushes]
     if len(set(ids)) != len(ids):  # one hash written twice, its id queued twice; RQ refuses it too
         raise ValueError("the same job id appears more than once in one batch")
+    for job_id in ids:  # RQ checks only the job it builds; a ':' would confuse its registries
+        validate_job_id(job_id)
     first = pushes[0]
     spec, path = first.spec, first.path
-    if not queue.is_async:  # "ASYNC": False, a debugging setting: RQ runs each job at once, on its own path
-        from rq import Queue
-
-        datas = [Queue.prepare_data(path, args=p.args, kwargs=p.kwargs, **job_options(spec, p.job_id, path, p.args)) for p in pushes]
-        queue.enqueue_many(datas, pipeline=pipe)
+    if not queue.is_async:
+        # "ASYNC": False, a debugging setting: RQ runs each job at once. One by one: RQ's
+        # enqueue_many would write each job's queued status after the job had finished.
+        for push in pushes:
+            queue.enqueue_call(path, args=push.args, kwargs=push.kwargs, **job_options(spec, push.job_id, path, push.args))
         return
     job = queue.create_job(path, args=first.args, kwargs=first.kwargs, **job_options(spec, first.job_id, path, first.args))
     queue._prepare_for_queue(job)  # origin, enqueued_at, timeout, status: what RQ sets before saving
+    if job.ttl or job._dependency_ids or job.repeats_left is not None or job.rate_limit_key:
+        # RQ would also expire keys, register dependencies, schedule repeats or take a rate-limit
+        # slot for such a job; the copies below would skip that. Not used by any queue here.
+        raise ValueError(f"{path}: a job with a ttl, dependencies, repeats or a rate limit needs RQ's own enqueue")
     template = job.to_dict()
     retries = "retry_intervals" in template
     dumps = job.serializer.dumps

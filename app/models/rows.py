@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 from django.db.models.constants import OnConflict
 
 COPY_MIN_ROWS = 10  # from here COPY is cheaper than one INSERT on PostgreSQL (measured at 1, 10, 100, 3,000)
@@ -32,7 +32,10 @@ def insert_rows(model: type[models.Model], field_names: Sequence[str], rows: Seq
     quote = connection.ops.quote_name
     table, columns = quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields)
     if _copies(connection) and not ignore_conflicts and len(rows) >= COPY_MIN_ROWS:
-        with connection.cursor() as cursor, connection.wrap_database_errors:
+        # In a savepoint: a value that fails to encode half-way aborts the COPY, and PostgreSQL the
+        # whole transaction with it; rolled back to the savepoint, the caller's transaction stays
+        # usable, as after a failed INSERT. (Creating it also refuses an already broken transaction.)
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor, connection.wrap_database_errors:
             with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for values in _prepared(fields, rows, connection):
                     copy.write_row(values)
@@ -58,7 +61,7 @@ def _prepared(fields: Sequence[models.Field[Any, Any]], rows: Sequence[Sequence[
     previous: list[Any] = [_NOTHING] * len(fields)
     prepared: list[Any] = [None] * len(fields)
     for values in rows:
-        for column, (field, value) in enumerate(zip(fields, values)):
+        for column, (field, value) in enumerate(zip(fields, values, strict=True)):
             if value is not previous[column]:
                 previous[column] = value
                 prepared[column] = field.get_db_prep_save(value, connection)
