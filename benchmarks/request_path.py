@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -28,10 +29,13 @@ VIEWS = {
     "plain again (A/A control)": "/bench/plain/",
     "with enqueue (project: push after the response)": "/bench/enqueue/",
     "with enqueue, push before the response (previous)": "/bench/enqueue-push-in-request/",
+    # Diagnostic: the project's path without its post-response push (see benchmarks/web/urls.py).
+    "with enqueue, push skipped (diagnostic)": "/bench/enqueue-no-push/",
 }
 
 
 PAUSE = 0.005
+ROUNDS = 3
 
 
 def free_port() -> int:
@@ -75,25 +79,36 @@ def main() -> None:
             for path in VIEWS.values():  # warm-up
                 for _ in range(50):
                     request_ms(port, path)
-            samples: dict[str, list[float]] = {name: [] for name in VIEWS}
-            for _ in range(count):
-                for name, path in VIEWS.items():
-                    samples[name].append(request_ms(port, path))
-                    # Light load, not a closed loop: with one sync worker the next request would
-                    # otherwise wait out whatever the previous one does after its response.
-                    time.sleep(PAUSE)
+            rounds = [run_round(port, count) for _ in range(ROUNDS if not args.quick else 1)]
         finally:
             stop([server])
-        base = samples["plain (INSERT + commit)"]
         database = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
+        base = "plain (INSERT + commit)"
+
+        def figure(name: str, q: float, added: bool) -> float:
+            # Median over rounds of the round's percentile (or of its difference to the plain view).
+            return statistics.median(pct(r[name], q) - (pct(r[base], q) if added else 0.0) for r in rounds)
+
         print_table(
-            f"request path over HTTP, gunicorn sync x1, {database}, {count:,} requests per view (interleaved), ms",
+            f"request path over HTTP, gunicorn sync x1, {database}, {count:,} requests per view and round "
+            f"(interleaved), ms, median of {len(rounds)} rounds",
             ["view", "p50", "p99", "added p50", "added p99"],
             [
-                [name, f"{pct(v, .5):.2f}", f"{pct(v, .99):.2f}", f"{pct(v, .5) - pct(base, .5):+.2f}", f"{pct(v, .99) - pct(base, .99):+.2f}"]
-                for name, v in samples.items()
+                [name, f"{figure(name, .5, False):.2f}", f"{figure(name, .99, False):.2f}", f"{figure(name, .5, True):+.2f}", f"{figure(name, .99, True):+.2f}"]
+                for name in VIEWS
             ],
         )
+
+
+def run_round(port: int, count: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in VIEWS}
+    for _ in range(count):
+        for name, path in VIEWS.items():
+            samples[name].append(request_ms(port, path))
+            # Light load, not a closed loop: with one sync worker the next request would
+            # otherwise wait out whatever the previous one does after its response.
+            time.sleep(PAUSE)
+    return samples
 
 
 if __name__ == "__main__":

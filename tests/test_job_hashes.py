@@ -93,15 +93,31 @@ def test_the_queue_holds_the_ids_in_call_order_and_a_worker_runs_each_call(redis
     assert all(job.retries_left == METRICS.max_retries and len(job.retry_intervals) == METRICS.max_retries for job in jobs)
 
 
-def test_the_same_id_twice_in_a_batch_is_refused_and_nothing_is_written(redis_conn):
-    job_id = uuid.uuid4().hex
-    pushes = [Push(METRICS, job_id, ECHO, [1], {}), Push(METRICS, job_id, ECHO, [2], {})]
+def assert_refused(redis_conn, pushes: list[Push], reason: str) -> None:  # type: ignore[no-untyped-def]
     queue = get_queue(METRICS)
-    with pytest.raises(ValueError, match="more than once"):
+    with pytest.raises(ValueError, match=reason):
         with queue.connection.pipeline() as pipe:
             queue_jobs(pipe, queue, pushes)
             pipe.execute()
-    assert redis_conn.dbsize() == 0
+    assert redis_conn.dbsize() == 0  # nothing of the batch written
+
+
+def test_the_same_id_twice_in_a_batch_is_refused_and_nothing_is_written(redis_conn):
+    job_id = uuid.uuid4().hex
+    assert_refused(redis_conn, [Push(METRICS, job_id, ECHO, [1], {}), Push(METRICS, job_id, ECHO, [2], {})], "more than once")
+
+
+def test_an_invalid_id_anywhere_in_the_batch_is_refused_and_nothing_is_written(redis_conn):
+    pushes = [Push(METRICS, uuid.uuid4().hex, ECHO, [1], {}), Push(METRICS, "bad:id with space", ECHO, [2], {})]
+    assert_refused(redis_conn, pushes, "Job ID")
+
+
+def test_a_job_rq_would_enqueue_differently_is_refused(redis_conn, monkeypatch):
+    from app.jobs import queues
+
+    real = queues.job_options
+    monkeypatch.setattr(queues, "job_options", lambda *args: {**real(*args), "ttl": 60})  # RQ would EXPIRE its keys
+    assert_refused(redis_conn, [Push(METRICS, uuid.uuid4().hex, ECHO, [1], {})], "RQ's own enqueue")
 
 
 def test_a_synchronous_queue_still_runs_each_job_at_once(redis_conn, settings):
@@ -113,26 +129,3 @@ def test_a_synchronous_queue_still_runs_each_job_at_once(redis_conn, settings):
     jobs = Job.fetch_many(ids, connection=redis_conn, serializer=queue.serializer)
     assert [job.return_value() for job in jobs] == [{"args": [1], "kwargs": {}}, {"args": [2], "kwargs": {"k": 3}}]
     assert [job.get_status() for job in jobs] == [JobStatus.FINISHED] * 2
-
-
-def test_an_invalid_id_anywhere_in_the_batch_is_refused_and_nothing_is_written(redis_conn):
-    pushes = [Push(METRICS, uuid.uuid4().hex, ECHO, [1], {}), Push(METRICS, "bad:id with space", ECHO, [2], {})]
-    queue = get_queue(METRICS)
-    with pytest.raises(ValueError, match="Job ID"):
-        with queue.connection.pipeline() as pipe:
-            queue_jobs(pipe, queue, pushes)
-            pipe.execute()
-    assert redis_conn.dbsize() == 0
-
-
-def test_a_job_rq_would_enqueue_differently_is_refused(redis_conn, monkeypatch):
-    from app.jobs import queues
-
-    real = queues.job_options
-    monkeypatch.setattr(queues, "job_options", lambda *args: {**real(*args), "ttl": 60})  # RQ would EXPIRE its keys
-    queue = get_queue(METRICS)
-    with pytest.raises(ValueError, match="RQ's own enqueue"):
-        with queue.connection.pipeline() as pipe:
-            queue_jobs(pipe, queue, [Push(METRICS, uuid.uuid4().hex, ECHO, [1], {})])
-            pipe.execute()
-    assert redis_conn.dbsize() == 0

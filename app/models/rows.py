@@ -7,7 +7,7 @@ JSON, datetimes and foreign keys are stored exactly as the ORM would store them.
 
 Many rows at once (a fan-out's outbox records) go through COPY on PostgreSQL: Django binds
 parameters on the client, so a 3,000-row INSERT is a 27,000-placeholder statement that psycopg
-parses and the server plans (73 µs a row); COPY streams the same values (26 µs a row). COPY has
+parses and the server plans (73–97 µs a row); COPY streams the same values (22 µs a row). COPY has
 no ON CONFLICT, and it bypasses Django's query log and execute wrappers, so single rows and
 conflict-ignoring inserts stay plain INSERTs.
 """
@@ -56,8 +56,8 @@ def insert_rows(model: type[models.Model], field_names: Sequence[str], rows: Seq
 
 def _prepared(fields: Sequence[models.Field[Any, Any]], rows: Sequence[Sequence[Any]], connection: Any) -> Iterator[list[Any]]:
     # A bulk record repeats most values in every row (the same queue, function, state and time
-    # objects): a value that is the very object of the row before is not prepared again, which
-    # halves the Python time of a 3,000-row record.
+    # objects): a value that is the very object of the row before is not prepared again (a
+    # 3,000-row record on SQLite: 52 → 38 ms).
     previous: list[Any] = [_NOTHING] * len(fields)
     prepared: list[Any] = [None] * len(fields)
     for values in rows:
