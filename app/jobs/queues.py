@@ -9,7 +9,6 @@ Inside a request the push waits until the response has gone (app.jobs.dispatch).
 
 from __future__ import annotations
 
-import logging
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,9 +21,6 @@ from rq import Callback, Queue
 from rq.job import Retry
 
 from app.jobs import dispatch
-
-logger = logging.getLogger("app.jobs")
-
 
 @dataclass(frozen=True)
 class QueueSpec:

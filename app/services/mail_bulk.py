@@ -74,20 +74,24 @@ def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
             continue
         try:
             sent = mail.send_once(prepared.message, job_id, verify_connection=False, data=prepared.data)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reason = next(iter(exc.recipients.values()))
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+            code, reason = _refusal(exc)
             target = report.deferred if 400 <= code < 500 else report.failed
-            target[prepared.address] = f"{code} {reason.decode(errors='replace') if isinstance(reason, bytes) else reason}"
-            continue
-        except smtplib.SMTPResponseException as exc:
-            target = report.deferred if 400 <= exc.smtp_code < 500 else report.failed
-            target[prepared.address] = f"{exc.smtp_code} {exc.smtp_error!r}"
+            target[prepared.address] = f"{code} {reason}"
             continue
         if sent:
             report.sent += 1
         else:
             report.already_sent += 1
     return report
+
+
+def _refusal(exc: smtplib.SMTPRecipientsRefused | smtplib.SMTPResponseException) -> tuple[int, str]:
+    """The server's code and reason for refusing one mail."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, reason = next(iter(exc.recipients.values()))
+        return code, reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    return exc.smtp_code, repr(exc.smtp_error)
 
 
 def _ahead(prepare: Any, users: list[Any]) -> Iterator[_Prepared]:
