@@ -133,7 +133,7 @@ def main() -> None:
         setup_django(RQ_REDIS_DB=str(db))
         import django_rq
 
-        queue = django_rq.get_queue("metrics", commit_mode="auto")
+        queue = django_rq.get_queue("metrics")
         rows = []
         results = {}
         for name, commands in CONFIGS.items():

@@ -8,7 +8,7 @@ import json
 import django_rq
 import pytest
 
-from app.dashboard import content_security_policy, create_app, escape_strings
+from app.queueing.dashboard import content_security_policy, create_app, escape_strings
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"operator:s3cret").decode()}
 SAME_ORIGIN = {**AUTH, "Origin": "http://localhost"}
@@ -43,13 +43,13 @@ def test_pages_carry_a_csp_that_allows_only_their_own_scripts(dashboard):
 
 
 def test_no_state_change_through_get(dashboard):
-    django_rq.get_queue("emails", commit_mode="auto").enqueue_call("app.jobs.emails.send_email", args=["a@b.org", "s", "x"])
+    django_rq.get_queue("emails").enqueue_call("app.jobs.emails.send_email", args=["a@b.org", "s", "x"])
     assert dashboard.get("/requeue/emails", headers=AUTH).status_code == 405
     assert dashboard.get("/queue/emails/queued/empty", headers=AUTH).status_code == 405
 
 
 def test_cross_site_posts_are_refused(dashboard):
-    queue = django_rq.get_queue("emails", commit_mode="auto")
+    queue = django_rq.get_queue("emails")
     queue.enqueue_call("app.jobs.emails.send_email", args=["a@b.org", "s", "x"])
     evil = {**AUTH, "Origin": "http://evil.example"}
     assert dashboard.post("/queue/emails/queued/empty", headers=evil).status_code == 403
@@ -60,7 +60,7 @@ def test_cross_site_posts_are_refused(dashboard):
 
 
 def test_json_strings_are_html_escaped(dashboard):
-    queue = django_rq.get_queue("emails", commit_mode="auto")
+    queue = django_rq.get_queue("emails")
     job = queue.enqueue_call(
         "app.jobs.emails.send_email", args=["<img src=x onerror=alert(1)>@x.org", "s", "x"], description="<script>alert(1)</script>"
     )

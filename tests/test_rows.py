@@ -8,9 +8,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from app.models import BackgroundJob
-from app.models.background_jobs import _RECORD_FIELDS
-from app.models.rows import COPY_MIN_ROWS, insert_rows
+from app.queueing.models import _RECORD_FIELDS, BackgroundJob
+from app.queueing.rows import COPY_MIN_ROWS, insert_rows
 
 pytestmark = pytest.mark.django_db
 

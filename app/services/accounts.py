@@ -12,8 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from app.jobs import emails
-from app.jobs.queues import enqueue
+from app.jobs.emails import send_welcome_email
 from app.models import MemberPreferences
 
 
@@ -61,5 +60,5 @@ def register_user(
     with transaction.atomic():
         user = User.objects.create_user(username=username, email=email, password=password, first_name=first_name[:150])
         MemberPreferences.objects.create(user=user, language=language or settings.LANGUAGE_CODE)
-        job_id = enqueue(emails.send_welcome_email, user.pk, owner_id=user.pk)
+        job_id = send_welcome_email.delay(user.pk).id
     return Registration(user=user, welcome_job_id=job_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from app.services.health import check_health
+from app.queueing.health import check_health
 
 
 @require_GET

@@ -9,9 +9,9 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from app.middleware import may_operate_queues
-from app.services.job_metrics import JobStatsCollector
-from app.jobs.queues import redis_connection
+from app.queueing.access import may_operate_queues
+from app.queueing.connections import redis_connection
+from app.queueing.monitoring import JobStatsCollector
 
 
 def _authorized(request: HttpRequest) -> bool:

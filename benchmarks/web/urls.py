@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from app.jobs import dispatch, emails
 from app.jobs.queues import EMAILS, enqueue, func_path
-from app.models import BackgroundJob
+from app.queueing.models import BackgroundJob
 
 _serial = itertools.count()
 
