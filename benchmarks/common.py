@@ -27,6 +27,7 @@ def setup_django(**env: str) -> None:
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
     os.environ.setdefault("EMAIL_URL", "locmem://")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("QUEUEING_JOB_MODULES", "benchmarks.jobs")
     for key, value in env.items():
         os.environ.setdefault(key, value)
     import django

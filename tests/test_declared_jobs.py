@@ -185,3 +185,40 @@ def test_every_end_in_redis_closes_the_row_and_the_reconciler_pages_through_all_
     assert [states[job_id] for job_id in ids[:4]] == ["finished", "failed", "cancelled", "cancelled"]
     assert states[ids[4]] == "pending" and redis_conn.exists(f"rq:job:{ids[4]}")  # re-sent
     assert seen == [3, 3, 1, 3]  # then it starts over
+
+
+def test_two_sweeps_requeue_an_abandoned_job_once(redis_conn):
+    """A sweep paused longer than its lock: the one that took over and the late one both see the
+    abandoned job; only the one whose ZREM removed the entry requeues it."""
+    from rq import Queue
+
+    from app.queueing import recovery
+
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.say_hello", "x")
+    redis_conn.lrem("rq:queue:metrics", 0, job.id)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = "dead-worker"
+    job.save()
+    redis_conn.zadd("rq:wip:metrics", {f"{job.id}:exec1": 9999999999})
+    real_zrem = redis_conn.zrem
+    calls = []
+
+    def racing_zrem(key, *members):  # type: ignore[no-untyped-def]
+        if not calls:  # the other sweep removes the entry first, while this one is paused
+            calls.append(real_zrem(key, *members))
+        return real_zrem(key, *members)
+
+    redis_conn.zrem = racing_zrem  # type: ignore[method-assign]
+    assert recovery.sweep(redis_conn, ["metrics"]) == []  # its ZREM returned 0: not requeued
+    redis_conn.zrem = real_zrem  # type: ignore[method-assign]
+    assert redis_conn.lrange("rq:queue:metrics", 0, -1) == []
+
+
+def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
+    from app.queueing import recovery
+
+    with recovery._sweep_lock(redis_conn) as held:
+        assert held
+        redis_conn.set(recovery.LOCK_KEY, "someone-else")  # ours expired; another sweep took it
+    assert redis_conn.get(recovery.LOCK_KEY) == b"someone-else"

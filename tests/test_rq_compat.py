@@ -118,7 +118,7 @@ def test_a_pushed_batch_is_what_rqs_own_unique_enqueue_writes(settings, redis_co
 
 def test_every_field_is_the_one_rqs_enqueue_many_writes(redis_conn):
     """Beside RQ's unique path, the template also matches RQ's bulk path, field by field."""
-    from app.queueing.enqueueing import job_options
+    from app.queueing.registry import job_options
 
     spec = registry.spec_for(ECHO)
     random.seed(99)

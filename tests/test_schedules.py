@@ -50,3 +50,18 @@ def test_restarts_keep_one_schedule_and_two_schedulers_enqueue_once(tmp_path: Pa
         # ... and it is back in the schedule for the next minute, still once.
         assert scheduled_ids(redis_conn) == [SCHEDULE_ID]
         assert redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID) == due + 60
+
+
+def test_a_scheduler_never_frees_the_lock_another_one_holds(redis_conn: redis.Redis):
+    from app.queueing.scheduling import ProjectScheduler
+
+    first = ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn)
+    second = ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn)
+    assert first.acquire_lock()
+    redis_conn.delete(first.scheduler_lock_key)  # the first pass outlived its lock ...
+    assert second.acquire_lock()  # ... and the second scheduler took over
+    first.remove_lock()  # the first one's release must not free the second one's lock
+    assert redis_conn.get(second.scheduler_lock_key) == second._lock_token.encode()
+    assert not ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn).acquire_lock()
+    second.remove_lock()
+    assert not redis_conn.exists(second.scheduler_lock_key)

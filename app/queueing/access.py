@@ -24,14 +24,24 @@ def may_operate_queues(user: object) -> bool:
     return bool(getattr(user, "is_active", False) and (getattr(user, "is_superuser", False) or user.has_perm(PERMISSION)))  # type: ignore[attr-defined]
 
 
+def bearer_token(request: HttpRequest) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or ''."""
+    header = request.headers.get("Authorization", "")
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+def token_matches(expected: str, presented: str) -> bool:
+    """Constant-time comparison; an unset token never matches."""
+    return bool(expected and presented and compare_digest(expected, presented))
+
+
 def _has_valid_token(request: HttpRequest) -> bool:
     token = settings.RQ_API_TOKEN
-    header = request.headers.get("Authorization", "")
-    presented = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    presented = bearer_token(request)
     if not presented:
         # django-rq also accepts the token as the last path segment of stats.json.
         presented = request.path.rstrip("/").rsplit("/", 1)[-1]
-    return bool(token and presented and compare_digest(token, presented))
+    return token_matches(token, presented)
 
 
 class DjangoRQPermissionMiddleware:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import django_rq
-
 
 class DeclaredQueues(Mapping[str, dict[str, Any]]):
     def __init__(self, connection: dict[str, Any]) -> None:
@@ -57,6 +55,8 @@ def get_queue(name: str) -> Any:
     key = (name, repr(settings.RQ_QUEUES[name]))  # settings may change (tests)
     queue = _queues.get(key)
     if queue is None:
+        import django_rq  # here, not at import: settings import this module
+
         queue = _queues[key] = django_rq.get_queue(name)
     return queue
 

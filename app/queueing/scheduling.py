@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from django_rq.queues import DjangoScheduler
@@ -31,8 +32,25 @@ SCHEDULE_ID_PREFIX = "schedule-"
 SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
 
 
+# Deletes rq-scheduler's lock only if it still holds this process's token: a pass that outlived
+# the lock must not free the lock of the scheduler that took over.
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 class ProjectScheduler(DjangoScheduler):
     job_class = QueueingJob
+    _lock_token: str = ""
+
+    def acquire_lock(self) -> bool:
+        self._lock_token = uuid.uuid4().hex
+        acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(self._interval) + 10, nx=True))
+        self._lock_acquired = acquired
+        return acquired
+
+    def remove_lock(self) -> None:
+        if self._lock_acquired:
+            self.connection.eval(_RELEASE, 1, self.scheduler_lock_key, self._lock_token)
+            self._lock_acquired = False
 
     def _fire_due_retries(self, queue_names: list[str]) -> None:
         """Move due retries and delayed jobs to their queues when no worker's RQ scheduler does it.

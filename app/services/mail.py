@@ -30,7 +30,7 @@ from django.utils import translation
 from app.models import MemberPreferences, SentMail
 from app.queueing import PermanentJobError
 
-logger = logging.getLogger("app.mail")
+logger = logging.getLogger(__name__)
 
 TEMPLATES = ("welcome", "announcement")
 _TAG = re.compile(r"<[^>]+>")
