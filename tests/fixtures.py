@@ -74,3 +74,14 @@ def not_declared(path: str) -> None:
 
 def on_success_undeclared(job, connection, result, *args, **kwargs):  # type: ignore[no-untyped-def]
     not_declared(job.meta["marker"])
+
+
+@job("metrics")
+def sleep_then_mark(seconds: float, path: str) -> str:
+    """An effect after some work: a copy that goes on after its lease lapsed would write the file.
+    The work is counted in steps, not wall time, so a frozen process still has it left when it thaws."""
+    for _ in range(int(seconds * 10)):
+        time.sleep(0.1)
+    with open(path, "a") as marker:
+        marker.write(f"{os.getpid()}\n")
+    return path

@@ -306,3 +306,36 @@ def test_speedups_are_installed_and_answer_as_rq_does():
         assert rq.utils.utcparse(text) == rq_compat._original_utcparse(text)
     with pytest.raises(ValueError):
         rq.utils.utcparse("2026-11-25 16:41:53")
+
+
+def test_a_stopped_job_leaves_what_rqs_own_bookkeeping_leaves(tmp_path, redis_db_index, redis_conn):
+    """An operator's stop (`rq` command `stop-job`) on the forking worker, both ways, in real processes."""
+    import time
+
+    from rq.command import send_stop_job_command
+
+    from tests import redis_db
+    from tests.e2e.processes import logs, manage, running, stack_env
+
+    snapshots = []
+    for fast in ("1", "0"):
+        redis_conn.flushdb()
+        (tmp_path / fast).mkdir()
+        env = stack_env(tmp_path / fast, redis_db.redis_url(), redis_db_index, RQ_FAST_PATHS=fast)
+        manage(env, "migrate", "--noinput")
+        job = enqueue_rq(redis_conn, "tests.fixtures.sleep_for", 30, job_id="stopped" + "0" * 25)
+        log_dir = tmp_path / fast / "logs"
+        with running(env, ["manage.py", "rqworker", "metrics", "--burst", "--name", "contract-worker"], log_dir=log_dir) as [worker]:
+            deadline = time.monotonic() + 60
+            while job.get_status(refresh=True) != JobStatus.STARTED and time.monotonic() < deadline:
+                time.sleep(0.1)
+            send_stop_job_command(redis_conn, job.id)
+            worker.wait(timeout=60)
+        assert job.get_status(refresh=True) == JobStatus.STOPPED, logs(log_dir)
+        state = snapshot(redis_conn, {job.id})
+        for entries in state.values():  # process ids differ between the two runs
+            for _, value, _ in entries:
+                if isinstance(value, dict):
+                    value.pop(b"pid", None)
+        snapshots.append(state)
+    assert_same(*snapshots)

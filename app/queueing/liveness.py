@@ -46,14 +46,37 @@ class LivenessMixin(_WorkerBase):
     # -- liveness ---------------------------------------------------------------------------
 
     def _liveness_loop(self, stop: threading.Event) -> None:
+        last_beat = time.monotonic()
         while not stop.wait(LIVENESS_INTERVAL):
+            if time.monotonic() - last_beat > LIVENESS_TTL:
+                self._lease_lapsed(time.monotonic() - last_beat)
             try:
                 with self.connection.pipeline(transaction=False) as pipe:
                     pipe.expire(self.key, LIVENESS_TTL)
                     pipe.expire(self.executions_key, LIVENESS_TTL)
                     pipe.execute()
+                last_beat = time.monotonic()
             except RedisError:
                 pass  # the work loop notices outages and deals with them
+
+    def _lease_lapsed(self, silent_for: float) -> None:
+        """The fence: this process was stopped (SIGSTOP, a frozen container or VM) longer than its
+        lease, so its key expired and its job was requeued to another worker. The copy here must
+        not go on: the work-horse is killed, and an in-process worker, whose job runs on the main
+        thread, leaves the process at once (its pool, or the orchestrator, starts a fresh one).
+        What the job did before the pause stands; a job's own idempotence covers the rest."""
+        horse_pid = getattr(self, "horse_pid", 0)  # forking workers only
+        if not (horse_pid or getattr(self, "running_job_id", None)):
+            return  # nothing was running: the next heartbeat registers the worker again
+        logger.error("worker %s was silent %.0f s, past its %d s lease: its job runs elsewhere now; stopping this copy",
+                     self.name, silent_for, LIVENESS_TTL)
+        if horse_pid:
+            try:
+                os.kill(horse_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        else:
+            os._exit(75)  # EX_TEMPFAIL: restarted by the pool or the orchestrator
 
     def _start_liveness(self) -> None:
         self._liveness_stop = threading.Event()

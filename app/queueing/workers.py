@@ -52,6 +52,8 @@ rq_compat.install_speedups()
 class ProjectWorkerMixin(_WorkerBase):
     """What every worker of the project does around RQ's own work."""
 
+    running_job_id: str | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # django-rq's rqworker always passes its --serializer default (pickle): override it.
         kwargs["serializer"] = JSONSerializer
@@ -90,7 +92,11 @@ class ProjectWorkerMixin(_WorkerBase):
         if refusal is not None:
             self._refuse(job, queue, refusal)
             return
-        super().execute_job(job, queue)
+        self.running_job_id = job.id  # read by the liveness thread's fence (liveness.py)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self.running_job_id = None
 
     def _refuse(self, job: Job, queue: Any, reason: str) -> None:
         logger.error("job %s refused on '%s': %s", job.id, queue.name, reason, extra={"job_id": job.id, "queue": queue.name})
