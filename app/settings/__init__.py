@@ -164,6 +164,12 @@ RQ = {
 RQ_EXCEPTION_HANDLERS = ["app.jobs.runtime.classify_failure"]
 RQ_SHOW_ADMIN_LINK = True
 RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
+# rq-dashboard accepts POSTs (empty, requeue, delete) only from its own origin or one of these,
+# compared exactly (scheme://host[:port]); behind a TLS-terminating proxy, name the header the
+# proxy sets ("X-Forwarded-Proto: https") so the dashboard knows browsers see https. Unset, no
+# forwarded header is believed.
+RQ_DASHBOARD_TRUSTED_ORIGINS = env_list("RQ_DASHBOARD_TRUSTED_ORIGINS", [])
+RQ_DASHBOARD_PROXY_SSL_HEADER = env_optional("RQ_DASHBOARD_PROXY_SSL_HEADER")
 # Bearer token for Prometheus at /metrics (a queue operator's session works too).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
