@@ -154,7 +154,9 @@ RQ_QUEUES = {
         "DEFAULT_TIMEOUT": timeout,
         "SERIALIZER": "rq.serializers.JSONSerializer",
     }
-    for name, timeout in (("emails", 60), ("images", 300), ("metrics", 600), ("default", 300))
+    # No "default" queue: no job goes there and no worker serves it (django-rq listed it first);
+    # rqsuspend/rqresume, which asked for its connection, are the project's (app/management).
+    for name, timeout in (("emails", 60), ("images", 300), ("metrics", 600))
 }
 RQ = {
     "COMMIT_MODE": "on_db_commit",
