@@ -213,10 +213,13 @@ LOGGING = {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "app.logging.JsonFormatter"},
     },
+    # RQ's idle housekeeping ("cleaning registries", lock renewals) at DEBUG: app/logging.py.
+    "filters": {"rq_housekeeping": {"()": "app.logging.RQHousekeepingAtDebug"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "rq.worker": {"level": LOG_LEVEL},
+        "rq.worker": {"level": LOG_LEVEL, "filters": ["rq_housekeeping"]},
+        "rq.scheduler": {"filters": ["rq_housekeeping"]},
         "django.db.backends": {"level": "INFO"},
     },
 }
