@@ -30,6 +30,8 @@ SECRET_KEY = _secret
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# The JSON API answers a failed CSRF check in JSON, in the request's language.
+CSRF_FAILURE_VIEW = "app.views.http.csrf_failure"
 
 INSTALLED_APPS = [
     # `app` first so that its management commands (rqscheduler) take precedence over django_rq's.
