@@ -56,10 +56,12 @@ def test_only_the_served_queues_are_listed(root):
 def test_list_pages_load_the_admin_actions_script_not_the_removed_jquery_plugin(root, redis_conn):
     _failed_job(redis_conn)
     emails = _index("emails")
-    for path in ("", "failed/", "finished/", "started/", "deferred/", "scheduled/", "workers/"):
-        page = root.get(f"/admin/django-rq/queues/{emails}/{path}").content.decode()
+    for path in ("queues/{i}/", "queues/{i}/failed/", "queues/{i}/finished/", "queues/{i}/started/", "queues/{i}/deferred/", "queues/{i}/scheduled/", "workers/{i}/"):
+        response = root.get("/admin/django-rq/" + path.format(i=emails))
+        assert response.status_code == 200, path
+        page = response.content.decode()
         assert ".actions()" not in page, path
-        if path != "workers/":
+        if not path.startswith("workers/"):
             assert "admin/js/actions.js" in page and "egoejo/django_rq_actions.js" in page, path
 
 
