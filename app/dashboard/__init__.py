@@ -177,7 +177,7 @@ def create_app(
     import rq_dashboard
     from rq_dashboard.version import VERSION as RQ_DASHBOARD_VERSION
     from rq_dashboard.web import config as service_config
-    from rq_dashboard.web import setup_rq_connection
+    from rq_dashboard.web import escape_format_instance_list, setup_rq_connection
 
     if not (username and password):
         raise ValueError("rq-dashboard needs RQ_DASHBOARD_USERNAME and RQ_DASHBOARD_PASSWORD")
@@ -221,7 +221,7 @@ def create_app(
                 rows=recurring_jobs(app.redis_conn),
                 now=datetime.now(timezone.utc),
                 current_instance=instance_number,
-                instance_list=[redis_url.split("@")[-1]],
+                instance_list=escape_format_instance_list(app.config["RQ_DASHBOARD_REDIS_URL"]),
                 rq_url_prefix=url_for("rq_dashboard.queues_overview"),
                 rq_dashboard_version=RQ_DASHBOARD_VERSION,
                 rq_version=rq.__version__,
