@@ -53,7 +53,7 @@ class RQHousekeepingAtDebug(logging.Filter):
     )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and record.msg in self.MESSAGES:
+        if record.levelno == logging.INFO and isinstance(record.msg, str) and record.msg in self.MESSAGES:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
