@@ -11,6 +11,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from app.jobs.emails import send_welcome_email
 from app.models import MemberPreferences
@@ -31,24 +32,24 @@ def register_user(
     username = (username or "").strip()
     email = (email or "").strip()
     if not username or len(username) > 150:
-        errors["username"] = ["A username of 1 to 150 characters is required."]
+        errors["username"] = [_("A username of 1 to 150 characters is required.")]
     else:
         try:
             User.username_validator(username)
         except ValidationError as exc:
             errors["username"] = list(exc.messages)
     if "username" not in errors and User.objects.filter(username__iexact=username).exists():
-        errors["username"] = ["This username is taken."]
+        errors["username"] = [_("This username is taken.")]
     try:
         validate_email(email)
     except ValidationError:
-        errors["email"] = ["Enter a valid e-mail address."]
+        errors["email"] = [_("Enter a valid e-mail address.")]
     else:
         if User.objects.filter(email__iexact=email).exists():
-            errors["email"] = ["An account with this e-mail address exists."]
+            errors["email"] = [_("An account with this e-mail address exists.")]
     languages = {code for code, _ in settings.LANGUAGES}
     if language and language not in languages:
-        errors["language"] = [f"Choose one of: {', '.join(sorted(languages))}."]
+        errors["language"] = [_("Choose one of: %(languages)s.") % {"languages": ", ".join(sorted(languages))}]
     candidate = User(username=username, email=email, first_name=first_name[:150])
     try:
         validate_password(password or "", user=candidate)

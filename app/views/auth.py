@@ -4,6 +4,7 @@ from django.contrib.auth import authenticate, login, logout
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import get_token
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from app.services.accounts import register_user
@@ -21,7 +22,7 @@ def csrf(request: HttpRequest) -> JsonResponse:
 def register(request: HttpRequest) -> JsonResponse:
     body = json_body(request)
     if body is None:
-        return error(400, "Send a JSON object (Content-Type: application/json).")
+        return error(400, _("Send a JSON object (Content-Type: application/json)."))
     try:
         registration = register_user(
             username=str(body.get("username", "")),
@@ -31,7 +32,7 @@ def register(request: HttpRequest) -> JsonResponse:
             language=str(body.get("language", "")),
         )
     except ValidationError as exc:
-        return error(400, "Invalid registration.", fields=exc.message_dict)
+        return error(400, _("Invalid registration."), fields=exc.message_dict)
     user = registration.user
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return JsonResponse(
@@ -44,7 +45,7 @@ def login_view(request: HttpRequest) -> JsonResponse:
     body = json_body(request) or {}
     user = authenticate(request, username=str(body.get("username", "")), password=str(body.get("password", "")))
     if user is None:
-        return error(400, "Invalid username or password.")
+        return error(400, _("Invalid username or password."))
     login(request, user)
     return JsonResponse({"id": user.pk, "username": user.get_username()})
 

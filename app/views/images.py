@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from app.models import UploadedImage
@@ -27,7 +28,7 @@ def _image_json(image: UploadedImage) -> dict[str, object]:
 def upload(request: HttpRequest) -> JsonResponse:
     upload = request.FILES.get("image")
     if upload is None:
-        return error(400, "Send the image as multipart form field 'image'.")
+        return error(400, _("Send the image as multipart form field 'image'."))
     try:
         accepted = accept_upload(owner_id=request.user.pk, upload=upload)
     except UploadRejected as exc:
@@ -40,5 +41,5 @@ def upload(request: HttpRequest) -> JsonResponse:
 def detail(request: HttpRequest, image_id: int) -> JsonResponse:
     image = UploadedImage.objects.filter(pk=image_id, owner=request.user).first()
     if image is None:
-        return error(404, "No such image.")
+        return error(404, _("No such image."))
     return JsonResponse(_image_json(image))
