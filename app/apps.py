@@ -15,3 +15,11 @@ class EgoejoConfig(AppConfig):
         # Jobs enqueued while serving a request reach Redis once the response has gone.
         request_started.connect(dispatch.on_request_started, dispatch_uid="egoejo-dispatch-start")
         request_finished.connect(dispatch.on_request_finished, dispatch_uid="egoejo-dispatch-finish")
+
+        from django.db.models.signals import post_delete
+
+        from app.models import UploadedImage
+        from app.services import images
+
+        # A deleted image (or a deleted member's, by cascade) takes its objects with it.
+        post_delete.connect(images.on_image_deleted, sender=UploadedImage, dispatch_uid="egoejo-image-files")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
@@ -16,12 +18,18 @@ from app.jobs.errors import PermanentJobError
 from app.jobs.queues import enqueue
 from app.models import UploadedImage
 
-from . import image_pipeline
-from .image_files import ORIGINALS_DIR, RENDITIONS_DIR, resolve_media_path, write_atomically
+from . import image_files, image_pipeline
+from .image_files import ORIGINALS_DIR, RENDITIONS_DIR
 
 logger = logging.getLogger("app.images")
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+# What the pipeline makes → what clients call it, its file extension and content type.
+_PUBLISHED = {
+    "fitted": ("display", "jpg", "image/jpeg"),
+    "webp": ("display_webp", "webp", "image/webp"),
+    "thumbnail": ("thumbnail", "jpg", "image/jpeg"),
+}
 
 
 class UploadRejected(ValueError):
@@ -39,62 +47,134 @@ def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
         raise UploadRejected(f"Images are limited to {settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)} MiB.")
     if upload.size == 0:
         raise UploadRejected("The file is empty.")
-    data = upload.read()
+    upload.seek(0)
     try:
-        probe = image_pipeline.open_checked(data, settings.IMAGE_MAX_PIXELS)
+        probe = image_pipeline.open_checked(upload, settings.IMAGE_MAX_PIXELS)
     except PermanentJobError as exc:
         raise UploadRejected(str(exc)) from None
     fmt = probe.format or ""
-    relative = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
-    # The stored name is ours; the user's file name is kept only as data.
-    write_atomically(resolve_media_path(relative), data)
-    with transaction.atomic():
-        image = UploadedImage.objects.create(
-            owner_id=owner_id,
-            original_path=relative,
-            original_name=(upload.name or "")[:255],
-            original_format=fmt,
-            original_width=probe.width,
-            original_height=probe.height,
-        )
-        from app.jobs import images as image_jobs
+    width, height = image_pipeline.displayed_size(probe)
+    key = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
+    # The stored name is ours; the user's file name is kept only as data. The upload is
+    # streamed to the storage (a large one sits in a temporary file, not in memory).
+    image_files.save(key, upload)
+    try:
+        with transaction.atomic():
+            image = UploadedImage.objects.create(
+                owner_id=owner_id,
+                original_path=key,
+                original_name=(upload.name or "")[:255],
+                original_format=fmt,
+                original_width=width,
+                original_height=height,
+            )
+            from app.jobs import images as image_jobs
 
-        job_id = enqueue(image_jobs.process_image, relative, owner_id=owner_id)
-        image.job_id = job_id
-        image.save(update_fields=["job_id"])
+            job_id = enqueue(image_jobs.process_image, key, owner_id=owner_id)
+            image.job_id = job_id
+            image.save(update_fields=["job_id"])
+    except BaseException:
+        image_files.delete([key])  # no row refers to it: it would be an orphan
+        raise
     return AcceptedUpload(image=image, job_id=job_id)
 
 
 def process(image_path: str, max_width: int, max_height: int, quality: int) -> dict[str, Any]:
-    """Write the renditions of `image_path` (relative to MEDIA_ROOT) and record them.
+    """Write the renditions of the original stored at `image_path` and publish them.
 
-    Safe to run twice: the same input gives the same files, written atomically.
+    Publication is atomic for readers: the new set is written under a new version prefix, the
+    record is switched to it in one UPDATE, and only then is the previous set deleted. The same
+    input gives the same version, keys and bytes, so running twice changes nothing; a run that
+    fails removes what it wrote.
     """
-    source = resolve_media_path(image_path)
+    image_files.validate_key(image_path)
     record = UploadedImage.objects.filter(original_path=image_path).first()
-    if not source.is_file():
+    try:
+        source = image_files.open_original(image_path)
+    except FileNotFoundError:
         reason = f"image file not found: {image_path!r}"
         _mark_failed(record, reason)
-        raise PermanentJobError(reason)
+        raise PermanentJobError(reason) from None
     try:
-        renditions = image_pipeline.render(
-            source.read_bytes(), max_width, max_height, quality, settings.IMAGE_MAX_PIXELS
-        )
+        with source:
+            renditions = image_pipeline.render(source, max_width, max_height, quality, settings.IMAGE_MAX_PIXELS)
     except PermanentJobError as exc:
         _mark_failed(record, str(exc))
         raise
-    stem = source.stem
-    written: dict[str, dict[str, Any]] = {}
+    stem = PurePosixPath(image_path).stem
+    digest = hashlib.sha256()
     for rendition in renditions:
-        relative = f"{RENDITIONS_DIR}/{stem}/{rendition.name}-{max_width}x{max_height}-q{quality}.{rendition.extension}"
-        write_atomically(resolve_media_path(relative), rendition.data)
-        written[rendition.name] = {"path": relative, "width": rendition.width, "height": rendition.height}
-    if record is not None:
-        UploadedImage.objects.filter(pk=record.pk).update(
-            status=UploadedImage.Status.DONE, failure_reason="", renditions=written, processed_at=timezone.now()
-        )
-    logger.info("image %s processed into %s", image_path, ", ".join(written))
+        digest.update(rendition.name.encode() + b"\0" + rendition.data)
+    version = digest.hexdigest()[:16]
+    prefix = f"{RENDITIONS_DIR}/{stem}/{version}"
+    published = _published_version(record)
+    written: dict[str, dict[str, Any]] = {}
+    created: list[str] = []
+    try:
+        for rendition in renditions:
+            name, extension, content_type = _PUBLISHED[rendition.name]
+            kind = name.split("_")[0]
+            key = f"{prefix}/{kind}-{rendition.width}x{rendition.height}.{extension}"
+            # Already there with these bytes' length (a re-run): not rewritten, so a reader of the
+            # published set never races a rewrite. The version is a digest of the bytes.
+            if not image_files.exists_with_size(key, len(rendition.data)):
+                created.append(key)
+                image_files.save(key, rendition.data)
+            written[name] = {
+                "key": key, "width": rendition.width, "height": rendition.height,
+                "content_type": content_type, "bytes": len(rendition.data),
+            }
+        if record is not None:
+            UploadedImage.objects.filter(pk=record.pk).update(
+                status=UploadedImage.Status.DONE, failure_reason="", renditions=written, processed_at=timezone.now()
+            )
+    except BaseException:
+        if version != published:
+            image_files.delete(created)  # nothing refers to them: no orphan is left behind
+        raise
+    # Readers now get the new set; what they had before (and leftovers of killed runs) can go.
+    for other in image_files.rendition_versions(stem):
+        if other != version:
+            image_files.delete_prefix(f"{RENDITIONS_DIR}/{stem}/{other}")
+    logger.info("image %s processed into %s (version %s)", image_path, ", ".join(written), version)
     return written
+
+
+def delete_files(image: UploadedImage) -> None:
+    """Remove an image's objects (its original and every rendition set); the row is the caller's."""
+    image_files.delete([image.original_path])
+    image_files.delete_prefix(f"{RENDITIONS_DIR}/{PurePosixPath(image.original_path).stem}")
+
+
+def on_image_deleted(sender: type, instance: UploadedImage, **kwargs: Any) -> None:
+    # After the commit: a rolled-back delete must not lose the files.
+    transaction.on_commit(lambda: delete_files(instance), robust=True)
+
+
+def renditions_for_client(image: UploadedImage, absolute: Any) -> dict[str, dict[str, Any]]:
+    """{name: {url, width, height, content_type}}, URLs made absolute by `absolute` (a request's build_absolute_uri)."""
+    out = {}
+    for name, entry in (image.renditions or {}).items():
+        key = entry.get("key")
+        if not key:
+            continue  # a record written before renditions had keys: nothing to link to
+        out[name] = {
+            "url": absolute(image_files.url(key)),
+            "width": entry["width"],
+            "height": entry["height"],
+            "content_type": entry.get("content_type"),
+        }
+    return out
+
+
+def _published_version(record: UploadedImage | None) -> str | None:
+    if record is None:
+        return None
+    for entry in (record.renditions or {}).values():
+        parts = PurePosixPath(str(entry.get("key", ""))).parts
+        if len(parts) >= 2:
+            return parts[-2]
+    return None
 
 
 def _mark_failed(record: UploadedImage | None, reason: str) -> None:

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .env import env_bool, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
 from .redis_layout import build_layout, parse_sentinels, sentinel_url
+from .storage import storages_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("EGOEJO_VAR_DIR", str(BASE_DIR / "var")))
@@ -108,6 +109,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
+# Uploaded originals and their renditions: MEDIA_STORAGE=local (MEDIA_ROOT, the default) or s3
+# (a private bucket; see app/settings/storage.py and docs/images.md).
+STORAGES = storages_from_env()
 
 # --- Redis: channels DB 0, cache DB 1, queues on their own DB (default 2) -------------
 REDIS_LAYOUT = build_layout(
