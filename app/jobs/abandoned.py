@@ -15,6 +15,8 @@ from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from app.services.job_metrics import ABANDONED_REQUEUES_KEY
+
 from .runtime import JSONJob
 
 logger = logging.getLogger("app.jobs.abandoned")
@@ -80,6 +82,7 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                     logger.error("job %s failed: %s", job.id, reason)
                     continue
                 queue._enqueue_job(job, at_front=True)
+                connection.hincrby(ABANDONED_REQUEUES_KEY, name, 1)  # for the alert on requeues
                 logger.warning(
                     "job %s (%s) was abandoned by dead worker %s: requeued (%d/%d)",
                     job.id, job.func_name, job.worker_name, abandons, MAX_ABANDONS,

@@ -142,7 +142,50 @@ class JobStatsCollector:
             workers.add_metric([name], check["workers"])
         yield from (depth, started, failed, oldest, workers)
         scheduler = GaugeMetricFamily("egoejo_scheduler_alive", "1 when an rqscheduler process is alive")
-        scheduler.add_metric([], 1 if self.connection.exists(SCHEDULER_ALIVE_KEY) else 0)
+        heartbeat = self.connection.get(SCHEDULER_ALIVE_KEY)
+        scheduler.add_metric([], 1 if heartbeat is not None else 0)
         yield scheduler
+        yield from self._alerting_inputs(heartbeat)
+
+    def _alerting_inputs(self, heartbeat: bytes | None) -> Iterator[object]:
+        """What deploy/prometheus/rules.yml needs beyond the job and queue series above."""
+        from django.db.models import Count, Min
+        from django.utils import timezone as django_timezone
+
+        from app.models import BackgroundJob
+
+        budget = GaugeMetricFamily("egoejo_queue_wait_budget_seconds", "How long a job of the queue may wait before it is late", labels=["queue"])
+        for name, seconds in WAIT_BUDGET_SECONDS.items():
+            budget.add_metric([name], seconds)
+        yield budget
+        if heartbeat is not None:
+            age = GaugeMetricFamily("egoejo_scheduler_heartbeat_age_seconds", "Seconds since the scheduler's last pass")
+            age.add_metric([], max(0.0, time.time() - float(heartbeat)))
+            yield age
+        pending = BackgroundJob.objects.filter(state=BackgroundJob.State.PENDING).aggregate(n=Count("id"), oldest=Min("created_at"))
+        outbox_count = GaugeMetricFamily("egoejo_outbox_pending_jobs", "Jobs recorded in the outbox and not ended")
+        outbox_count.add_metric([], pending["n"])
+        outbox_age = GaugeMetricFamily("egoejo_outbox_oldest_pending_age_seconds", "Age of the oldest outbox row not ended (0: none)")
+        oldest = pending["oldest"]
+        outbox_age.add_metric([], (django_timezone.now() - oldest).total_seconds() if oldest else 0.0)
+        yield from (outbox_count, outbox_age)
+        requeues = CounterMetricFamily("egoejo_abandoned_requeues", "Jobs requeued because their worker died", labels=["queue"])
+        counted = {k.decode(): int(v) for k, v in self.connection.hgetall(ABANDONED_REQUEUES_KEY).items()}
+        for name in WAIT_BUDGET_SECONDS:
+            requeues.add_metric([name], counted.get(name, 0))
+        yield requeues
+        memory = self.connection.info("memory")
+        used = GaugeMetricFamily("egoejo_redis_memory_used_bytes", "used_memory of the queues' Redis")
+        used.add_metric([], memory.get("used_memory", 0))
+        limit = GaugeMetricFamily("egoejo_redis_memory_max_bytes", "maxmemory of the queues' Redis (0: no limit)")
+        limit.add_metric([], memory.get("maxmemory", 0))
+        yield from (used, limit)
+
+
+# A job waiting longer than this is late (alert QueueJobsLate): a welcome mail within a minute, a
+# photo within two, a dashboard refresh within its 15-minute cadence.
+WAIT_BUDGET_SECONDS = {"emails": 60, "images": 120, "metrics": 900}
+# Hash queue → jobs requeued because their worker died (app/jobs/abandoned.py counts them).
+ABANDONED_REQUEUES_KEY = "egoejo:abandoned:requeues"
 
 
