@@ -149,6 +149,19 @@ if _sentinels:
         "CONNECTION_KWARGS": {"socket_connect_timeout": 2},
     }
     RQ_QUEUES_URL = sentinel_url(parse_sentinels(_sentinels), _master, REDIS_LAYOUT.queues_db)
+    # The cache follows the same master, on its own DB (Django's RedisCache can't use Sentinel).
+    CACHES["default"].update(
+        BACKEND="app.sentinel_cache.SentinelRedisCache",
+        LOCATION=sentinel_url(parse_sentinels(_sentinels), _master, REDIS_LAYOUT.cache_db),
+        OPTIONS={
+            "sentinels": parse_sentinels(_sentinels),
+            "master_name": _master,
+            "db": REDIS_LAYOUT.cache_db,
+            "password": env_optional("REDIS_PASSWORD"),
+            "socket_timeout": 5,
+            "socket_connect_timeout": 2,
+        },
+    )
 else:
     _queue_connection = {"URL": REDIS_LAYOUT.queues_url}
     RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
