@@ -96,3 +96,15 @@ def open_stream(storage: Any, name: str) -> IO[bytes]:
     if hasattr(storage, "open_stream"):
         return storage.open_stream(name)
     return storage.open(name, "rb")
+
+
+def warm_up() -> None:
+    """Build the default storage's client now, in a process that forks a work-horse per job.
+
+    Horses inherit it instead of each building its own (boto3 takes ~0.4 s and ~10 MiB for an S3
+    client). Nothing is sent: no connection exists to be shared across the fork.
+    """
+    from django.core.files.storage import default_storage
+
+    if isinstance(default_storage, S3Storage):
+        default_storage.connection.meta.client  # noqa: B018  (the property builds and caches it)

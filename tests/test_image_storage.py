@@ -10,6 +10,7 @@ import io
 import urllib.request
 from urllib.parse import urlsplit
 
+import django_rq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
@@ -173,4 +174,8 @@ def test_s3_a_job_that_fails_mid_write_leaves_no_orphan(client, run_worker, djan
     run_worker("images")
     assert len(puts) >= 3
     assert set(s3_server.keys(s3_bucket)) == {original}  # the two renditions written were removed
-    assert UploadedImage.objects.get(pk=response.json()["id"]).status == UploadedImage.Status.PENDING  # retried later
+    # An unreachable store is a passing condition: the job is retried later, the image still pending.
+    assert UploadedImage.objects.get(pk=response.json()["id"]).status == UploadedImage.Status.PENDING
+    queue = django_rq.get_queue("images")
+    assert queue.scheduled_job_registry.get_job_ids() == [response.json()["job_id"]]
+    assert queue.fetch_job(response.json()["job_id"]).get_status() == JobStatus.SCHEDULED

@@ -147,6 +147,12 @@ def _close_stale_connections() -> None:
 class ForkingWorker(_ProjectWorkerMixin, Worker):
     """RQ's classic worker: a fresh work-horse process per job (isolation, higher overhead)."""
 
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        from app.media_storage import warm_up
+
+        warm_up()  # work-horses inherit the media storage's client instead of each building one
+        return super().work(*args, **kwargs)
+
 
 class InProcessWorker(LeanBookkeepingMixin, _ProjectWorkerMixin, SimpleWorker):
     """Runs jobs in the worker process itself: no fork per job, lean bookkeeping (app.jobs.lean)."""

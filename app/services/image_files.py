@@ -11,20 +11,38 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
 
-from app.jobs.errors import PermanentJobError
+from app.jobs.errors import PermanentJobError, TransientJobError
 from app.media_storage import open_stream
 
 logger = logging.getLogger(__name__)
 
 ORIGINALS_DIR = "uploads/originals"
 RENDITIONS_DIR = "uploads/renditions"
+
+
+@contextmanager
+def storage_errors_are_transient() -> Iterator[None]:
+    """An object store that can't be reached, or answers 5xx / SlowDown, is retried later, not failed."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as exc:
+        raise TransientJobError(f"media storage unreachable: {exc}") from exc
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if status >= 500 or exc.response.get("Error", {}).get("Code") in ("SlowDown", "RequestTimeout"):
+            raise TransientJobError(f"media storage busy or failing: {exc}") from exc
+        raise
 
 
 def validate_key(key: str) -> str:
@@ -58,25 +76,9 @@ def save(key: str, content: IO[bytes] | bytes) -> None:
         raise RuntimeError(f"the media storage stored {key!r} as {stored!r}")
 
 
-def exists_with_size(key: str, size: int) -> bool:
-    try:
-        return default_storage.exists(key) and default_storage.size(key) == size
-    except FileNotFoundError:
-        return False
-
-
 def delete(keys: Iterable[str]) -> None:
     for key in keys:
         default_storage.delete(key)
-
-
-def rendition_versions(stem: str) -> list[str]:
-    """The version prefixes present under an original's renditions."""
-    try:
-        directories, _files = default_storage.listdir(f"{RENDITIONS_DIR}/{stem}")
-    except FileNotFoundError:
-        return []
-    return directories
 
 
 def delete_prefix(prefix: str) -> None:

@@ -85,12 +85,14 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
     Publication is atomic for readers: the new set is written under a new version prefix, the
     record is switched to it in one UPDATE, and only then is the previous set deleted. The same
     input gives the same version, keys and bytes, so running twice changes nothing; a run that
-    fails removes what it wrote.
+    fails removes what it wrote (but never the published set). Five storage requests in all:
+    one read, three writes, and deletes only when the set changed.
     """
     image_files.validate_key(image_path)
     record = UploadedImage.objects.filter(original_path=image_path).first()
     try:
-        source = image_files.open_original(image_path)
+        with image_files.storage_errors_are_transient():
+            source = image_files.open_original(image_path)
     except FileNotFoundError:
         reason = f"image file not found: {image_path!r}"
         _mark_failed(record, reason)
@@ -107,37 +109,49 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
         digest.update(rendition.name.encode() + b"\0" + rendition.data)
     version = digest.hexdigest()[:16]
     prefix = f"{RENDITIONS_DIR}/{stem}/{version}"
-    published = _published_version(record)
+    previous = _published_keys(record)
     written: dict[str, dict[str, Any]] = {}
     created: list[str] = []
     try:
-        for rendition in renditions:
-            name, extension, content_type = _PUBLISHED[rendition.name]
-            kind = name.split("_")[0]
-            key = f"{prefix}/{kind}-{rendition.width}x{rendition.height}.{extension}"
-            # Already there with these bytes' length (a re-run): not rewritten, so a reader of the
-            # published set never races a rewrite. The version is a digest of the bytes.
-            if not image_files.exists_with_size(key, len(rendition.data)):
-                created.append(key)
-                image_files.save(key, rendition.data)
-            written[name] = {
-                "key": key, "width": rendition.width, "height": rendition.height,
-                "content_type": content_type, "bytes": len(rendition.data),
-            }
+        with image_files.storage_errors_are_transient():
+            _write(renditions, prefix, previous, written, created)
         if record is not None:
             UploadedImage.objects.filter(pk=record.pk).update(
                 status=UploadedImage.Status.DONE, failure_reason="", renditions=written, processed_at=timezone.now()
             )
     except BaseException:
-        if version != published:
+        try:
             image_files.delete(created)  # nothing refers to them: no orphan is left behind
+        except Exception:
+            logger.exception("image %s: could not delete the unpublished renditions %s", image_path, created)
         raise
-    # Readers now get the new set; what they had before (and leftovers of killed runs) can go.
-    for other in image_files.rendition_versions(stem):
-        if other != version:
-            image_files.delete_prefix(f"{RENDITIONS_DIR}/{stem}/{other}")
+    # Readers now get the new set; the one they had before can go.
+    superseded = sorted(previous - {entry["key"] for entry in written.values()})
+    try:
+        image_files.delete(superseded)
+    except Exception:  # published already: failing the job now would not bring them back
+        logger.exception("image %s: could not delete the superseded renditions %s", image_path, superseded)
     logger.info("image %s processed into %s (version %s)", image_path, ", ".join(written), version)
     return written
+
+
+def _write(
+    renditions: list[image_pipeline.Rendition], prefix: str, previous: set[str],
+    written: dict[str, dict[str, Any]], created: list[str],
+) -> None:
+    for rendition in renditions:
+        name, extension, content_type = _PUBLISHED[rendition.name]
+        kind = name.split("_")[0]
+        key = f"{prefix}/{kind}-{rendition.width}x{rendition.height}.{extension}"
+        # Written even when a re-run finds it there: the same bytes, and each write is whole
+        # for readers (S3 PUT, local rename). One request per object, no existence checks.
+        if key not in previous:
+            created.append(key)  # before the write: a write that fails half-way is cleaned up too
+        image_files.save(key, rendition.data)
+        written[name] = {
+            "key": key, "width": rendition.width, "height": rendition.height,
+            "content_type": content_type, "bytes": len(rendition.data),
+        }
 
 
 def delete_files(image: UploadedImage) -> None:
@@ -167,14 +181,10 @@ def renditions_for_client(image: UploadedImage, absolute: Any) -> dict[str, dict
     return out
 
 
-def _published_version(record: UploadedImage | None) -> str | None:
+def _published_keys(record: UploadedImage | None) -> set[str]:
     if record is None:
-        return None
-    for entry in (record.renditions or {}).values():
-        parts = PurePosixPath(str(entry.get("key", ""))).parts
-        if len(parts) >= 2:
-            return parts[-2]
-    return None
+        return set()
+    return {entry["key"] for entry in (record.renditions or {}).values() if entry.get("key")}
 
 
 def _mark_failed(record: UploadedImage | None, reason: str) -> None:
