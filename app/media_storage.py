@@ -17,8 +17,11 @@ from typing import IO, Any
 
 from django.core.files.storage import FileSystemStorage
 from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 CHUNK = 1024 * 1024
+# Above this an object goes up in parts (s3transfer's multipart threshold): uploads are ≤ 20 MiB.
+SINGLE_PUT_MAX = 8 * 1024 * 1024
 
 
 class LocalMediaStorage(FileSystemStorage):
@@ -59,7 +62,7 @@ class S3MediaStorage(S3Storage):
         from botocore.exceptions import ClientError
 
         try:
-            body = self.bucket.Object(self._normalize_name(name)).get()["Body"]
+            body = self.connection.meta.client.get_object(Bucket=self.bucket_name, Key=self._normalize_name(name))["Body"]
         except ClientError as err:
             if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 raise FileNotFoundError(f"no such object: {name}") from None
@@ -73,6 +76,23 @@ class S3MediaStorage(S3Storage):
             spool.close()
             raise
         return spool
+
+    def _save(self, name: str, content: Any) -> str:
+        """Up to SINGLE_PUT_MAX: one PutObject from the client, streamed from the file.
+
+        django-storages goes through a resource object and an s3transfer manager per object;
+        for a rendition or an upload that is most of the client's CPU per request.
+        """
+        size = getattr(content, "size", None)
+        if size is None or size > SINGLE_PUT_MAX or self.gzip:
+            return super()._save(name, content)
+        cleaned = clean_name(name)
+        key = self._normalize_name(cleaned)
+        params = self._get_write_parameters(key, content)
+        content.seek(0)
+        body = content.file if hasattr(content, "file") and content.file is not None else content
+        self.connection.meta.client.put_object(Bucket=self.bucket_name, Key=key, Body=body, ContentLength=size, **params)
+        return cleaned
 
     def url(self, name: str, parameters: Any = None, expire: Any = None, http_method: Any = None) -> str:
         if not self.public_endpoint_url:
