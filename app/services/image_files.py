@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -31,17 +32,19 @@ RENDITIONS_DIR = "uploads/renditions"
 @contextmanager
 def storage_errors_are_transient() -> Iterator[None]:
     """An object store that can't be reached, or answers 5xx / SlowDown, is retried later, not failed."""
-    from botocore.exceptions import ClientError, HTTPClientError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-
     try:
         yield
-    except (BotoConnectionError, HTTPClientError) as exc:
-        raise TransientJobError(f"media storage unreachable: {exc}") from exc
-    except ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        if status >= 500 or exc.response.get("Error", {}).get("Code") in ("SlowDown", "RequestTimeout"):
-            raise TransientJobError(f"media storage busy or failing: {exc}") from exc
+    except Exception as exc:
+        # botocore is loaded only with S3 media: local storage doesn't pay for its import per job.
+        errors = sys.modules.get("botocore.exceptions")
+        if errors is None:
+            raise
+        if isinstance(exc, (errors.ConnectionError, errors.HTTPClientError)):
+            raise TransientJobError(f"media storage unreachable: {exc}") from exc
+        if isinstance(exc, errors.ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if status >= 500 or exc.response.get("Error", {}).get("Code") in ("SlowDown", "RequestTimeout"):
+                raise TransientJobError(f"media storage busy or failing: {exc}") from exc
         raise
 
 

@@ -55,6 +55,6 @@ def storages_from_env() -> dict[str, dict[str, Any]]:
         "object_parameters": {"CacheControl": "private, max-age=86400"},
     }
     return {
-        "default": {"BACKEND": "app.media_storage.S3MediaStorage", "OPTIONS": {k: v for k, v in options.items() if v is not None}},
+        "default": {"BACKEND": "app.s3_media_storage.S3MediaStorage", "OPTIONS": {k: v for k, v in options.items() if v is not None}},
         "staticfiles": _STATIC,
     }
