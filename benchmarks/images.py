@@ -239,11 +239,11 @@ def _end_to_end(path: str) -> None:
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import UploadedFile
 
-    from app.services import images
+    from app.services import image_uploads, images
 
     owner = get_user_model().objects.get_or_create(username="bench")[0]
     with open(path, "rb") as handle:
-        accepted = images.accept_upload(owner_id=owner.pk, upload=UploadedFile(handle, name="photo.jpg", size=os.path.getsize(path)))
+        accepted = image_uploads.accept_upload(owner_id=owner.pk, upload=UploadedFile(handle, name="photo.jpg", size=os.path.getsize(path)))
     images.process(accepted.image.original_path, *BOX, QUALITY)
 
 

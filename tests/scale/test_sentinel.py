@@ -122,7 +122,7 @@ import sys, time
 from django.core.cache import cache
 from django.contrib.auth import get_user_model
 from app.queueing.connections import redis_connection
-from app.services import impact
+from app.services import impact_refresh as impact
 
 user = get_user_model().objects.create_user("ana", "ana@example.org", "pw-long-enough-1")
 cache.set("before", "kept", 600)
