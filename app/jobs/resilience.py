@@ -25,6 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.jobs import process_tree
+
 logger = logging.getLogger("app.jobs.worker")
 
 LIVENESS_TTL = 20  # seconds a dead worker's key outlives it
@@ -65,9 +67,14 @@ class ResilientWorkerMixin:
         except OSError:
             logger.warning("could not tie the work-horse's life to its worker (not Linux?)")
 
+    def fork_work_horse(self, *args: Any, **kwargs: Any) -> Any:
+        with process_tree.forking_horse():  # the horse runs its job on our connection: it keeps it
+            return super().fork_work_horse(*args, **kwargs)  # type: ignore[misc]
+
     # -- Redis outages ------------------------------------------------------------------------
 
     def work(self, burst: bool = False, **kwargs: Any) -> bool:
+        process_tree.install(self.connection)  # type: ignore[attr-defined]  # children die with us
         self._start_liveness()
         try:
             while True:

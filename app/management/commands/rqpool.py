@@ -11,6 +11,7 @@ from rq.logutils import setup_loghandlers
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
+from app.jobs import process_tree
 from app.jobs.pool import RecyclingWorker
 from app.jobs.runtime import JSONJob
 
@@ -41,4 +42,5 @@ class Command(BaseCommand):
             job_class=JSONJob,
         )
         reset_db_connections()  # never share a database socket across fork
+        process_tree.install(pool.connection)  # pool members die with the pool, without its sockets
         pool.start(burst=options["burst"], logging_level=level)
