@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from django.db import close_old_connections
 from django_rq.queues import DjangoScheduler
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
@@ -61,6 +62,9 @@ class ProjectScheduler(DjangoScheduler):
         except RedisError:
             logger.exception("abandoned-job sweep failed")
         try:
+            # A long-lived process: drop a database connection the server closed (a restart,
+            # pg_terminate_backend), or every later pass fails on it ("the connection is closed").
+            close_old_connections()
             outbox.resend_lost_jobs()
         except Exception:  # the scheduler must outlive a database hiccup
             logger.exception("outbox reconciliation failed")
