@@ -153,6 +153,25 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
     for job_id, (func, args, state, reason) in jobs.items():
         if state == "failed" and "550" not in reason:
             report.violation("job failed", f"{job_id} {func}: {reason.strip().splitlines()[-1][:160] if reason.strip() else ''}")
+    # A job that succeeded twice ran twice (a double push, a lease without fencing), whether or
+    # not its effect was deduplicated: RQ keeps each run's result (rq:results:<id>, 10 at most).
+    try:
+        client = stack.redis_client()
+        with client.pipeline(transaction=False) as pipe:
+            ids = list(jobs)
+            for job_id in ids:
+                pipe.xrange(f"rq:results:{job_id}")
+            streams = pipe.execute()
+        twice = 0
+        for job_id, entries in zip(ids, streams):
+            successes = [e for _, e in entries if e.get(b"type") == b"1"]
+            if len(successes) > 1:
+                twice += 1
+                workers = sorted({e.get(b"worker_name", b"").decode()[:8] for e in successes})
+                report.violation("job succeeded twice (ran twice)", f"{job_id} {jobs[job_id][0]}: {len(successes)} runs on {workers}")
+        report.figures["jobs that ran twice"] = twice
+    except redis.RedisError as exc:
+        report.figures["jobs that ran twice"] = f"unknown ({exc})"
     q = quiescence(stack)
     report.figures["at quiescence"] = q
     if q["pending_rows"]:

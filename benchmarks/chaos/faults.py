@@ -214,9 +214,22 @@ class Injector:
     def kill_web_master(self) -> None:
         self._kill("kill_web_master", self.stack.pid("web"), note_jobs=False)
 
+    def _any(self, candidates: Any, seconds: float = 8) -> int | None:
+        """One of `candidates()`, waiting up to `seconds` for there to be one (a restart may be under way)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pids = candidates()
+            if pids:
+                return self.rng.choice(sorted(pids))
+            time.sleep(0.1)
+        return None
+
     def kill_web_worker(self) -> None:
-        master = self.stack.pid("web")
-        self._kill("kill_web_worker", self.rng.choice(children(master)) if master and children(master) else None, note_jobs=False)
+        def workers() -> list[int]:
+            master = self.stack.pid("web")
+            return children(master) if master else []
+
+        self._kill("kill_web_worker", self._any(workers), note_jobs=False)
 
     def _one(self, name: str) -> list[int]:
         pid = self.stack.pid(name)
@@ -247,8 +260,7 @@ class Injector:
         self.log.skipped["kill_horse"] += 1
 
     def kill_rq_scheduler_child(self) -> None:
-        candidates = sorted(self._scheduler_children())
-        self._kill("kill_rq_scheduler_child", self.rng.choice(candidates) if candidates else None, note_jobs=False)
+        self._kill("kill_rq_scheduler_child", self._any(self._scheduler_children), note_jobs=False)
 
     def kill_scheduler(self) -> None:
         self._kill("kill_scheduler", self.stack.pid("scheduler"), note_jobs=False)

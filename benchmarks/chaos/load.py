@@ -29,7 +29,7 @@ TIMEOUT = 40  # longer than the slow-request fault: a slow answer is not a lost 
 
 def small_jpeg(seed: int) -> bytes:
     rng = random.Random(seed)
-    image = Image.new("RGB", (640, 480), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    image = Image.new("RGB", (1600, 1200), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=80)
     return buffer.getvalue()
@@ -51,6 +51,14 @@ class Client:
         return headers
 
     def _send(self, req: urllib.request.Request) -> tuple[int, Any]:
+        for _ in range(20):  # refused: the request never reached a server (restarting): safe to send again
+            status, body = self._send_once(req)
+            if status != -1:
+                return status, body
+            time.sleep(0.5)
+        return 0, None
+
+    def _send_once(self, req: urllib.request.Request) -> tuple[int, Any]:
         try:
             with self.opener.open(req, timeout=TIMEOUT) as response:
                 return response.status, json.loads(response.read() or b"null")
@@ -59,8 +67,12 @@ class Client:
                 return error.code, json.loads(error.read() or b"null")
             except ValueError:
                 return error.code, None
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionRefusedError):
+                return -1, None
+            return 0, None  # reset or timed out mid-request: it may or may not have committed
         except (OSError, ValueError):
-            return 0, None  # connection refused or reset: the web is down or restarting
+            return 0, None
 
     def json(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         headers = self._headers()

@@ -54,13 +54,28 @@ class Supervised:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     deaths: list[float] = field(default_factory=list)  # wall-clock times a death was noticed
+    orphans: list[int] = field(default_factory=list)  # processes of the group alive 1 s after the main one died
     restart_at: float | None = None
 
     def start(self) -> None:
+        # Its own process group, like a container: when the main process dies, the runtime
+        # kills whatever is left of the group before it starts the service again.
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.argv], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, *self.argv], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+
+    def reap_group(self) -> list[int]:
+        """Kill what is left of the dead main process's group; returns those pids."""
+        assert self.process is not None
+        left = group_members(self.process.pid)
+        if left:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return left
 
     @property
     def pid(self) -> int | None:
@@ -89,6 +104,21 @@ def descendants(pid: int) -> list[int]:
                 out.append(child)
                 todo.append(child)
     return out
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is `pgid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry))
+    return found
 
 
 def alive(pid: int) -> bool:
@@ -157,6 +187,7 @@ class ChaosStack:
                         proc.restart_at = now + RESTART_DELAY
                     if proc.restart_at is not None and now >= proc.restart_at:
                         proc.restart_at = None
+                        proc.orphans.extend(proc.reap_group())
                         proc.start()
 
     def stop(self) -> None:
@@ -177,6 +208,7 @@ class ChaosStack:
                 except subprocess.TimeoutExpired:
                     proc.process.kill()
                     proc.process.wait()
+                proc.reap_group()
         for pid in tree:  # whatever a killed parent left behind (the campaign reports orphans separately)
             try:
                 os.kill(pid, signal.SIGKILL)
