@@ -33,6 +33,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.db import DatabaseError, close_old_connections
+from django.db import connection as db_connection
 from django.template.loader import render_to_string
 from django.utils import translation
 
@@ -214,7 +215,8 @@ def _record_sent(message_id: str) -> None:
             if delay is None:
                 logger.error("mail %s was accepted but could not be recorded (%s); its row stays 'attempting'", message_id, exc)
                 return
-            close_old_connections()
+            if not db_connection.in_atomic_block:  # (a caller's transaction is the caller's to end)
+                close_old_connections()  # a connection the server dropped is reopened for the next try
             time.sleep(delay)
 
 
