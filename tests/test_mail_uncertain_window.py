@@ -127,3 +127,30 @@ def test_a_refusal_releases_the_attempt(smtp_sink, run_worker, django_capture_on
     run_worker("emails")
     assert len(smtp_sink.messages) == 1
     assert SentMail.objects.get(job_id=job_id).state == SentMail.State.SENT
+
+
+def test_a_run_overlapping_a_refused_one_keeps_its_record(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    """Two runs of one job (pushed twice): run A's attempt is refused and released while run B's
+    mail goes out. B's record must survive A's release, or A's retry sends the mail again."""
+    user = member("quentin")
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = enqueue(emails.send_welcome_email, user.pk)
+    message_id = mail.message_id_for(job_id, user.email)
+    SentMail.claim(message_id, job_id, user.email, "Welcome")  # run A's attempt, under way
+
+    def wrapper(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        # Run B's mail has been accepted: now run A's refusal releases the row, before B records.
+        if smtp_sink.messages and sql.lstrip().upper().startswith(("INSERT", "UPDATE")) and "SENTMAIL" in sql.upper():
+            SentMail.release(message_id)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        run_worker("emails")  # run B
+    assert len(smtp_sink.messages) == 1
+    assert SentMail.objects.get(message_id=message_id).state == SentMail.State.SENT
+    # Run A's retry: nothing more goes out.
+    Queue("emails", connection=django_rq.get_queue("emails").connection, serializer=JSONSerializer).enqueue_call(
+        "app.jobs.emails.send_welcome_email", args=[user.pk], job_id=job_id
+    )
+    run_worker("emails")
+    assert len(smtp_sink.messages) == 1

@@ -95,12 +95,22 @@ class SentMail(models.Model):
             cursor.execute(f"UPDATE {table} SET {c['attempts']} = {c['attempts']} + 1 WHERE {c['message_id']} = %s", [message_id])
 
     @classmethod
-    def mark_sent(cls, message_id: str) -> None:
+    def mark_sent(cls, message_id: str, job_id: str, recipient: str, subject: str) -> None:
+        """Record the server's 250: the row becomes `sent`, and is written again if it is gone.
+
+        Gone: an overlapping run of the same job (a job pushed twice) had its attempt refused and
+        released the row while this run's mail went out; without the row, a later retry of
+        that run would send the mail a second time.
+        """
         connection, table, c = cls._sql()
+        names = ("message_id", "job_id", "recipient", "subject", "sent_at", "state", "attempts")
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET {c['state']} = %s, {c['sent_at']} = %s WHERE {c['message_id']} = %s",
-                [cls.State.SENT.value, connection.ops.adapt_datetimefield_value(timezone.now()), message_id],
+                f"INSERT INTO {table} ({', '.join(c[n] for n in names)}) VALUES ({', '.join(['%s'] * len(names))}) "
+                f"ON CONFLICT ({c['message_id']}) DO UPDATE SET {c['state']} = excluded.{c['state']}, "
+                f"{c['sent_at']} = excluded.{c['sent_at']}",
+                [message_id, job_id, recipient, subject[:255], connection.ops.adapt_datetimefield_value(timezone.now()),
+                 cls.State.SENT.value, 1],
             )
 
     @classmethod

@@ -201,15 +201,15 @@ def send_once(
             close_connection()  # the next attempt starts a fresh session
         raise
     if message_id:
-        _record_sent(message_id)
+        _record_sent(message_id, job_id, message.to[0], message.subject)
     return True
 
 
-def _record_sent(message_id: str) -> None:
+def _record_sent(message_id: str, job_id: str, recipient: str, subject: str) -> None:
     """Mark the row sent, riding out a database blip; never raise: the mail went out."""
     for delay in (*RECORD_RETRY_DELAYS, None):
         try:
-            SentMail.mark_sent(message_id)
+            SentMail.mark_sent(message_id, job_id, recipient, subject)
             return
         except DatabaseError as exc:
             if delay is None:

@@ -167,11 +167,17 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
             streams = pipe.execute()
         twice = 0
         for job_id, entries in zip(ids, streams):
-            successes = [e for _, e in entries if e.get(b"type") == b"1"]
+            successes = [(int(sid.split(b"-")[0]) / 1000, e) for sid, e in entries if e.get(b"type") == b"1"]
             if len(successes) > 1:
                 twice += 1
-                workers = sorted({e.get(b"worker_name", b"").decode()[:8] for e in successes})
-                report.violation("job succeeded twice (ran twice)", f"{job_id} {jobs[job_id][0]}: {len(successes)} runs on {workers}")
+                workers = sorted({e.get(b"worker_name", b"").decode()[:8] for _, e in successes})
+                # The faults of the minute before the second run: where to look first.
+                near = sorted({kind for at, kind, _ in faults.events if successes[-1][0] - 60 <= at <= successes[-1][0]})
+                report.violation(
+                    "job succeeded twice (ran twice)",
+                    f"{job_id} {jobs[job_id][0]}: {len(successes)} runs on {workers}, "
+                    f"{successes[-1][0] - successes[0][0]:.1f} s apart; faults in the minute before: {near}",
+                )
         report.figures["jobs that ran twice"] = twice
     except redis.RedisError as exc:
         report.figures["jobs that ran twice"] = f"unknown ({exc})"
