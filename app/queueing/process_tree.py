@@ -52,8 +52,8 @@ def die_with_parent(parent_pid: int) -> None:
     except OSError:
         logger.warning("could not tie this child's life to its parent (not Linux?)")
         return
-    if os.getppid() != parent_pid:  # the parent died between fork() and prctl()
-        os._exit(1)
+    if os.getppid() != parent_pid:  # the parent died between fork() and prctl(): die as the signal would have
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def release_connection(client: Any) -> None:
