@@ -16,8 +16,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
 from app.models import MemberPreferences, SentMail
+from app.queueing.enqueueing import enqueue
 from app.services import mail
 from app.services.mail_fanout import queue_bulk_email
 from tests.factories import make_user

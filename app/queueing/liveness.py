@@ -80,7 +80,7 @@ class LivenessMixin(_WorkerBase):
     # -- Redis outages ------------------------------------------------------------------------
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
-        process_tree.install(self.connection)  # type: ignore[attr-defined]  # children die with us
+        process_tree.install(self.connection)  # children die with us
         self._start_liveness()
         try:
             while True:

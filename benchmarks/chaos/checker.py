@@ -83,7 +83,7 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
     refused_550 = {rcpt.lower() for rcpt, fault in refused if fault == "550"}
 
     expected: dict[tuple[str, str], str] = {}  # (job, recipient) -> policy
-    for job_id, (func, args, state, reason) in jobs.items():
+    for job_id, (func, args, _state, _reason) in jobs.items():
         if func == WELCOME:
             user = users.get(args[0])
             if user and user[1]:
@@ -153,7 +153,7 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
     # -- jobs -------------------------------------------------------------------------------
     states = Counter(state for _, _, state, _ in jobs.values())
     report.figures["outbox rows"] = dict(states)
-    for job_id, (func, args, state, reason) in jobs.items():
+    for job_id, (func, _args, state, reason) in jobs.items():
         if state == "failed" and "550" not in reason:
             report.violation("job failed", f"{job_id} {func}: {reason.strip().splitlines()[-1][:160] if reason.strip() else ''}")
     # A job that succeeded twice ran twice (a double push, a lease without fencing), whether or
@@ -166,7 +166,7 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
                 pipe.xrange(f"rq:results:{job_id}")
             streams = pipe.execute()
         twice = 0
-        for job_id, entries in zip(ids, streams):
+        for job_id, entries in zip(ids, streams, strict=True):
             successes = [(int(sid.split(b"-")[0]) / 1000, e) for sid, e in entries if e.get(b"type") == b"1"]
             if len(successes) > 1:
                 twice += 1

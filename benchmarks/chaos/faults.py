@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -53,7 +53,7 @@ def schedule(seed: int, count: int, duration: float, among: tuple[str, ...] = KI
     kinds += [rng.choice(among) for _ in range(count - len(kinds))]
     rng.shuffle(kinds)
     times = sorted(rng.uniform(1.0, duration) for _ in kinds)
-    return [Fault(at, kind) for at, kind in zip(times, kinds)]
+    return [Fault(at, kind) for at, kind in zip(times, kinds, strict=True)]
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _parse_rq_time(value: bytes | None) -> float | None:
     text = value.decode()
     for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
         except ValueError:
             continue
     return None
