@@ -3,7 +3,11 @@
 - `reject_recipients`: addresses answered with 550 at RCPT (a permanent refusal);
 - `defer_data`: how many DATA commands to answer 451 before accepting (a transient one);
 - `rcpt_delay`: seconds to wait at each RCPT (sets `rcpt_started`), to kill a sender mid-job;
-- `tls=True`: offers STARTTLS with a self-signed certificate for 127.0.0.1 (`cafile` to trust it).
+- `tls=True`: offers STARTTLS with a self-signed certificate for 127.0.0.1 (`cafile` to trust it);
+- `script`: faults for the next mail transactions, one consumed per transaction (`script_faults()`):
+  "421" / "550" at RCPT, "451" at DATA, "drop" (connection closed at the end of DATA, the mail
+  not kept) and "drop_after_store" (kept, then closed without the 250: the sender cannot know).
+  What each fault did is in `refusals` (recipient, fault, monotonic time).
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ class _Handler:
         self.sink = sink
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # type: ignore[no-untyped-def]
+        fault = self.sink._take_fault(("421", "550"))
+        if fault == "421":
+            self.sink._note(address, fault)
+            return "421 4.3.2 Service shutting down, try again later"
+        if fault == "550":
+            self.sink._note(address, fault)
+            return "550 5.1.1 No such mailbox (scripted)"
         if self.sink.rcpt_delay:
             self.sink.rcpt_started.set()  # a test may kill the sender now: mid-job, before any content
             await asyncio.sleep(self.sink.rcpt_delay)
@@ -52,14 +63,22 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        fault = self.sink._take_fault(("451", "drop", "drop_after_store"))
+        if fault is not None:
+            for rcpt in envelope.rcpt_tos:
+                self.sink._note(rcpt, fault)
+            if fault == "451":
+                return "451 4.3.0 Try again later (scripted)"
+            if fault == "drop_after_store":
+                self.sink._keep(session, envelope)
+            server.transport.close()  # no reply: the sender sees the connection drop
+            return "421 4.3.2 Closing"  # never reaches the sender
         with self.sink.lock:
             self.sink.sessions.add(session.peer)
             if self.sink.defer_data > 0:
                 self.sink.defer_data -= 1
                 return "451 4.3.0 Try again later"
-            message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-            self.sink.messages.append((list(envelope.rcpt_tos), message))
-            self.sink.tls_flags.append(session.ssl is not None)
+        self.sink._keep(session, envelope)
         return "250 Message accepted for delivery"
 
 
@@ -74,6 +93,9 @@ class SmtpSink:
         self.rcpt_delay = 0.0
         self.rcpt_started = threading.Event()
         self.lock = threading.Lock()
+        self.script: list[str] = []
+        self.refusals: list[tuple[str, str, float]] = []
+        self.accepted_at: list[float] = []
         self.cafile: Path | None = None
         options: dict[str, object] = {}
         if tls:
@@ -86,6 +108,28 @@ class SmtpSink:
         if idle_timeout is not None:  # the server closes a session idle this long, as real ones do
             options["timeout"] = idle_timeout
         self._controller = Controller(_Handler(self), hostname=host, port=self.port, **options)
+
+    def script_faults(self, *faults: str) -> None:
+        with self.lock:
+            self.script.extend(faults)
+
+    def _take_fault(self, kinds: tuple[str, ...]) -> str | None:
+        with self.lock:
+            if self.script and self.script[0] in kinds:
+                return self.script.pop(0)
+        return None
+
+    def _note(self, recipient: str, fault: str) -> None:
+        with self.lock:
+            self.refusals.append((recipient, fault, time.monotonic()))
+
+    def _keep(self, session, envelope) -> None:  # type: ignore[no-untyped-def]
+        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        with self.lock:
+            self.sessions.add(session.peer)
+            self.messages.append((list(envelope.rcpt_tos), message))
+            self.accepted_at.append(time.monotonic())
+            self.tls_flags.append(session.ssl is not None)
 
     def start(self) -> None:
         self._controller.start()

@@ -155,3 +155,43 @@ def test_contribution_endpoint_refreshes_the_dashboard_after_commit(client, run_
 
 def test_update_job_skips_a_missing_user(run_worker):
     assert metrics.update_impact_dashboard_metrics(123456) == {"user_id": 123456, "updated": False}
+
+
+def _fail_outbox_inserts(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+    """A database error on the outbox's INSERT only (Django's execute wrapper: a real error path)."""
+    from django.db import OperationalError
+
+    if sql.lstrip().upper().startswith("INSERT") and "backgroundjob" in sql.lower():
+        raise OperationalError("injected: the outbox INSERT failed")
+    return execute(sql, params, many, context)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_outbox_insert_leaves_no_marker_that_holds_refreshes_back(run_worker):
+    from django.db import OperationalError
+
+    from app.queueing.models import BackgroundJob
+
+    user = make_user()
+    with connection.execute_wrapper(_fail_outbox_inserts), pytest.raises(OperationalError):
+        impact_refresh.request_refresh(user.pk)
+    job_id = impact_refresh.request_refresh(user.pk)  # the next trigger: a real refresh, not a phantom's id
+    assert BackgroundJob.objects.filter(pk=job_id, state=BackgroundJob.State.PENDING).exists()
+    run_worker("metrics")
+    assert finished_runs() == 1
+    assert ImpactDashboard.objects.filter(user=user).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_marker_naming_no_recorded_job_is_taken_over(run_worker, redis_conn):
+    """A process killed between setting the marker and its INSERT: the marker names nothing."""
+    from app.queueing.models import BackgroundJob
+
+    user = make_user()
+    redis_conn.set(impact.PENDING_KEY.format(user_id=user.pk), "no-such-job", ex=impact.PENDING_TTL_SECONDS)
+    job_id = impact_refresh.request_refresh(user.pk)
+    assert job_id != "no-such-job"
+    assert BackgroundJob.objects.filter(pk=job_id).exists()
+    assert impact_refresh.request_refresh(user.pk) == job_id  # and coalescing still works
+    run_worker("metrics")
+    assert ImpactDashboard.objects.filter(user=user).exists()

@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import rq_compat
+from . import process_tree, rq_compat
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker as _WorkerBase
@@ -96,9 +96,14 @@ class LivenessMixin(_WorkerBase):
         except OSError:
             logger.warning("could not tie the work-horse's life to its worker (not Linux?)")
 
+    def fork_work_horse(self, *args: Any, **kwargs: Any) -> Any:
+        with process_tree.forking_horse():  # the horse runs its job on our connection: it keeps it
+            return super().fork_work_horse(*args, **kwargs)  # type: ignore[misc]
+
     # -- Redis outages ------------------------------------------------------------------------
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        process_tree.install(self.connection)  # children die with us
         self._start_liveness()
         try:
             while True:

@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from django.db import close_old_connections
 from django_rq.queues import DjangoScheduler
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
@@ -86,6 +87,9 @@ class ProjectScheduler(DjangoScheduler):
         except RedisError:
             logger.exception("abandoned-job sweep failed")
         try:
+            # A long-lived process: drop a database connection the server closed (a restart,
+            # pg_terminate_backend), or every later pass fails on it ("the connection is closed").
+            close_old_connections()
             outbox.reconcile(self.connection)
             outbox.purge_hourly(self.connection)
         except Exception:  # the scheduler must outlive a database hiccup

@@ -34,17 +34,44 @@ def request_refresh(user_id: int) -> str | None:
 def _trigger(user_id: int) -> str:
     job_id = uuid4().hex
     key = impact.PENDING_KEY.format(user_id=user_id)
+    redis = None
     try:
         redis = redis_connection()
         if not redis.set(key, job_id, nx=True, ex=impact.PENDING_TTL_SECONDS):
             existing = redis.get(key)
-            if existing is not None:
+            if existing is not None and _is_pending(existing.decode()):
                 return existing.decode()
+            # The marker names no waiting job (its INSERT failed, or its process died before
+            # it): take it over rather than hold refreshes back until it expires.
             redis.set(key, job_id, ex=impact.PENDING_TTL_SECONDS)
     except RedisError:
         # Without Redis we can't coalesce; the outbox keeps the job, and a duplicate refresh is harmless.
         logger.warning("Redis unavailable: impact refresh for user %s enqueued without coalescing", user_id)
-    return update_impact_dashboard_metrics.with_options(job_id=job_id).delay(user_id).id
+        redis = None
+    try:
+        return update_impact_dashboard_metrics.with_options(job_id=job_id).delay(user_id).id
+    except BaseException:
+        if redis is not None:
+            _release_marker(redis, key, job_id)
+        raise
+
+
+# Delete the marker only if it still names our job (a later trigger may have taken it over).
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _release_marker(redis: Any, key: str, job_id: str) -> None:
+    try:
+        redis.eval(_RELEASE, 1, key, job_id)
+    except RedisError:
+        logger.warning("could not release the pending-refresh marker %s: the next trigger checks the outbox", key)
+
+
+def _is_pending(job_id: str) -> bool:
+    """Whether the job a marker names is recorded and not ended (the outbox row is the truth)."""
+    from app.queueing.models import BackgroundJob
+
+    return BackgroundJob.objects.filter(pk=job_id, state=BackgroundJob.State.PENDING).exists()
 
 
 def dashboard_payload(user_id: int) -> tuple[dict[str, Any], str | None]:

@@ -1,10 +1,16 @@
 """Composing and sending the platform's mail: templated, localised, sent once, over one connection.
 
-Once only: every message has a Message-ID derived from its job and recipient; a `SentMail`
-row is written right after the SMTP server's 250, and checked before sending, so a retry or a
-re-run of the job never sends the same message again. The one window left is a crash between
-the server's 250 and that row's commit: the message would then be sent again on the re-run
-(its identical Message-ID lets receiving servers and clients de-duplicate it).
+Once: every message has a Message-ID derived from its job and recipient. A `SentMail` row is
+written (`attempting`) before the message goes out and marked `sent` after the server's 250; a
+retry or re-run that finds a `sent` row sends nothing. A failure to record the 250 is not
+an error of the job (the mail went out: retrying would send it again); the row then stays
+`attempting`.
+
+The uncertain window — the sender dies between handing over DATA and recording the answer —
+no protocol closes. What a later run does with an `attempting` row is the kind's policy
+(`Delivery`, docs/mail.md): transactional mail (welcome, single sends) is at-least-once, sent
+again under the same Message-ID so that receivers can recognise the duplicate; a fan-out to
+many members is at-most-once, the attempt counted as sent.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import html
 import logging
 import re
 import smtplib
+import time
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +32,8 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
+from django.db import DatabaseError, close_old_connections
+from django.db import connection as db_connection
 from django.template.loader import render_to_string
 from django.utils import translation
 
@@ -138,28 +148,76 @@ def close_connection() -> None:
     _connection, _connection_key = None, None
 
 
-def send_once(message: EmailMultiAlternatives, job_id: str = "", verify_connection: bool = True, data: bytes | None = None) -> bool:
-    """Send unless this Message-ID was sent before; False when it already was.
+class Delivery(Enum):
+    """What a run does with a mail whose earlier attempt's outcome is unknown (an `attempting` row)."""
+
+    AT_LEAST_ONCE = "at-least-once"  # send again, same Message-ID: a duplicate, recognisable, over a loss
+    AT_MOST_ONCE = "at-most-once"  # count it as sent: a possible loss over a duplicate to many people
+
+
+# Waits before each new try at recording the server's 250 (a database blip must not cost a duplicate).
+RECORD_RETRY_DELAYS = (0.1, 0.5, 1.5)
+
+
+@dataclass
+class _Progress:
+    data_started: bool = False  # DATA was sent: from here a failure leaves the outcome unknown
+
+
+def send_once(
+    message: EmailMultiAlternatives,
+    job_id: str = "",
+    verify_connection: bool = True,
+    data: bytes | None = None,
+    delivery: Delivery = Delivery.AT_LEAST_ONCE,
+) -> bool:
+    """Send unless this Message-ID was sent before; False when it already was (or, at-most-once, may have been).
 
     `data`: the message's MIME bytes, built ahead (app.services.mail_bulk builds the next
     message while this one is on the wire); over SMTP they are sent as they are.
     """
     message_id = message.extra_headers.get("Message-ID")
-    if message_id and SentMail.was_sent(message_id):
-        logger.info("mail %s already sent: not sending again", message_id)
-        return False
+    if message_id:
+        prior = SentMail.claim(message_id, job_id, message.to[0], message.subject)
+        if prior == SentMail.State.SENT:
+            logger.info("mail %s already sent: not sending again", message_id)
+            return False
+        if prior == SentMail.State.ATTEMPTING:
+            if delivery is Delivery.AT_MOST_ONCE:
+                logger.warning("mail %s: an earlier attempt's outcome is unknown; at-most-once, not sending again", message_id)
+                return False
+            logger.warning("mail %s: an earlier attempt's outcome is unknown; at-least-once, sending again", message_id)
+            SentMail.attempt_again(message_id)
+    progress = _Progress()
     try:
-        _deliver(connection(verify=verify_connection), message, data)
-    except smtplib.SMTPResponseException:
-        raise  # the server answered (4xx/5xx): the session itself is fine, keep it
-    except smtplib.SMTPRecipientsRefused:
-        raise
-    except OSError:  # includes SMTPServerDisconnected and socket errors
-        close_connection()  # the next attempt starts a fresh session
+        _deliver(connection(verify=verify_connection), message, data, progress)
+    except BaseException as exc:
+        definite = not progress.data_started or isinstance(exc, (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused))
+        if message_id and definite:
+            SentMail.release(message_id)  # refused, or never reached DATA: a retry may send it
+        if isinstance(exc, (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)):
+            raise  # the server answered (4xx/5xx): the session itself is fine, keep it
+        if isinstance(exc, OSError):  # includes SMTPServerDisconnected and socket errors
+            close_connection()  # the next attempt starts a fresh session
         raise
     if message_id:
-        SentMail.record(message_id, job_id, message.to[0], message.subject)  # an overlapping run's row wins
+        _record_sent(message_id, job_id, message.to[0], message.subject)
     return True
+
+
+def _record_sent(message_id: str, job_id: str, recipient: str, subject: str) -> None:
+    """Mark the row sent, riding out a database blip; never raise: the mail went out."""
+    for delay in (*RECORD_RETRY_DELAYS, None):
+        try:
+            SentMail.mark_sent(message_id, job_id, recipient, subject)
+            return
+        except DatabaseError as exc:
+            if delay is None:
+                logger.error("mail %s was accepted but could not be recorded (%s); its row stays 'attempting'", message_id, exc)
+                return
+            if not db_connection.in_atomic_block:  # (a caller's transaction is the caller's to end)
+                close_old_connections()  # a connection the server dropped is reopened for the next try
+            time.sleep(delay)
 
 
 def mime_bytes(message: EmailMultiAlternatives) -> bytes:
@@ -167,18 +225,31 @@ def mime_bytes(message: EmailMultiAlternatives) -> bytes:
     return message.message().as_bytes(linesep="\r\n")
 
 
-def _deliver(backend: BaseEmailBackend, message: EmailMultiAlternatives, data: bytes | None) -> None:
+def _deliver(backend: BaseEmailBackend, message: EmailMultiAlternatives, data: bytes | None, progress: _Progress) -> None:
     smtp = getattr(backend, "connection", None)
-    if data is None or not isinstance(smtp, smtplib.SMTP):
+    if not isinstance(smtp, smtplib.SMTP):
         backend.send_messages([message])
         return
-    # Django's SMTP backend's _send(), with the bytes already built.
-    encoding = message.encoding or settings.DEFAULT_CHARSET
-    smtp.sendmail(
-        sanitize_address(message.from_email, encoding),
-        [sanitize_address(address, encoding) for address in message.recipients()],
-        data,
-    )
+    send_data = smtp.data
+
+    def data_command(msg: bytes | str) -> tuple[int, bytes]:
+        progress.data_started = True  # smtplib's sendmail calls this after MAIL and RCPT succeeded
+        return send_data(msg)
+
+    smtp.data = data_command  # type: ignore[method-assign]  # this call only
+    try:
+        if data is None:
+            backend.send_messages([message])
+            return
+        # Django's SMTP backend's _send(), with the bytes already built.
+        encoding = message.encoding or settings.DEFAULT_CHARSET
+        smtp.sendmail(
+            sanitize_address(message.from_email, encoding),
+            [sanitize_address(address, encoding) for address in message.recipients()],
+            data,
+        )
+    finally:
+        del smtp.data
 
 
 # --- templates and languages ----------------------------------------------------------------

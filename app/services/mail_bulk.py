@@ -73,7 +73,10 @@ def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
             report.failed[prepared.address] = prepared.error or "could not compose"
             continue
         try:
-            sent = mail.send_once(prepared.message, job_id, verify_connection=False, data=prepared.data)
+            # At-most-once: a fan-out reaches many people; one possible loss beats a duplicate to many.
+            sent = mail.send_once(
+                prepared.message, job_id, verify_connection=False, data=prepared.data, delivery=mail.Delivery.AT_MOST_ONCE
+            )
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
             code, reason = _refusal(exc)
             target = report.deferred if 400 <= code < 500 else report.failed

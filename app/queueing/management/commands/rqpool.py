@@ -10,6 +10,7 @@ from rq.logutils import setup_loghandlers
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
+from app.queueing import process_tree
 from app.queueing.connections import get_queue
 from app.queueing.jobclass import QueueingJob
 from app.queueing.workers import RecyclingWorker
@@ -41,4 +42,5 @@ class Command(BaseCommand):
             job_class=QueueingJob,
         )
         reset_db_connections()  # never share a database socket across fork
+        process_tree.install(pool.connection)  # pool members die with the pool, without its sockets
         pool.start(burst=options["burst"], logging_level=level)

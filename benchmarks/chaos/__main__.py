@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.chaos.campaign import main
+
+sys.exit(main())

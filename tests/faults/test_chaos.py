@@ -1,0 +1,52 @@
+"""A short chaos campaign (benchmarks/chaos): real processes, seeded faults of every kind, and the
+invariant checker's verdict asserted — not just run. The long campaign is `scripts/bench chaos`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks.chaos import campaign, faults
+from benchmarks.chaos.stack import faketime_available, pg_available
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+SEEDS = (11, 12)
+JOBS = 24
+# Issue 15 item 1 (a job pushed twice runs twice: the reconciler's age on the web's clock, pushes
+# not conditional) is the queueing layer's to fix; until it lands the campaign still reports
+# these, and this test tolerates them alone. Empty this set when the conditional pushes land.
+TOLERATED_UNTIL_CONDITIONAL_PUSHES = {"job succeeded twice (ran twice)"}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_short_campaign_keeps_every_invariant(seed: int, tmp_path: Path) -> None:
+    _require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    _require(pg_available(), "PostgreSQL does not answer on 127.0.0.1:5432 (the campaign creates its own database there)")
+    _require(faketime_available(), "libfaketime is missing (scripts/lib/test.d/faketime.sh installs it)")
+    result = campaign.run_seed(seed, JOBS, directory=tmp_path, duration=30.0, keep=True)
+    campaign.print_seed(result)
+    report = result.report
+    log = (tmp_path / f"seed-{seed}-logs.txt")
+    context = f"\nreplay: {result.replay()}\n{log.read_text()[-6000:] if log.exists() else ''}"
+
+    # Every fault kind was scheduled; the ones with a target at that moment were injected.
+    assert set(result.fault_log.injected) | set(result.fault_log.skipped) == set(faults.KINDS)
+    assert sum(result.fault_log.injected.values()) >= len(faults.KINDS) - 4, result.fault_log.skipped
+    # The load went through: members registered, mails expected and checked.
+    assert report.figures["mails expected"] > 0
+    # The invariants: nothing lost, nothing twice (outside the documented uncertain window),
+    # dashboards right, quiescence reached with no pending row and no queued/started job.
+    assert result.quiescent_after is not None, report.figures.get("at quiescence")
+    violations = [(k, d) for k, d in report.violations if k not in TOLERATED_UNTIL_CONDITIONAL_PUSHES]
+    assert violations == [], "\n".join(f"{k}: {d}" for k, d in violations) + context
