@@ -257,6 +257,8 @@ def job_options(spec: JobSpec, job_id: str, args: Sequence[Any]) -> dict[str, An
         "result_ttl": spec.result_ttl,
         "failure_ttl": spec.failure_ttl,
         "retry": Retry(max=spec.max_retries, interval=spec.retry_intervals()) if spec.max_retries > 0 else None,
-        "meta": {"max_retries": spec.max_retries},
+        # outbox: the job has a row to close when it ends (a job written by other means has none,
+        # and its worker then spares itself the database round trip).
+        "meta": {"max_retries": spec.max_retries, "outbox": 1},
         "description": describe(spec.path, args),
     }
