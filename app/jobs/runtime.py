@@ -220,6 +220,7 @@ def classify_failure(
         },
     )
     if final:
+        from app.observability import report_job_failure; report_job_failure(job, exc_value, traceback)  # noqa: E702
         from app.services import background_jobs
 
         background_jobs.mark_ended(job.id, failed=True, reason=f"{exc_type.__name__}: {exc_value}")

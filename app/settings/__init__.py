@@ -7,6 +7,7 @@ here (see .env.example); the rest of the code reads django.conf.settings.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -14,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .env import env_bool, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
 from .redis_layout import build_layout, parse_sentinels, sentinel_url
+from .secrets import refuse_weak_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("EGOEJO_VAR_DIR", str(BASE_DIR / "var")))
@@ -140,7 +142,11 @@ if _sentinels:
         "SENTINELS": parse_sentinels(_sentinels),
         "MASTER_NAME": _master,
         "DB": REDIS_LAYOUT.queues_db,
+        # The data nodes' ACL user and password (REDIS_URL carries them without Sentinel), and
+        # the sentinels' own password when they require one (`requirepass` in sentinel.conf).
+        "USERNAME": env_optional("REDIS_USERNAME"),
         "PASSWORD": env_optional("REDIS_PASSWORD"),
+        "SENTINEL_KWARGS": {"password": env_optional("REDIS_SENTINEL_PASSWORD")} if env_optional("REDIS_SENTINEL_PASSWORD") else {},
         "SOCKET_TIMEOUT": 5,
         "CONNECTION_KWARGS": {"socket_connect_timeout": 2},
     }
@@ -173,6 +179,16 @@ IMPACT_STALE_AFTER_SECONDS = env_int("IMPACT_STALE_AFTER_SECONDS", 900)
 # /healthz turns 503 when a queue's oldest job has waited longer than this.
 HEALTH_MAX_QUEUE_AGE_SECONDS = env_int("HEALTH_MAX_QUEUE_AGE_SECONDS", 300)
 
+# --- Throttling (app/services/throttling.py): moving windows counted in the cache DB -------
+THROTTLE_REDIS_URL = env_str("THROTTLE_REDIS_URL", REDIS_LAYOUT.cache_url)
+# How many proxies of ours add to X-Forwarded-For (0: the client is REMOTE_ADDR, the header is ignored).
+THROTTLE_TRUSTED_PROXIES = env_int("THROTTLE_TRUSTED_PROXIES", 0)
+THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = env_str("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT", "5/15minutes")
+THROTTLE_LOGIN_FAILURES_PER_IP = env_str("THROTTLE_LOGIN_FAILURES_PER_IP", "20/15minutes")
+THROTTLE_REGISTRATIONS_PER_IP = env_str("THROTTLE_REGISTRATIONS_PER_IP", "10/hour")
+THROTTLE_REGISTRATIONS_PER_ADDRESS = env_str("THROTTLE_REGISTRATIONS_PER_ADDRESS", "3/hour")
+THROTTLE_UPLOADS_PER_USER = env_str("THROTTLE_UPLOADS_PER_USER", "30/hour")
+
 # --- Uploads ---------------------------------------------------------------------------
 IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000)
@@ -194,6 +210,25 @@ SESSION_COOKIE_SECURE = not DEBUG and env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Production refuses placeholder and short secrets (the example files' `change-me` included).
+if not DEBUG:
+    refuse_weak_secret("DJANGO_SECRET_KEY", SECRET_KEY, 32)
+    refuse_weak_secret("METRICS_TOKEN", METRICS_TOKEN, 24)
+    refuse_weak_secret("RQ_API_TOKEN", RQ_API_TOKEN, 24)
+    # Read by `manage.py rqdashboard` (app/dashboard); checked here so that every process refuses it.
+    refuse_weak_secret("RQ_DASHBOARD_PASSWORD", env_optional("RQ_DASHBOARD_PASSWORD"), 16)
+    refuse_weak_secret("the password in REDIS_URL", urlsplit(env_str("REDIS_URL", "redis://127.0.0.1:6379")).password, 16)
+    refuse_weak_secret("REDIS_PASSWORD", env_optional("REDIS_PASSWORD"), 16)
+
+# --- Error tracking (app/observability.py): on only with a DSN --------------------------
+SENTRY_DSN = env_optional("SENTRY_DSN")
+if SENTRY_DSN:
+    from app.observability import init_error_tracking
+
+    init_error_tracking(
+        SENTRY_DSN, environment=env_str("SENTRY_ENVIRONMENT", "production"), release=env_optional("SENTRY_RELEASE")
+    )
 
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -6,9 +6,14 @@ from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import get_token
 from django.views.decorators.http import require_GET, require_POST
 
+from app.services import throttling
 from app.services.accounts import register_user
 
 from .http import error, json_body
+
+REGISTRATION_ACCEPTED = (
+    "Registration received. Check your mailbox: the next step is in the mail we sent to this address."
+)
 
 
 @require_GET
@@ -19,32 +24,53 @@ def csrf(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 def register(request: HttpRequest) -> JsonResponse:
+    """202 for every well-formed registration, whether an account was created or the address (or
+    username) was taken — the mailbox learns which; the client, and so an enumerator, never does.
+    No session is opened: the member logs in (POST /api/auth/login/) like anyone else."""
     body = json_body(request)
     if body is None:
         return error(400, "Send a JSON object (Content-Type: application/json).")
+    email = str(body.get("email", ""))
+    try:
+        throttling.hit(
+            (throttling.budget("THROTTLE_REGISTRATIONS_PER_IP"), throttling.client_ip(request)),
+            (throttling.budget("THROTTLE_REGISTRATIONS_PER_ADDRESS"), email),
+        )
+    except throttling.Throttled as exc:
+        return throttling.throttled_response(exc)
     try:
         registration = register_user(
             username=str(body.get("username", "")),
-            email=str(body.get("email", "")),
+            email=email,
             password=str(body.get("password", "")),
             first_name=str(body.get("first_name", "")),
             language=str(body.get("language", "")),
         )
     except ValidationError as exc:
         return error(400, "Invalid registration.", fields=exc.message_dict)
-    user = registration.user
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    return JsonResponse(
-        {"id": user.pk, "username": user.get_username(), "welcome_job_id": registration.welcome_job_id}, status=201
-    )
+    return JsonResponse({"detail": REGISTRATION_ACCEPTED, "job_id": registration.job_id}, status=202)
 
 
 @require_POST
 def login_view(request: HttpRequest) -> JsonResponse:
+    """Failed attempts are counted per account and per client address; past either budget the
+    answer is 429 (with Retry-After) whatever the password, the right one included."""
     body = json_body(request) or {}
-    user = authenticate(request, username=str(body.get("username", "")), password=str(body.get("password", "")))
+    username = str(body.get("username", ""))[:150]
+    per_account = (throttling.budget("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT"), username)
+    per_client = (throttling.budget("THROTTLE_LOGIN_FAILURES_PER_IP"), throttling.client_ip(request))
+    try:
+        throttling.check(per_account, per_client)
+    except throttling.Throttled as exc:
+        return throttling.throttled_response(exc)
+    user = authenticate(request, username=username, password=str(body.get("password", "")))
     if user is None:
+        try:
+            throttling.hit(per_account, per_client)
+        except throttling.Throttled as exc:
+            return throttling.throttled_response(exc)
         return error(400, "Invalid username or password.")
+    throttling.forget(*per_account)
     login(request, user)
     return JsonResponse({"id": user.pk, "username": user.get_username()})
 

@@ -14,7 +14,8 @@ from app.services.job_metrics import JobStatsCollector
 from app.jobs.queues import redis_connection
 
 
-def _authorized(request: HttpRequest) -> bool:
+def operator_or_token(request: HttpRequest) -> bool:
+    """The metrics token's bearer (Authorization: Bearer <METRICS_TOKEN>) or a queue operator's session."""
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer ") and compare_digest(token, header.removeprefix("Bearer ").strip()):
@@ -26,7 +27,7 @@ def _authorized(request: HttpRequest) -> bool:
 @never_cache
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition: a bearer token (METRICS_TOKEN) or a queue operator's session."""
-    if not _authorized(request):
+    if not operator_or_token(request):
         response = HttpResponse("Unauthorized: send 'Authorization: Bearer <METRICS_TOKEN>'.\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
