@@ -61,3 +61,13 @@ def test_production_refuses_to_start_when_queues_share_the_cache_db():
 def test_development_starts_with_defaults():
     result = _check({"DJANGO_DEBUG": "1"})
     assert result.returncode == 0, result.stderr
+
+
+def test_production_starts_with_strong_secrets():
+    """The counterpart of tests/security's refusals of placeholder and short secrets."""
+    strong = "Q1w2E3r4T5y6U7i8O9p0-a1S2d3F4g5H6j7K8l9"
+    result = _check({
+        "DJANGO_SECRET_KEY": strong, "EMAIL_URL": "console://", "METRICS_TOKEN": strong, "RQ_API_TOKEN": strong,
+        "RQ_DASHBOARD_PASSWORD": strong, "REDIS_URL": f"redis://egoejo:{strong}@127.0.0.1:6379",
+    })
+    assert result.returncode == 0, result.stderr

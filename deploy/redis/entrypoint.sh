@@ -11,9 +11,14 @@
 set -eu
 : "${REDIS_USERNAME:?set REDIS_USERNAME (deploy/compose.env)}"
 : "${REDIS_PASSWORD:?set REDIS_PASSWORD (deploy/compose.env)}"
-case "$REDIS_PASSWORD" in
-  *' '*|*'>'*|*'<'*) echo "REDIS_PASSWORD may not contain spaces or angle brackets" >&2; exit 1 ;;
-esac
+for password in "$REDIS_PASSWORD" "${REDIS_PASSWORD_PREVIOUS:-}"; do
+  case "$password" in
+    *' '*|*'>'*|*'<'*) echo "Redis passwords may not contain spaces or angle brackets" >&2; exit 1 ;;
+  esac
+done
+# During a rotation (docs/operations.md) the previous password is accepted too.
+previous=""
+[ -n "${REDIS_PASSWORD_PREVIOUS:-}" ] && previous=" >$REDIS_PASSWORD_PREVIOUS"
 if [ "${1:-}" = "healthcheck" ]; then  # the container's health check, as the app user
   shift
   REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning --user "$REDIS_USERNAME" "$@" ping | grep -q PONG
@@ -21,6 +26,6 @@ if [ "${1:-}" = "healthcheck" ]; then  # the container's health check, as the ap
 fi
 acl_file="${REDIS_ACL_FILE:-/tmp/egoejo-users.acl}"
 umask 077
-printf 'user default off resetpass nocommands\nuser %s on >%s ~* &* +@all -@admin -flushall\n' \
-  "$REDIS_USERNAME" "$REDIS_PASSWORD" > "$acl_file"
+printf 'user default off resetpass nocommands\nuser %s on >%s%s ~* &* +@all -@admin -flushall\n' \
+  "$REDIS_USERNAME" "$REDIS_PASSWORD" "$previous" > "$acl_file"
 exec redis-server --aclfile "$acl_file" "$@"

@@ -54,9 +54,9 @@ def context(tmp_path_factory) -> set[str]:  # type: ignore[type-arg]
     return {path for path in exclude_paths(str(checkout), patterns) if (checkout / path).is_file()}
 
 
-@pytest.mark.parametrize("name", PLANTED_SECRETS)
-def test_no_secret_beside_the_checkout_reaches_the_build_context(context: set[str], name: str):
-    assert name not in context
+def test_no_secret_beside_the_checkout_reaches_the_build_context(context: set[str]):
+    leaked = sorted(set(PLANTED_SECRETS) & context)
+    assert not leaked, f"copied into the image by COPY . .: {leaked}"
 
 
 def test_the_build_context_is_an_allow_list(context: set[str]):

@@ -3,10 +3,6 @@ more than the app needs (rewriting the server's config to write files, wiping ev
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +13,9 @@ import redis
 import yaml
 from rq import Queue, SimpleWorker
 
-from tests.smtp import free_port
+from .redis_acl import APP_USER, acl_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "deploy" / "redis" / "entrypoint.sh"
-APP_USER = "egoejo"
 
 
 def compose() -> dict:  # type: ignore[type-arg]
@@ -30,29 +24,9 @@ def compose() -> dict:  # type: ignore[type-arg]
 
 @pytest.fixture
 def acl_redis(tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """The compose Redis's own start-up script, run with a real redis-server on a free port."""
-    if not shutil.which("redis-server"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    port, password = free_port(), uuid.uuid4().hex
-    env = {**os.environ, "REDIS_USERNAME": APP_USER, "REDIS_PASSWORD": password, "REDIS_ACL_FILE": str(tmp_path / "users.acl")}
-    process = subprocess.Popen(
-        ["sh", str(ENTRYPOINT), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", ""],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=port, username=APP_USER, password=password, socket_connect_timeout=0.5).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    password = uuid.uuid4().hex
+    with acl_redis_server(tmp_path, password) as port:
         yield port, password
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_an_anonymous_client_is_refused(acl_redis):

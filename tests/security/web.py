@@ -1,7 +1,9 @@
-"""The web as it runs in production: gunicorn with deploy/gunicorn.conf.py, a member logged in."""
+"""The web as the image runs it (the Dockerfile's CMD: gunicorn and its config), a member logged in."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from tests import redis_db
 from tests.e2e.processes import HttpClient, logs, manage, running, stack_env
 from tests.smtp import free_port
 
-GUNICORN_CONF = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
+ROOT = Path(__file__).resolve().parents[2]
 UPLOAD_LIMIT = 1024 * 1024
 
 
@@ -38,6 +40,19 @@ class Web:
         return logs(self.log_dir)
 
 
+def image_command() -> list[str]:
+    """The web's command as the image runs it (the Dockerfile's CMD), as argv after `python -m`."""
+    cmd = re.search(r"^CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert cmd, "the Dockerfile has no exec-form CMD"
+    argv = json.loads(cmd.group(1))
+    assert argv[0] == "gunicorn", argv
+    for option in ("--bind", "-b", "--workers", "-w"):  # ours come from the fixture: loopback only
+        while option in argv:
+            index = argv.index(option)
+            del argv[index : index + 2]
+    return ["-m", *argv]
+
+
 def read_status(connection: socket.socket) -> int:
     """The status code of the response on `connection` (raises socket.timeout if none comes)."""
     data = b""
@@ -55,12 +70,13 @@ def web(tmp_path_factory, redis_db_index: int) -> Iterator[Web]:
     port = free_port()
     env = stack_env(
         tmp_path, redis_db.redis_url(), redis_db_index,
-        GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2", IMAGE_UPLOAD_MAX_BYTES=str(UPLOAD_LIMIT),
+        IMAGE_UPLOAD_MAX_BYTES=str(UPLOAD_LIMIT),
     )
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "-c", "from tests.factories import make_user; make_user('uploader')")
     log_dir = tmp_path / "logs"
-    with running(env, ["-m", "gunicorn", "-c", str(GUNICORN_CONF), "app.wsgi"], log_dir=log_dir):
+    # Its bind and worker count overridden (the command line wins over the config file); all else as in production.
+    with running(env, [*image_command(), "--bind", f"127.0.0.1:{port}", "--workers", "2"], log_dir=log_dir):
         client = HttpClient(f"http://127.0.0.1:{port}")
         client.wait_until_up("/livez")
         assert client.request("GET", "/api/auth/csrf/")[0] == 200
