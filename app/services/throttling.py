@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
@@ -126,3 +129,35 @@ def throttled_response(exc: Throttled) -> JsonResponse:
     )
     response["Retry-After"] = str(exc.retry_after)
     return response
+
+
+def login_charges(request: HttpRequest | None, username: str) -> tuple[tuple[Budget, str], ...]:
+    """The budgets a failed password spends: the account's, and the client's when there is a request."""
+    per_account = (budget("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT"), username or "")
+    if request is None:
+        return (per_account,)
+    return per_account, (budget("THROTTLE_LOGIN_FAILURES_PER_IP"), client_ip(request))
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's ModelBackend, counting failed passwords per account and per client: once either
+    budget is spent every attempt is refused, the right password included. It sits under every
+    login form — the API's (which answers 429 itself) and the admin's."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):  # type: ignore[no-untyped-def]
+        if username is None:
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
+        charges = login_charges(request, str(username or ""))
+        try:
+            check(*charges)
+        except Throttled:
+            raise PermissionDenied from None  # authenticate() stops here and returns None
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            try:
+                hit(*charges)
+            except Throttled:
+                pass  # this failure is refused anyway; the next attempt is checked above
+        else:
+            forget(*charges[0])
+        return user

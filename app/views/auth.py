@@ -53,24 +53,17 @@ def register(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 def login_view(request: HttpRequest) -> JsonResponse:
-    """Failed attempts are counted per account and per client address; past either budget the
-    answer is 429 (with Retry-After) whatever the password, the right one included."""
+    """Failed attempts are counted per account and per client address (ThrottledModelBackend); past
+    either budget the answer is 429 (with Retry-After) whatever the password, the right one included."""
     body = json_body(request) or {}
     username = str(body.get("username", ""))[:150]
-    per_account = (throttling.budget("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT"), username)
-    per_client = (throttling.budget("THROTTLE_LOGIN_FAILURES_PER_IP"), throttling.client_ip(request))
     try:
-        throttling.check(per_account, per_client)
+        throttling.check(*throttling.login_charges(request, username))
     except throttling.Throttled as exc:
         return throttling.throttled_response(exc)
     user = authenticate(request, username=username, password=str(body.get("password", "")))
     if user is None:
-        try:
-            throttling.hit(per_account, per_client)
-        except throttling.Throttled as exc:
-            return throttling.throttled_response(exc)
         return error(400, "Invalid username or password.")
-    throttling.forget(*per_account)
     login(request, user)
     return JsonResponse({"id": user.pk, "username": user.get_username()})
 

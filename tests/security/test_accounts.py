@@ -133,3 +133,13 @@ def test_one_bad_row_already_in_the_database_does_not_abort_a_mail_batch(smtp_si
     assert report.sent + len(report.failed) == 3
     assert {"first@example.org", "last@example.org"} <= set(smtp_sink.recipients())
     assert "everyone@example.org" not in smtp_sink.recipients()
+
+
+def test_guessing_a_staff_password_on_the_admin_login_is_locked_out_too(client):
+    get_user_model().objects.create_superuser("boss", "boss@example.org", PASSWORD)
+    for n in range(10):
+        client.post("/admin/login/", {"username": "boss", "password": f"guess-{n}"})
+    response = client.post("/admin/login/?next=/admin/", {"username": "boss", "password": PASSWORD})
+    assert response.status_code == 200  # the form again, not the redirect into the admin
+    assert "_auth_user_id" not in client.session
+    assert client.get("/admin/").status_code == 302  # still sent to the login page
