@@ -6,9 +6,8 @@ import json
 
 import django_rq
 import pytest
-from django.db import transaction
-
 from django.contrib.auth.models import User
+from django.db import transaction
 
 from app.models import BackgroundJob
 from tests.factories import jpeg_bytes, make_user

@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.factories import jpeg_bytes, make_user
 
-from .web import UPLOAD_LIMIT, Web, read_status, web  # noqa: F401  (fixture)
+from .web import UPLOAD_LIMIT, Web, read_status, web_fixture  # noqa: F401  (the `web` fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -64,8 +64,8 @@ def read_status(connection: socket.socket) -> int:
     return int(data.split(b" ", 2)[1])
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory, redis_db_index: int) -> Iterator[Web]:
+@pytest.fixture(scope="module", name="web")
+def web_fixture(tmp_path_factory, redis_db_index: int) -> Iterator[Web]:
     tmp_path = tmp_path_factory.mktemp("web")
     port = free_port()
     env = stack_env(
