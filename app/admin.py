@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from app.models import BackgroundJob, Contribution, ImpactDashboard, Project, UploadedImage
+from app.models import Contribution, ImpactDashboard, Project, UploadedImage
 
 
 @admin.register(Project)
@@ -28,12 +28,4 @@ class ImpactDashboardAdmin(admin.ModelAdmin):
 class UploadedImageAdmin(admin.ModelAdmin):
     list_display = ["original_name", "owner", "status", "created_at", "processed_at"]
     list_filter = ["status"]
-    raw_id_fields = ["owner"]
-
-
-@admin.register(BackgroundJob)
-class BackgroundJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "func", "queue", "state", "owner", "created_at", "ended_at"]
-    list_filter = ["queue", "state"]
-    readonly_fields = [f.name for f in BackgroundJob._meta.fields]
     raw_id_fields = ["owner"]

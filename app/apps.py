@@ -6,12 +6,3 @@ class EgoejoConfig(AppConfig):
     label = "egoejo"
     verbose_name = "EGOEJO"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from django.core.signals import request_finished, request_started
-
-        from app.jobs import dispatch
-
-        # Jobs enqueued while serving a request reach Redis once the response has gone.
-        request_started.connect(dispatch.on_request_started, dispatch_uid="egoejo-dispatch-start")
-        request_finished.connect(dispatch.on_request_finished, dispatch_uid="egoejo-dispatch-finish")

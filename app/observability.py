@@ -1,7 +1,7 @@
 """Error tracking (Sentry): on only when SENTRY_DSN is set (app/settings calls init_error_tracking).
 
 What is reported: unhandled errors of the web (a 500) and a job's *final* failure — the one
-after which nobody will retry it (app/jobs/runtime.py:classify_failure calls report_job_failure).
+after which nobody will retry it (app/queueing/workers.py:classify_failure calls report_job_failure).
 What is not: attempts that will be retried (they are logged), log records (no logging
 integration events: the worker logs every attempt at WARNING/ERROR), request bodies, cookies,
 users' identities, frame-local variables or a job's arguments (the job's id and function only).

@@ -27,6 +27,7 @@ def setup_django(**env: str) -> None:
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
     os.environ.setdefault("EMAIL_URL", "locmem://")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("QUEUEING_JOB_MODULES", "benchmarks.jobs")
     for key, value in env.items():
         os.environ.setdefault(key, value)
     import django
@@ -50,11 +51,11 @@ def timed(func: Callable[[], object], repeat: int) -> list[float]:
 
 def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
     print(f"\n{title}")
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def ratio(baseline: float, value: float) -> str:

@@ -161,7 +161,7 @@ def main() -> None:
                 [
                     label,
                     f"{median(times) * 1000:.0f}",
-                    f"{median([b / t for b, t in zip(baseline, times)]):.1f}x",
+                    f"{median([b / t for b, t in zip(baseline, times, strict=True)]):.1f}x",
                     f"{peak_rss_mb(label, path):.0f}",
                     f"{psnr(outputs[label], path):.1f}",
                 ]

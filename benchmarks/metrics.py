@@ -102,14 +102,14 @@ def burst(members: int, per_member: int) -> float:
     import django_rq
     from django.contrib.auth import get_user_model
 
-    from app.jobs.runtime import InProcessWorker
     from app.models import ImpactDashboard, Project
+    from app.queueing.workers import InProcessWorker
     from app.services.contributions import contribute
 
     user_ids = list(get_user_model().objects.order_by("pk").values_list("pk", flat=True)[:members])
     project_id = Project.objects.values_list("pk", flat=True).first()
     started_at = time.perf_counter()
-    for round_ in range(per_member):
+    for _round in range(per_member):
         for user_id in user_ids:
             contribute(user_id=user_id, project_id=project_id, amount="1.00")
     queue = django_rq.get_queue("metrics")

@@ -16,8 +16,9 @@ from benchmarks.common import median, parse_args, print_table, private_redis_db,
 from benchmarks.workers import bench_env, manage, start, stop
 
 CONFIGS = {
-    "forking rqworker x2 (baseline)": [["rqworker", "metrics", "--burst"], ["rqworker", "metrics", "--burst"]],
-    "rqpool --workers 2 (light queues)": [["rqpool", "metrics", "--workers", "2", "--burst"]],
+    "forking rqworker x2 (baseline)": ([["rqworker", "metrics", "--burst"], ["rqworker", "metrics", "--burst"]], {}),
+    "rqpool --workers 2 (light queues)": ([["rqpool", "metrics", "--workers", "2", "--burst"]], {}),
+    "rqpool --workers 2, RQ's own paths (RQ_FAST_PATHS=0)": ([["rqpool", "metrics", "--workers", "2", "--burst"]], {"RQ_FAST_PATHS": "0"}),
 }
 
 
@@ -28,6 +29,7 @@ def _ts(raw: bytes) -> float:
 def enqueue_noops(queue, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     from rq import Queue
 
+    queue = Queue(queue.name, connection=queue.connection, serializer=queue.serializer)  # RQ's own class, no outbox
     datas = [Queue.prepare_data("benchmarks.jobs.noop", args=[i], result_ttl=600) for i in range(count)]
     with queue.connection.pipeline() as pipe:
         jobs = queue.enqueue_many(datas, pipeline=pipe)
@@ -52,12 +54,18 @@ def drain(env: dict[str, str], queue, commands: list[list[str]], count: int) -> 
 
 
 def latency(env: dict[str, str], queue, commands: list[list[str]], count: int) -> float:  # type: ignore[no-untyped-def]
-    """Median enqueue → finished, ms, with idle workers waiting (not burst)."""
+    """Median enqueue → finished, ms, with idle workers waiting (not burst): the project's own
+    path, `.delay()` (outbox row, push after commit), as a view would use it."""
+    from django.db import transaction
+
+    from benchmarks.jobs import noop
+
     processes = [start(env, *[part for part in command if part != "--burst"]) for command in commands]
     time.sleep(3)  # let them boot
     ids = []
     for index in range(count):
-        ids.append(queue.enqueue("benchmarks.jobs.noop", index, result_ttl=600).id)
+        with transaction.atomic():
+            ids.append(noop.delay(index).id)
         time.sleep(0.02)
     time.sleep(1)
     stop(processes)
@@ -72,12 +80,14 @@ def latency(env: dict[str, str], queue, commands: list[list[str]], count: int) -
 
 def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
     """Jobs/s of each enqueue path, median of `rounds` rounds that run the paths in turn."""
+    import django_rq
+    from django.conf import settings
     from django.db import transaction
+    from rq import Queue
 
     from app.jobs import metrics
-    from app.jobs.queues import METRICS, enqueue, enqueue_many, get_queue
 
-    queue = get_queue(METRICS)
+    queue = Queue("metrics", connection=django_rq.get_queue("metrics").connection, serializer=django_rq.get_queue("metrics").serializer)
 
     def rq_one_by_one(offset: int) -> None:
         for index in range(offset, offset + count):
@@ -89,17 +99,31 @@ def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
     def project_one_by_one(offset: int) -> None:
         for index in range(offset, offset + count):
             with transaction.atomic():
-                enqueue(metrics.update_impact_dashboard_metrics, index)
+                metrics.update_impact_dashboard_metrics.delay(index)
+
+    def django_rq_one_by_one(offset: int) -> None:
+        for index in range(offset, offset + count):
+            with transaction.atomic():
+                django_rq.enqueue(metrics.update_impact_dashboard_metrics, index)
 
     def project_bulk(offset: int) -> None:
         with transaction.atomic():
-            enqueue_many(metrics.update_impact_dashboard_metrics, [[i] for i in range(offset, offset + count)])
+            metrics.update_impact_dashboard_metrics.delay_many([[i] for i in range(offset, offset + count)])
+
+    def project_bulk_rq_paths(offset: int) -> None:
+        settings.QUEUEING_FAST_PATHS = False
+        try:
+            project_bulk(offset)
+        finally:
+            settings.QUEUEING_FAST_PATHS = True
 
     paths = {
         "rq enqueue, one by one": rq_one_by_one,
         "rq enqueue_many, one pipeline": rq_pipeline,
-        "project enqueue() (outbox row + push), one by one": project_one_by_one,
-        "project enqueue_many() (bulk rows + one pipeline)": project_bulk,
+        "project .delay() (outbox row + push), one by one": project_one_by_one,
+        "django_rq.enqueue() (same path, via QUEUE_CLASS), one by one": django_rq_one_by_one,
+        "project .delay_many() (bulk rows + one conditional push)": project_bulk,
+        "project .delay_many(), RQ's own unique enqueue (fast paths off)": project_bulk_rq_paths,
     }
     samples: dict[str, list[float]] = {name: [] for name in paths}
     offset = 0
@@ -133,12 +157,13 @@ def main() -> None:
         setup_django(RQ_REDIS_DB=str(db))
         import django_rq
 
-        queue = django_rq.get_queue("metrics", commit_mode="auto")
+        queue = django_rq.get_queue("metrics")
         rows = []
         results = {}
-        for name, commands in CONFIGS.items():
-            rates = [drain(env, queue, commands, count) for _ in range(repeat)]
-            p50 = latency(env, queue, commands, latency_count)
+        for name, (commands, extra) in CONFIGS.items():
+            config_env = {**env, **extra}
+            rates = [drain(config_env, queue, commands, count) for _ in range(repeat)]
+            p50 = latency(config_env, queue, commands, latency_count)
             results[name] = (median(rates), p50)
         baseline = results["forking rqworker x2 (baseline)"][0]
         for name, (rate, p50) in results.items():

@@ -25,6 +25,7 @@ def bench_env(redis_db: int, **extra: str) -> dict[str, str]:
         EMAIL_URL="locmem://",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
+        QUEUEING_JOB_MODULES="benchmarks.jobs",
     )
     env.update(extra)
     return env

@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from app.jobs.runtime import InProcessWorker
+from app.queueing.workers import InProcessWorker
 from tests import redis_db
 from tests.smtp import SmtpSink, point_mail_at
 
@@ -18,8 +18,7 @@ def redis_db_index() -> Iterator[int]:
     """A Redis DB for this session's queues: empty when claimed, flushed when released."""
     db = redis_db.claim_empty_db()
     url = f"{redis_db.redis_url()}/{db}"
-    for config in settings.RQ_QUEUES.values():
-        config["URL"] = url
+    settings.RQ_QUEUES.connection["URL"] = url
     settings.RQ_QUEUES_URL = url
     settings.THROTTLE_REDIS_URL = url  # throttle counters too: flushed around each test
     yield db
@@ -29,7 +28,7 @@ def redis_db_index() -> Iterator[int]:
 @pytest.fixture(autouse=True)
 def redis_conn(redis_db_index: int) -> Iterator[redis.Redis]:
     """Every test starts and ends with an empty queue DB."""
-    from app.services import job_metrics
+    from app.queueing import stats as job_metrics
 
     connection = redis.Redis.from_url(f"{redis_db.redis_url()}/{redis_db_index}")
     connection.flushdb()

@@ -7,6 +7,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production-0
 os.environ.setdefault("EMAIL_URL", "locmem://")
 os.environ.setdefault("EGOEJO_VAR_DIR", tempfile.mkdtemp(prefix="egoejo-test-var-"))
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("QUEUEING_JOB_MODULES", "tests.fixtures")
 
 from app.settings import *  # noqa: E402,F403
 

@@ -8,14 +8,14 @@ import json
 import django_rq
 import pytest
 
-from app.dashboard import content_security_policy, create_app, escape_strings
+from app.queueing.dashboard import content_security_policy, create_app, escape_strings
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"operator:s3cret").decode()}
 SAME_ORIGIN = {**AUTH, "Origin": "http://localhost"}
 
 
 @pytest.fixture
-def dashboard(redis_db_index):  # type: ignore[no-untyped-def]
+def dashboard(redis_db_index, db):  # type: ignore[no-untyped-def]  # db: deletes close outbox rows
     from django.conf import settings
 
     app = create_app(settings.RQ_QUEUES_URL, "operator", "s3cret")
@@ -42,15 +42,17 @@ def test_pages_carry_a_csp_that_allows_only_their_own_scripts(dashboard):
     assert policy == content_security_policy(response.get_data(as_text=True))
 
 
-def test_no_state_change_through_get(dashboard):
-    django_rq.get_queue("emails", commit_mode="auto").enqueue_call("app.jobs.emails.send_email", args=["a@b.org", "s", "x"])
+def test_no_state_change_through_get(dashboard, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        django_rq.get_queue("emails").enqueue_call("app.jobs.emails.send_email", args=["a@b.org", "s", "x"])
     assert dashboard.get("/requeue/emails", headers=AUTH).status_code == 405
     assert dashboard.get("/queue/emails/queued/empty", headers=AUTH).status_code == 405
 
 
-def test_cross_site_posts_are_refused(dashboard):
-    queue = django_rq.get_queue("emails", commit_mode="auto")
-    queue.enqueue_call("app.jobs.emails.send_email", args=["a@b.org", "s", "x"])
+def test_cross_site_posts_are_refused(dashboard, django_capture_on_commit_callbacks):
+    queue = django_rq.get_queue("emails")
+    with django_capture_on_commit_callbacks(execute=True):
+        queue.enqueue_call("app.jobs.emails.send_email", args=["a@b.org", "s", "x"])
     evil = {**AUTH, "Origin": "http://evil.example"}
     assert dashboard.post("/queue/emails/queued/empty", headers=evil).status_code == 403
     assert dashboard.post("/queue/emails/queued/empty", headers=AUTH).status_code == 403  # no Origin/Referer
@@ -60,7 +62,11 @@ def test_cross_site_posts_are_refused(dashboard):
 
 
 def test_json_strings_are_html_escaped(dashboard):
-    queue = django_rq.get_queue("emails", commit_mode="auto")
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    # RQ's own class: whoever writes to Redis chooses the description
+    queue = Queue("emails", connection=django_rq.get_queue("emails").connection, serializer=JSONSerializer)
     job = queue.enqueue_call(
         "app.jobs.emails.send_email", args=["<img src=x onerror=alert(1)>@x.org", "s", "x"], description="<script>alert(1)</script>"
     )
@@ -68,3 +74,21 @@ def test_json_strings_are_html_escaped(dashboard):
     assert "<script>" not in json.dumps(data)
     assert data["description"] == "&lt;script&gt;alert(1)&lt;/script&gt;"
     assert escape_strings({"a": ["<b>", 1, None]}) == {"a": ["&lt;b&gt;", 1, None]}
+
+
+def test_a_job_deleted_in_the_dashboard_stays_deleted(dashboard, redis_conn, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from app.jobs import emails
+    from app.queueing import outbox
+    from app.queueing.models import BackgroundJob
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = emails.send_welcome_email.delay(1)
+        emptied = emails.send_welcome_email.delay(2)
+    assert dashboard.post(f"/job/{deleted.id}/delete", headers=SAME_ORIGIN).status_code == 200
+    assert dashboard.post("/queue/emails/queued/empty", headers=SAME_ORIGIN).status_code == 200
+    states = dict(BackgroundJob.objects.values_list("id", "state"))
+    assert states == {deleted.id: "cancelled", emptied.id: "cancelled"}
+    redis_conn.flushdb()  # even when Redis later loses everything, nothing comes back
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["resent"] == 0

@@ -10,10 +10,12 @@ import django_rq
 import pytest
 from django.db import transaction
 
-from app.jobs import dispatch, emails, metrics
-from app.jobs.queues import enqueue, enqueue_many
-from app.models import BackgroundJob
-from app.services.outbox import resend_lost_jobs
+from app.jobs import emails, metrics
+from app.queueing import dispatch, registry
+from app.queueing.connections import DeclaredQueues
+from app.queueing.enqueueing import enqueue, enqueue_many
+from app.queueing.models import BackgroundJob
+from app.queueing.outbox import reconcile
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits, real on_commit callbacks
 
@@ -59,9 +61,9 @@ def test_a_real_request_pushes_its_job_after_the_response(client):
     assert queued("emails") == [response.json()["job_id"]]
 
 
-def test_redis_away_at_the_end_of_the_request_loses_nothing(settings):
+def test_redis_away_at_the_end_of_the_request_loses_nothing(settings, redis_conn):
     real_queues = settings.RQ_QUEUES
-    settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in real_queues.items()}
+    settings.RQ_QUEUES = DeclaredQueues({**real_queues.connection, "URL": "redis://127.0.0.1:1/0"})
     dispatch.on_request_started()
     with transaction.atomic():
         job_id = enqueue(emails.send_welcome_email, 9)
@@ -69,7 +71,7 @@ def test_redis_away_at_the_end_of_the_request_loses_nothing(settings):
     settings.RQ_QUEUES = real_queues
     assert queued("emails") == []
     assert BackgroundJob.objects.get(pk=job_id).state == BackgroundJob.State.PENDING
-    assert resend_lost_jobs(min_age=timedelta(0)) == 1
+    assert reconcile(redis_conn, min_age=timedelta(0))["resent"] == 1
     assert queued("emails") == [job_id]
 
 
@@ -90,9 +92,7 @@ def test_recorded_jobs_read_back_through_the_orm_whatever_their_number():
 
 
 def test_a_queue_receives_its_jobs_in_the_order_they_were_enqueued():
-    from app.jobs.queues import METRICS
-
-    first, second, third = (dispatch.Push(METRICS, uuid.uuid4().hex, path, [1], {}) for path in
+    first, second, third = (dispatch.Push(registry.spec_for(path), uuid.uuid4().hex, [1], {}, None) for path in
                             ("tests.fixtures.echo_call", "tests.fixtures.say_hello", "tests.fixtures.echo_call"))
     assert dispatch.send([first, second, third]) == 3
     assert queued("metrics") == [first.job_id, second.job_id, third.job_id]

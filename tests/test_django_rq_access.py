@@ -42,8 +42,9 @@ def staff_without_permission(client):
 
 
 def test_staff_without_the_permission_gets_403_everywhere(client, staff_without_permission, django_capture_on_commit_callbacks):
-    queue = django_rq.get_queue("emails", commit_mode="auto")
-    queue.enqueue_call("app.jobs.emails.send_email", args=["a@example.org", "s", "<p>x</p>"])
+    queue = django_rq.get_queue("emails")
+    with django_capture_on_commit_callbacks(execute=True):
+        queue.enqueue_call("app.jobs.emails.send_email", args=["a@example.org", "s", "<p>x</p>"])
     for path in django_rq_paths():
         assert client.get(path).status_code == 403, path
         assert client.post(path, {"action": "empty"}).status_code == 403, path

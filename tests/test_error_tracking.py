@@ -20,7 +20,6 @@ from sentry_sdk.transport import Transport
 
 from app import observability
 from app.jobs import emails, images
-from app.jobs.queues import enqueue
 from tests.smtp import free_port
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +56,7 @@ def test_a_final_job_failure_is_reported_once_with_its_queue_and_no_arguments(
     sent, run_worker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        job_id = enqueue(images.process_image, "uploads/originals/secret-name-missing.jpg")
+        job_id = images.process_image.delay("uploads/originals/secret-name-missing.jpg").id
     run_worker("images")
     [event] = sent
     assert event["tags"]["queue"] == "images" and event["tags"]["job.func"] == "app.jobs.images.process_image"
@@ -72,7 +71,7 @@ def test_an_attempt_that_will_be_retried_is_not_reported(sent, settings, run_wor
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2  # nothing listens
     with django_capture_on_commit_callbacks(execute=True):
-        job_id = enqueue(emails.send_email, "someone@example.org", "Hi", "<p>hi</p>")
+        job_id = emails.send_email.delay("someone@example.org", "Hi", "<p>hi</p>").id
     run_worker("emails")
     job = django_rq.get_queue("emails").fetch_job(job_id)
     assert job.retries_left and job.retries_left > 0  # it failed, transiently, and will be retried

@@ -6,9 +6,12 @@ import time
 
 import django_rq
 import pytest
+from rq import Queue
+from rq.serializers import JSONSerializer
 
-from app.jobs.runtime import InProcessWorker
-from app.jobs.scheduler import ProjectScheduler
+from app.queueing.connections import DeclaredQueues
+from app.queueing.scheduling import ProjectScheduler
+from app.queueing.workers import InProcessWorker
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +70,9 @@ def test_scheduler_gone_is_unhealthy(client, live_stack, redis_conn):
 
 def test_backlog_older_than_the_limit_is_unhealthy(client, live_stack, settings):
     settings.HEALTH_MAX_QUEUE_AGE_SECONDS = 1
-    django_rq.get_queue("metrics", commit_mode="auto").enqueue_call("app.jobs.metrics.refresh_all_dashboards")
+    Queue("metrics", connection=django_rq.get_queue("metrics").connection, serializer=JSONSerializer).enqueue_call(
+        "app.jobs.metrics.refresh_all_dashboards"
+    )
     assert client.get("/healthz").status_code == 200
     time.sleep(1.2)
     body = client.get("/healthz").json()
@@ -76,7 +81,7 @@ def test_backlog_older_than_the_limit_is_unhealthy(client, live_stack, settings)
 
 
 def test_redis_down_is_unhealthy_with_the_reason(client, settings):
-    settings.RQ_QUEUES = {name: {**config, "URL": "redis://127.0.0.1:1/0"} for name, config in settings.RQ_QUEUES.items()}
+    settings.RQ_QUEUES = DeclaredQueues({**settings.RQ_QUEUES.connection, "URL": "redis://127.0.0.1:1/0"})
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["reasons"] == ["redis: queue Redis unreachable (ConnectionError)"]

@@ -10,9 +10,9 @@ from PIL import Image, ImageChops, ImageCms, ImageStat
 from rq.job import JobStatus
 
 from app.jobs import images
-from app.jobs.errors import PermanentJobError
-from app.jobs.queues import enqueue
 from app.models import UploadedImage
+from app.queueing import PermanentJobError
+from app.queueing.enqueueing import enqueue
 from app.services import image_pipeline
 from tests.factories import jpeg_bytes
 

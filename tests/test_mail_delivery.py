@@ -7,12 +7,15 @@ import time
 import django_rq
 import pytest
 from django.core.exceptions import ValidationError
+from rq import Queue
 from rq.job import JobStatus
 from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
 
 from app.jobs import emails
-from app.jobs.queues import enqueue
-from app.models import BackgroundJob, MemberPreferences, SentMail
+from app.models import MemberPreferences, SentMail
+from app.queueing.enqueueing import enqueue
+from app.queueing.models import BackgroundJob
 from app.services.mail_fanout import queue_bulk_email, queue_email
 from tests.factories import make_user
 from tests.smtp import SmtpSink, point_mail_at
@@ -63,7 +66,7 @@ def test_a_rerun_of_the_same_job_delivers_nothing_new(smtp_sink, run_worker, dja
     run_worker("emails")
     smtp_sink.wait_for(1)
     # The same job runs again (a worker died after sending, say): the record stops it.
-    django_rq.get_queue("emails", commit_mode="auto").enqueue_call(
+    Queue("emails", connection=django_rq.get_queue("emails").connection, serializer=JSONSerializer).enqueue_call(
         "app.jobs.emails.send_welcome_email", args=[user.pk], job_id=job_id
     )
     run_worker("emails")
@@ -147,7 +150,7 @@ def test_bulk_to_1000_members_with_3_refused(smtp_sink, run_worker, django_captu
     assert len(smtp_sink.sessions) == 1  # one connection for the whole fan-out
 
     # Re-running a batch sends nothing again.
-    django_rq.get_queue("emails", commit_mode="auto").enqueue_call(
+    Queue("emails", connection=queue.connection, serializer=JSONSerializer).enqueue_call(
         "app.jobs.emails.send_bulk_email", args=["announcement", ids[:100]], job_id=job_ids[0]
     )
     run_worker("emails")

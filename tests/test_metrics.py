@@ -10,12 +10,13 @@ import django_rq
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from app.jobs import metrics
 from app.models import Contribution, ImpactDashboard
-from app.services import impact
+from app.services import impact, impact_refresh
 from tests.factories import contribute, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +102,7 @@ def test_update_job_is_one_aggregate_and_one_upsert():
 @pytest.mark.django_db(transaction=True)
 def test_many_triggers_while_queued_lead_to_one_run(run_worker):
     user = make_user()
-    ids = {impact.request_refresh(user.pk) for _ in range(100)}
+    ids = {impact_refresh.request_refresh(user.pk) for _ in range(100)}
     assert len(ids) == 1
     assert django_rq.get_queue("metrics").count == 1
     run_worker("metrics")
@@ -113,7 +114,7 @@ def test_many_triggers_while_queued_lead_to_one_run(run_worker):
 def test_a_trigger_during_a_run_leads_to_exactly_one_more(run_worker, monkeypatch):
     user = make_user()
     project = make_project()
-    first = impact.request_refresh(user.pk)
+    first = impact_refresh.request_refresh(user.pk)
     seen: list[str | None] = []
     original = impact.recompute_for_user
 
@@ -121,7 +122,7 @@ def test_a_trigger_during_a_run_leads_to_exactly_one_more(run_worker, monkeypatc
         # Contributions land while the refresh runs: they must not be lost.
         if not seen:
             contribute(user, project, "5.00")
-            seen.extend(impact.request_refresh(user_id) for _ in range(10))
+            seen.extend(impact_refresh.request_refresh(user_id) for _ in range(10))
         return original(user_id)
 
     monkeypatch.setattr(impact, "recompute_for_user", recompute_while_contributions_arrive)

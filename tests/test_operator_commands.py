@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from app.jobs import emails
-from app.jobs.queues import enqueue
+from app.queueing.enqueueing import enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def test_list_requeue_and_delete_failed_jobs(run_worker, django_capture_on_commi
     run_worker("emails")
     listing = run("--queue", "emails")
     assert "emails: 2 failed" in listing
-    assert f"{first}  app.jobs.emails.send_email  app.jobs.errors.PermanentJobError: invalid e-mail address 'broken@'" in listing
+    assert f"{first}  app.jobs.emails.send_email  app.queueing.errors.PermanentJobError: invalid e-mail address 'broken@'" in listing
     queue = django_rq.get_queue("emails")
     assert "requeued" in run("--queue", "emails", "--requeue", "--limit", "1")
     assert queue.count == 1 and queue.failed_job_registry.count == 1

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from app.jobs import emails
-from app.jobs.queues import enqueue
+from app.queueing.enqueueing import enqueue
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,13 +33,13 @@ def test_restarts_keep_one_schedule_and_two_schedulers_enqueue_once(tmp_path: Pa
     # on a host in another zone (rq-scheduler alone would follow the host's zone).
     manage({**env, "IMPACT_REFRESH_CRON": "0 3 * * *", "TZ": "America/New_York"}, "rqscheduler", "--register-only")
     assert scheduled_ids(redis_conn) == [SCHEDULE_ID]
-    due_at = datetime.fromtimestamp(redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID), timezone.utc)
+    due_at = datetime.fromtimestamp(redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID), UTC)
     assert (due_at.hour, due_at.minute) == (3, 0)
     manage(env, "rqscheduler", "--register-only")
 
     # Two scheduler processes across one minute boundary (UTC): the refresh is queued once.
     due = redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID)
-    assert datetime.fromtimestamp(due, timezone.utc).second == 0
+    assert datetime.fromtimestamp(due, UTC).second == 0
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqscheduler", "--interval", "1"], ["manage.py", "rqscheduler", "--interval", "1"], log_dir=log_dir):
         deadline = due + 4
@@ -50,3 +50,18 @@ def test_restarts_keep_one_schedule_and_two_schedulers_enqueue_once(tmp_path: Pa
         # ... and it is back in the schedule for the next minute, still once.
         assert scheduled_ids(redis_conn) == [SCHEDULE_ID]
         assert redis_conn.zscore("rq:scheduler:scheduled_jobs", SCHEDULE_ID) == due + 60
+
+
+def test_a_scheduler_never_frees_the_lock_another_one_holds(redis_conn: redis.Redis):
+    from app.queueing.scheduling import ProjectScheduler
+
+    first = ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn)
+    second = ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn)
+    assert first.acquire_lock()
+    redis_conn.delete(first.scheduler_lock_key)  # the first pass outlived its lock ...
+    assert second.acquire_lock()  # ... and the second scheduler took over
+    first.remove_lock()  # the first one's release must not free the second one's lock
+    assert redis_conn.get(second.scheduler_lock_key) == second._lock_token.encode()
+    assert not ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn).acquire_lock()
+    second.remove_lock()
+    assert not redis_conn.exists(second.scheduler_lock_key)

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from app.models import BackgroundJob
+from app.queueing.models import BackgroundJob
 from tests.factories import jpeg_bytes, make_user
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +86,8 @@ def test_image_upload_enqueues_processing(client, django_capture_on_commit_callb
     assert queued("images") == [body["job_id"]]
     job = django_rq.get_queue("images").fetch_job(body["job_id"])
     assert job.func_name == "app.jobs.images.process_image"
-    assert job.args[0].startswith("uploads/originals/") and "photo" not in job.args[0]
+    # The card's call, keyword arguments included: process_image.delay(image_path=...)
+    assert job.args == [] and job.kwargs["image_path"].startswith("uploads/originals/") and "photo" not in job.kwargs["image_path"]
 
 
 def test_image_upload_requires_login(client):

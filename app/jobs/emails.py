@@ -8,17 +8,20 @@ from typing import Any
 
 from rq import get_current_job
 
-from app.jobs.errors import TransientJobError
+from app.queueing import Retries, TransientJobError, declare_queue, job
 from app.services import mail, mail_bulk
 
-logger = logging.getLogger("app.jobs.emails")
+logger = logging.getLogger(__name__)
+
+emails = declare_queue("emails", timeout=60, result_ttl=86_400, retries=Retries(5, base=10, cap=600))
 
 
 def _job_id() -> str:
-    job = get_current_job()
-    return job.id if job else uuid.uuid4().hex
+    current = get_current_job()
+    return current.id if current else uuid.uuid4().hex
 
 
+@job(emails)
 def send_email(to_email: str, subject: str, html_content: str, text_content: str | None = None) -> dict[str, Any]:
     job_id = _job_id()
     message = mail.build_message(to_email, subject, html_content, text_content, mail.message_id_for(job_id, to_email))
@@ -26,6 +29,7 @@ def send_email(to_email: str, subject: str, html_content: str, text_content: str
     return {"to": to_email, "message_id": message.extra_headers["Message-ID"], "sent": sent}
 
 
+@job(emails, owner="user_id")
 def send_welcome_email(user_id: int) -> dict[str, Any]:
     user = mail.active_user(user_id)
     if user is None:
@@ -38,6 +42,7 @@ def send_welcome_email(user_id: int) -> dict[str, Any]:
     return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
 
 
+@job(emails, owner="user_id")
 def send_account_exists_email(user_id: int) -> dict[str, Any]:
     """Someone tried to register with this member's address: tell the member, not the registrant."""
     user = mail.active_user(user_id)
@@ -50,6 +55,7 @@ def send_account_exists_email(user_id: int) -> dict[str, Any]:
     return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
 
 
+@job(emails)
 def send_username_taken_email(to_email: str, language: str) -> dict[str, Any]:
     """A registration from this address chose a taken username: tell the address, nothing more."""
     job_id = _job_id()
@@ -58,6 +64,7 @@ def send_username_taken_email(to_email: str, language: str) -> dict[str, Any]:
     return {"to": to_email, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
 
 
+@job(emails)
 def send_bulk_email(template: str, user_ids: list[int]) -> dict[str, Any]:
     """One batch of a fan-out, over one SMTP connection; bad recipients are reported, not fatal."""
     report = mail_bulk.send_bulk(template, user_ids, _job_id())

@@ -1,14 +1,20 @@
-"""Jobs of the `metrics` queue."""
+"""Jobs of the `metrics` queue, and the recurring refresh of every dashboard."""
 
 from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+
+from app.queueing import Retries, declare_queue, job, recurring
 from app.services import impact
 
-logger = logging.getLogger("app.jobs.metrics")
+logger = logging.getLogger(__name__)
+
+metrics = declare_queue("metrics", timeout=600, result_ttl=3_600, retries=Retries(3, base=30, cap=300))
 
 
+@job(metrics, owner="user_id")
 def update_impact_dashboard_metrics(user_id: int) -> dict[str, object]:
     impact.clear_pending(user_id)  # first: a trigger from now on must lead to one more run
     dashboard = impact.recompute_for_user(user_id)
@@ -18,5 +24,7 @@ def update_impact_dashboard_metrics(user_id: int) -> dict[str, object]:
     return {"user_id": user_id, "updated": True, "total_contributed": str(dashboard.total_contributed)}
 
 
+@recurring(lambda: settings.IMPACT_REFRESH_CRON, id="refresh-all-dashboards")
+@job(metrics)
 def refresh_all_dashboards() -> dict[str, int]:
     return {"refreshed": impact.refresh_all()}

@@ -1,11 +1,9 @@
-from .background_jobs import BackgroundJob
 from .images import UploadedImage
 from .impact import ImpactDashboard
 from .mail import MemberPreferences, SentMail
 from .projects import Contribution, Project
 
 __all__ = [
-    "BackgroundJob",
     "Contribution",
     "ImpactDashboard",
     "MemberPreferences",

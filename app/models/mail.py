@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import connections, models, router
 from django.utils import timezone
 
-from .rows import insert_rows
+from app.queueing.rows import insert_rows
 
 
 class MemberPreferences(models.Model):
@@ -42,7 +42,7 @@ class SentMail(models.Model):
         quote = connection.ops.quote_name
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT 1 FROM {quote(cls._meta.db_table)} WHERE {quote(cls._meta.get_field('message_id').column)} = %s LIMIT 1",
+                f"SELECT 1 FROM {quote(cls._meta.db_table)} WHERE {quote('message_id')} = %s LIMIT 1",
                 [message_id],
             )
             return cursor.fetchone() is not None

@@ -21,8 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from app.jobs import emails
-from app.jobs.queues import enqueue
+from app.jobs.emails import send_account_exists_email, send_username_taken_email, send_welcome_email
 from app.models import MemberPreferences
 
 NAME_MAX_LENGTH = 150  # auth.User.first_name's column
@@ -98,16 +97,16 @@ def register_user(
                 raise IntegrityError("username taken")
             user = User.objects.create_user(username=username, email=email, password=password, first_name=first_name)
             MemberPreferences.objects.create(user=user, language=language)
-            job_id = enqueue(emails.send_welcome_email, user.pk, owner_id=user.pk)
+            job_id = send_welcome_email.delay(user.pk).id
     except IntegrityError:  # taken, or taken meanwhile by a concurrent registration
         make_password(password)
         with transaction.atomic():
-            job_id = enqueue(emails.send_username_taken_email, email, language)
+            job_id = send_username_taken_email.delay(email, language).id
         return Registration(job_id=job_id, user=None)
     return Registration(job_id=job_id, user=user)
 
 
 def _notice_existing_owner(owner: AbstractBaseUser) -> Registration:
     with transaction.atomic():
-        job_id = enqueue(emails.send_account_exists_email, owner.pk, owner_id=owner.pk)
+        job_id = send_account_exists_email.delay(owner.pk).id
     return Registration(job_id=job_id, user=None)

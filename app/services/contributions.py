@@ -9,7 +9,7 @@ from django.db import transaction
 
 from app.models import Contribution, Project
 
-from . import impact
+from . import impact_refresh
 
 MAX_AMOUNT = Decimal("1000000")
 
@@ -25,5 +25,5 @@ def contribute(*, user_id: int, project_id: int, amount: str) -> Contribution:
         raise Project.DoesNotExist(project_id)
     with transaction.atomic():
         contribution = Contribution.objects.create(user_id=user_id, project_id=project_id, amount=value)
-        impact.request_refresh(user_id)
+        impact_refresh.request_refresh(user_id)
     return contribution

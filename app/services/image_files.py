@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from app.jobs.errors import PermanentJobError
+from app.queueing import PermanentJobError
 
 ORIGINALS_DIR = "uploads/originals"
 RENDITIONS_DIR = "uploads/renditions"

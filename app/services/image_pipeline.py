@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, UnidentifiedImageError, features
 
-from app.jobs.errors import PermanentJobError
+from app.queueing import PermanentJobError
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF"}
 THUMBNAIL_SIZE = 320

@@ -1,68 +1,20 @@
-"""Image uploads: accept (bounded, checked by content), then process in the background."""
+"""Image processing: the renditions of an uploaded image (run by the images queue's job)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
 from django.utils import timezone
 
-from app.jobs.errors import PermanentJobError
-from app.jobs.queues import enqueue
 from app.models import UploadedImage
+from app.queueing import PermanentJobError
 
 from . import image_pipeline
-from .image_files import ORIGINALS_DIR, RENDITIONS_DIR, resolve_media_path, write_atomically
+from .image_files import RENDITIONS_DIR, resolve_media_path, write_atomically
 
-logger = logging.getLogger("app.images")
-
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
-
-
-class UploadRejected(ValueError):
-    """The upload is not an image we accept; the message is safe to show the user."""
-
-
-@dataclass(frozen=True)
-class AcceptedUpload:
-    image: UploadedImage
-    job_id: str
-
-
-def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
-    if upload.size is None or upload.size > settings.IMAGE_UPLOAD_MAX_BYTES:
-        raise UploadRejected(f"Images are limited to {settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)} MiB.")
-    if upload.size == 0:
-        raise UploadRejected("The file is empty.")
-    data = upload.read()
-    try:
-        probe = image_pipeline.open_checked(data, settings.IMAGE_MAX_PIXELS)
-    except PermanentJobError as exc:
-        raise UploadRejected(str(exc)) from None
-    fmt = probe.format or ""
-    relative = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
-    # The stored name is ours; the user's file name is kept only as data.
-    write_atomically(resolve_media_path(relative), data)
-    with transaction.atomic():
-        image = UploadedImage.objects.create(
-            owner_id=owner_id,
-            original_path=relative,
-            original_name=(upload.name or "")[:255],
-            original_format=fmt,
-            original_width=probe.width,
-            original_height=probe.height,
-        )
-        from app.jobs import images as image_jobs
-
-        job_id = enqueue(image_jobs.process_image, relative, owner_id=owner_id)
-        image.job_id = job_id
-        image.save(update_fields=["job_id"])
-    return AcceptedUpload(image=image, job_id=job_id)
+logger = logging.getLogger(__name__)
 
 
 def process(image_path: str, max_width: int, max_height: int, quality: int) -> dict[str, Any]:

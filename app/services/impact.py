@@ -13,15 +13,15 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Max, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from app.jobs.queues import redis_connection
 from app.models import Contribution, ImpactDashboard
+from app.queueing.connections import redis_connection
 
-logger = logging.getLogger("app.impact")
+logger = logging.getLogger(__name__)
 
 # A queued refresh is remembered under this key (value: its job id) so that any number of
 # triggers while it waits lead to one run; the job deletes the key when it starts, so a
@@ -130,59 +130,9 @@ def is_stale(dashboard: ImpactDashboard | None) -> bool:
     return newest is not None and (dashboard.last_contribution_at is None or newest > dashboard.last_contribution_at)
 
 
-def request_refresh(user_id: int) -> str | None:
-    """Ask for a recomputation of `user_id`'s dashboard, coalesced with any refresh already queued.
-
-    Inside a transaction the request waits for the commit (a rolled-back contribution
-    changes nothing). Returns the id of the queued refresh — new or already waiting — or
-    None when deferred to the commit.
-    """
-    if connection.in_atomic_block:
-        transaction.on_commit(lambda: _trigger(user_id), robust=True)
-        return None
-    return _trigger(user_id)
-
-
-def _trigger(user_id: int) -> str:
-    from uuid import uuid4
-
-    from app.jobs import metrics
-    from app.jobs.queues import enqueue
-
-    job_id = uuid4().hex
-    key = PENDING_KEY.format(user_id=user_id)
-    try:
-        redis = redis_connection()
-        if not redis.set(key, job_id, nx=True, ex=PENDING_TTL_SECONDS):
-            existing = redis.get(key)
-            if existing is not None:
-                return existing.decode()
-            redis.set(key, job_id, ex=PENDING_TTL_SECONDS)
-    except RedisError:
-        # Without Redis we can't coalesce; the outbox keeps the job, and a duplicate refresh is harmless.
-        logger.warning("Redis unavailable: impact refresh for user %s enqueued without coalescing", user_id)
-    return enqueue(metrics.update_impact_dashboard_metrics, user_id, owner_id=user_id, job_id=job_id)
-
-
 def clear_pending(user_id: int) -> None:
     """Called when a refresh starts: later triggers must queue a new run, they can't join this one."""
     try:
         redis_connection().delete(PENDING_KEY.format(user_id=user_id))
     except RedisError:
         logger.warning("could not clear the pending-refresh marker of user %s", user_id)
-
-
-def dashboard_payload(user_id: int) -> tuple[dict[str, Any], str | None]:
-    """The member's dashboard as JSON, and the id of a refresh job when one is queued."""
-    dashboard = ImpactDashboard.objects.filter(user_id=user_id).first()
-    refresh_job = request_refresh(user_id) if is_stale(dashboard) else None
-    mine: dict[str, Any] | None = None
-    if dashboard is not None:
-        mine = {
-            "total_contributed": str(dashboard.total_contributed),
-            "contributions_count": dashboard.contributions_count,
-            "projects_supported": dashboard.projects_supported,
-            "last_contribution_at": dashboard.last_contribution_at.isoformat() if dashboard.last_contribution_at else None,
-            "computed_at": dashboard.computed_at.isoformat(),
-        }
-    return {"dashboard": mine, "platform": platform_totals(), "stale": refresh_job is not None}, refresh_job

@@ -27,10 +27,10 @@ from django.core.validators import validate_email
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from app.jobs.errors import PermanentJobError
 from app.models import MemberPreferences, SentMail
+from app.queueing import PermanentJobError
 
-logger = logging.getLogger("app.mail")
+logger = logging.getLogger(__name__)
 
 TEMPLATES = ("welcome", "announcement", "account_exists", "username_taken")
 _TAG = re.compile(r"<[^>]+>")

@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 
-from app.jobs.errors import PermanentJobError
+from app.queueing import PermanentJobError
 
 from . import mail
 

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 from django.core.exceptions import ValidationError
 
-from app.jobs import emails
-from app.jobs.queues import enqueue, enqueue_many
+from app.jobs.emails import send_bulk_email, send_email
 
 from .mail import TEMPLATES, check_address
 
@@ -19,7 +18,7 @@ def queue_email(
 ) -> str:
     """Raises ValidationError for a bad address: the caller hears it now, nothing is queued."""
     check_address(to_email)
-    return enqueue(emails.send_email, to_email, subject, html_content, text_content, owner_id=owner_id)
+    return send_email.with_options(owner_id=owner_id).delay(to_email, subject, html_content, text_content).id
 
 
 def queue_bulk_email(template: str, user_ids: Sequence[int], batch_size: int = BATCH_SIZE) -> list[str]:
@@ -30,4 +29,4 @@ def queue_bulk_email(template: str, user_ids: Sequence[int], batch_size: int = B
         raise ValidationError("batch_size must be between 1 and 1000.")
     ids = list(dict.fromkeys(int(user_id) for user_id in user_ids))  # each member once, order kept
     batches = [[template, ids[start : start + batch_size]] for start in range(0, len(ids), batch_size)]
-    return enqueue_many(emails.send_bulk_email, batches)
+    return send_bulk_email.delay_many(batches)

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from app.queueing.connections import DeclaredQueues
+
 from .env import env_bool, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
 from .redis_layout import build_layout, parse_sentinels, sentinel_url
@@ -36,7 +38,8 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    # `app` first so that its management commands (rqscheduler) take precedence over django_rq's.
+    # The queueing layer before django_rq, so that its management commands (rqscheduler) win.
+    "app.queueing",
     "app",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -55,7 +58,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "app.middleware.DjangoRQPermissionMiddleware",
+    "app.queueing.access.DjangoRQPermissionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -136,8 +139,10 @@ CACHES = {
 }
 
 # --- RQ ------------------------------------------------------------------------------
-# Queue names, timeouts and retry policy live in app/jobs/queues.py; this only says where
-# the queues are. JSON, not pickle: nothing read back from Redis can execute code.
+# Queues, timeouts and retry policy are declared with their jobs (app/jobs/<queue>.py); this only
+# says where the queues are. RQ_QUEUES answers django-rq for every declared queue (and routes
+# `default`, django-rq's `enqueue(f)`, to the job's declared queue): app/queueing/connections.py.
+# JSON, not pickle, and only declared functions run: nothing read back from Redis runs code.
 # With Redis Sentinel (REDIS_SENTINELS=host:port,... and REDIS_SENTINEL_MASTER), web, workers
 # and scheduler ask the sentinels for the current master, and follow a failover.
 _sentinels = env_optional("REDIS_SENTINELS")
@@ -159,20 +164,21 @@ if _sentinels:
 else:
     _queue_connection = {"URL": REDIS_LAYOUT.queues_url}
     RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
-RQ_QUEUES = {
-    name: {
-        **_queue_connection,
-        "DEFAULT_TIMEOUT": timeout,
-        "SERIALIZER": "rq.serializers.JSONSerializer",
-    }
-    for name, timeout in (("emails", 60), ("images", 300), ("metrics", 600), ("default", 300))
-}
+RQ_QUEUES = DeclaredQueues({**_queue_connection, "SERIALIZER": "rq.serializers.JSONSerializer"})
 RQ = {
-    "COMMIT_MODE": "on_db_commit",
-    "JOB_CLASS": "app.jobs.runtime.JSONJob",
-    "WORKER_CLASS": "app.jobs.runtime.ForkingWorker",
+    # Jobs are pushed after the transaction commits by the queueing layer itself (its outbox);
+    # django-rq's own deferral would only add a second, non-durable one.
+    "COMMIT_MODE": "auto",
+    "QUEUE_CLASS": "app.queueing.enqueueing.DeclaredJobsQueue",
+    "JOB_CLASS": "app.queueing.jobclass.QueueingJob",
+    "WORKER_CLASS": "app.queueing.workers.ForkingWorker",
+    "SCHEDULER_CLASS": "app.queueing.scheduling.ProjectScheduler",
 }
-RQ_EXCEPTION_HANDLERS = ["app.jobs.runtime.classify_failure"]
+RQ_EXCEPTION_HANDLERS = ["app.queueing.workers.classify_failure"]
+# RQ's own code paths everywhere instead of the verified fast ones (app/queueing/rq_compat.py).
+QUEUEING_FAST_PATHS = env_bool("RQ_FAST_PATHS", True)
+# Modules declaring jobs outside an app's `jobs` module (the test suite's fixtures); empty in production.
+QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
 RQ_SHOW_ADMIN_LINK = True
 RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
 # Bearer token for Prometheus at /metrics (a queue operator's session works too).

@@ -4,7 +4,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from app.services.health import check_health, check_liveness
+from app.queueing.health import check_health, check_liveness
 
 from .metrics import operator_or_token
 

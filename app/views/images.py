@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from app.models import UploadedImage
 from app.services import throttling
-from app.services.images import UploadRejected, accept_upload
+from app.services.image_uploads import UploadRejected, accept_upload
 
 from .bounded_uploads import UploadTooLarge, bound_upload
 from .http import error, login_required_json

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from app.services.impact import dashboard_payload
+from app.services.impact_refresh import dashboard_payload
 
 from .http import login_required_json
 

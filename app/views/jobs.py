@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from app.services.background_jobs import status_for_owner
+from app.queueing.status import status_for_owner
 
 from .http import error, login_required_json
 

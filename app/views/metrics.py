@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from secrets import compare_digest
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
@@ -9,18 +7,14 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from app.middleware import may_operate_queues
-from app.services.job_metrics import JobStatsCollector
-from app.jobs.queues import redis_connection
+from app.queueing.access import bearer_token, may_operate_queues, token_matches
+from app.queueing.connections import redis_connection
+from app.queueing.monitoring import JobStatsCollector
 
 
 def operator_or_token(request: HttpRequest) -> bool:
     """The metrics token's bearer (Authorization: Bearer <METRICS_TOKEN>) or a queue operator's session."""
-    token = settings.METRICS_TOKEN
-    header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer ") and compare_digest(token, header.removeprefix("Bearer ").strip()):
-        return True
-    return may_operate_queues(request.user)
+    return token_matches(settings.METRICS_TOKEN, bearer_token(request)) or may_operate_queues(request.user)
 
 
 @require_GET

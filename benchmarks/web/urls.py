@@ -11,9 +11,10 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-from app.jobs import dispatch, emails
-from app.jobs.queues import EMAILS, enqueue, func_path
-from app.models import BackgroundJob
+from app.jobs import emails
+from app.queueing import dispatch
+from app.queueing.models import BackgroundJob
+from app.queueing.registry import Push
 
 _serial = itertools.count()
 
@@ -35,7 +36,7 @@ def with_enqueue(request: HttpRequest) -> JsonResponse:
     """The project's path: outbox row in the transaction, pushed once the response has gone."""
     with transaction.atomic():
         user_id = _create_user()
-        job_id = enqueue(emails.send_welcome_email, user_id, owner_id=user_id)
+        job_id = emails.send_welcome_email.delay(user_id).id
     return JsonResponse({"id": user_id, "job": job_id}, status=201)
 
 
@@ -55,9 +56,9 @@ def with_push_in_request(request: HttpRequest) -> JsonResponse:
     with transaction.atomic():
         user_id = _create_user()
         job_id = f"inline-{os.getpid()}-{next(_serial)}"
-        path_ = func_path(emails.send_welcome_email)
-        BackgroundJob.objects.create(id=job_id, queue=EMAILS.name, func=path_, args=[user_id], kwargs={}, owner_id=user_id)
-    dispatch.send([dispatch.Push(EMAILS, job_id, path_, [user_id], {})])
+        spec = emails.send_welcome_email.spec
+        BackgroundJob.objects.create(id=job_id, queue=spec.queue_name, func=spec.path, args=[user_id], kwargs={}, owner_id=user_id)
+    dispatch.send([Push(spec, job_id, [user_id], {}, None)])
     return JsonResponse({"id": user_id, "job": job_id}, status=201)
 
 

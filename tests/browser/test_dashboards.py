@@ -34,10 +34,12 @@ User = get_user_model()
 User.objects.create_superuser('root', 'root@example.org', 'root-password-42')
 User.objects.create_user('staffer', 'staff@example.org', 'staff-password-42', is_staff=True)
 from app.jobs import emails, images
-from app.jobs.queues import enqueue
+from app.queueing.enqueueing import enqueue
 bad = enqueue(emails.send_email, {address!r}, 'Hello', '<p>x</p>')
 later = enqueue(images.process_image, 'uploads/originals/later.jpg')
-q = django_rq.get_queue('emails', commit_mode='auto')
+from rq import Queue
+from rq.serializers import JSONSerializer
+q = Queue('emails', connection=django_rq.get_connection('emails'), serializer=JSONSerializer)  # RQ's own: a description of its choice
 q.enqueue_call('app.jobs.emails.send_email', args=['ok@example.org', 'Hi', '<p>x</p>'], description={description!r}, job_id='described')
 print(bad, later)
 """

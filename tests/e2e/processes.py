@@ -20,7 +20,7 @@ PYTHON = sys.executable
 
 
 def stack_env(tmp_path: Path, redis_url: str, redis_db: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RQ_", "REDIS_", "EMAIL_", "DATABASE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RQ_", "REDIS_", "EMAIL_", "DATABASE_", "QUEUEING_")) and k != "RQ_FAST_PATHS"}
     env.update(
         DJANGO_SETTINGS_MODULE="app.settings",
         DJANGO_SECRET_KEY="e2e-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
@@ -33,6 +33,7 @@ def stack_env(tmp_path: Path, redis_url: str, redis_db: int, **extra: str) -> di
         THROTTLE_REDIS_URL=f"{redis_url}/{redis_db}",  # counters flushed with the test's DB, not shared between runs
         EMAIL_URL="console://",
         PYTHONUNBUFFERED="1",
+        QUEUEING_JOB_MODULES="tests.fixtures",
     )
     env.update(extra)
     return env

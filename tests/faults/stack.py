@@ -35,7 +35,7 @@ class Stack:
         )
 
     def start_workers(self, count: int = 2, queues: tuple[str, ...] = ("emails", "images", "metrics")) -> None:
-        for index in range(count):
+        for _ in range(count):
             self.workers.append(self._start(["rqworker", *queues, "--with-scheduler"], f"worker-{len(self.workers)}"))
 
     def start_scheduler(self) -> None:

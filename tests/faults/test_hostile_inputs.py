@@ -7,10 +7,13 @@ import io
 import django_rq
 import pytest
 from PIL import Image
+from rq import Queue
 from rq.job import JobStatus
+from rq.serializers import JSONSerializer
 
 from app.jobs import emails, images, metrics
-from app.jobs.queues import enqueue
+from app.queueing import UndeclaredJobError
+from app.queueing.enqueueing import enqueue
 from tests.factories import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +68,12 @@ def test_hostile_corpus(media_root, smtp_sink, run_worker, django_capture_on_com
         missing_user = enqueue(emails.send_welcome_email, 987654)
         missing_member = enqueue(metrics.update_impact_dashboard_metrics, 987654)
         good = enqueue(emails.send_email, "fine@example.org", "Hi", "<p>x</p>")
-    unknown = django_rq.get_queue("emails", commit_mode="auto").enqueue_call("app.jobs.emails.no_such_function")
+    with pytest.raises(UndeclaredJobError):  # refused where it is enqueued ...
+        django_rq.get_queue("emails").enqueue_call("app.jobs.emails.no_such_function")
+    # ... and, written into Redis by other means, refused by the worker without importing it
+    unknown = Queue("emails", connection=django_rq.get_queue("emails").connection, serializer=JSONSerializer).enqueue_call(
+        "app.jobs.emails.no_such_function"
+    )
     run_worker("emails", "images", "metrics")
 
     for (queue, value), reason in expected_failures.items():

@@ -89,7 +89,7 @@ def test_a_host_cut_off_mid_job_loses_nothing_and_duplicates_nothing(tmp_path: P
         start(hosts[0].command([sys.executable, "manage.py", "rqworker", "emails"]), host_env(0), "host0-worker")
         assert manage(local, "shell", "-c", """
 from app.jobs import emails
-from app.jobs.queues import enqueue
+from app.queueing.enqueueing import enqueue
 print(enqueue(emails.send_email, "cut@example.org", "Hi", "<p>x</p>"))
 """).stdout.strip()
         assert sinks[0].rcpt_started.wait(60), log_text()

@@ -1,0 +1,80 @@
+"""When a recorded job is pushed to Redis: at once after its commit, or after the response.
+
+Outside a request (a worker, the scheduler, a management command) a committed job is pushed at
+once. While a request is being served, the push waits for `request_finished`, which Django sends
+when the WSGI server closes the response: gunicorn has written it to the client by then, so the
+client never waits for Redis, and all the jobs of one request go in one round trip.
+
+The window this opens is the one the outbox already covers: a process killed between the
+response and the push leaves the job recorded but not in Redis, and the outbox reconciler sends
+it (outbox.py, at most MIN_AGE plus one scheduler tick later).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from . import rq_compat
+from .connections import get_queue, redis_connection
+from .registry import Push
+
+logger = logging.getLogger(__name__)
+
+
+# Per thread: WSGI servers serve one request per thread at a time (gunicorn sync/gthread, runserver).
+_state = threading.local()
+
+
+def after_commit(pushes: Sequence[Push]) -> None:
+    pending: list[Push] | None = getattr(_state, "pending", None)
+    if pending is None:
+        send(pushes)
+    else:
+        pending.extend(pushes)
+
+
+def on_request_started(**_: Any) -> None:
+    # Anything left from a request whose response was never closed goes now rather than never.
+    leftover = getattr(_state, "pending", None)
+    _state.pending = []
+    if leftover:
+        send(leftover)
+
+
+def on_request_finished(**_: Any) -> None:
+    pending: list[Push] | None = getattr(_state, "pending", None)
+    _state.pending = None
+    if pending:
+        send(pending)
+
+
+def send(pushes: Sequence[Push]) -> int:
+    """Push recorded jobs in one pipelined round trip; returns how many were new to Redis.
+
+    Every push is conditional: a job whose hash Redis already holds (pushed by the outbox
+    reconciler meanwhile, or by an earlier request) is left alone, never queued twice.
+    A Redis outage is logged, not raised: the records stay pending and the outbox reconciler
+    sends them when Redis is back.
+    """
+    # Consecutive pushes of one function on one queue make a batch; the batches keep the pushes'
+    # order, so a queue receives its jobs in the order they were enqueued.
+    batches: list[list[Push]] = []
+    for push in pushes:
+        last = batches[-1][0] if batches else None
+        if last is not None and last.spec is push.spec and last.due_at is None and push.due_at is None:
+            batches[-1].append(push)
+        else:
+            batches.append([push])
+    try:
+        return rq_compat.push_if_absent(redis_connection(), [(get_queue(batch[0].spec.queue_name), batch) for batch in batches])
+    except RedisError as exc:
+        logger.warning(
+            "%d job(s) recorded but not sent, Redis unavailable (the outbox will send them): %s; first: %s (%s)",
+            len(pushes), exc, pushes[0].job_id, pushes[0].spec.path,
+        )
+        return 0

@@ -1,0 +1,48 @@
+"""`manage.py failedjobs`: failed jobs with their reasons; requeue or delete them.
+
+`rq info` counts failures but doesn't say why; this lists each failed job's last error line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from app.queueing import registry
+from app.queueing.connections import get_queue
+from app.queueing.status import last_line
+
+
+class Command(BaseCommand):
+    help = "List failed jobs with their reasons; --requeue or --delete them."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--queue", action="append", choices=sorted(registry.queues()), help="Only this queue (repeatable).")
+        parser.add_argument("--limit", type=int, default=50, help="At most this many jobs per queue.")
+        action = parser.add_mutually_exclusive_group()
+        action.add_argument("--requeue", action="store_true", help="Requeue the listed jobs.")
+        action.add_argument("--delete", action="store_true", help="Delete the listed jobs.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        for name in options["queue"] or sorted(registry.queues()):
+            queue = get_queue(name)
+            failed = queue.failed_job_registry
+            job_ids = failed.get_job_ids(0, options["limit"] - 1)
+            self.stdout.write(f"{name}: {failed.count} failed")
+            for job_id in job_ids:
+                job = queue.fetch_job(job_id)
+                if job is None:
+                    self.stdout.write(f"  {job_id}  (expired)")
+                    continue
+                result = job.latest_result()
+                reason = last_line(result.exc_string if result else "") or "(no reason recorded)"
+                self.stdout.write(f"  {job_id}  {job.func_name}  {reason}")
+                if options["requeue"]:
+                    failed.requeue(job_id)
+                    self.stdout.write("    requeued")
+                elif options["delete"]:
+                    failed.remove(job, delete_job=True)
+                    self.stdout.write("    deleted")

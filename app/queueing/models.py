@@ -1,0 +1,89 @@
+"""The outbox: every job, recorded in the database in the transaction that caused it.
+
+A row is the durable side of an enqueue (the job's id is chosen before Redis sees it) and says
+whose job it is, so `GET /api/jobs/<id>/` can refuse other users. Its state machine
+(docs/reliability.md):
+
+    pending ──success──────────────▶ finished
+       │    ──final failure, abandon limit, horse death, refused──▶ failed
+       │    ──operator's cancel, stop or delete (either dashboard)──▶ cancelled
+       └──── Redis lost it ──▶ (stays pending, re-sent by the reconciler)
+
+Only `pending` rows are ever pushed again; the three end states are final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Now
+
+from .rows import insert_rows
+
+
+class BackgroundJob(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"  # recorded, maybe not in Redis yet, maybe running
+        FINISHED = "finished"
+        FAILED = "failed"
+        CANCELLED = "cancelled"  # by an operator: final, never re-sent
+
+    id = models.CharField(primary_key=True, max_length=64)
+    queue = models.CharField(max_length=32)
+    func = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    # Who may read the job's state. No database constraint: the owner comes from the job's own
+    # arguments (a user deleted since must not make the enqueueing transaction fail).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="background_jobs",
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    failure_reason = models.TextField(blank=True)
+    # The database's clock, not the web host's: the reconciler compares ages on that clock alone.
+    created_at = models.DateTimeField(db_default=Now())
+    due_at = models.DateTimeField(null=True, blank=True)  # a delayed job's due time (UTC)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "egoejo_backgroundjob"  # kept from before the queueing layer was an app of its own
+        ordering = ["-created_at"]
+        indexes = [
+            # The reconciler pages through pending rows by id; the purge by ended_at.
+            models.Index(fields=["id", "created_at"], name="outbox_pending_idx", condition=models.Q(state="pending")),
+            models.Index(fields=["ended_at"], name="outbox_ended_idx", condition=~models.Q(state="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.func} [{self.id}]"
+
+    @classmethod
+    def record(
+        cls,
+        queue: str,
+        func: str,
+        calls: Sequence[tuple[str, list[Any], dict[str, Any]]],
+        owner_id: int | None,
+        due_at: Any = None,
+    ) -> None:
+        """Record pending jobs, one per (job id, args, kwargs), in the caller's transaction.
+
+        This runs inside the request's transaction for every enqueue: a plain INSERT (rows.py).
+        `created_at` is left to the database's default (its own clock).
+        """
+        pending = cls.State.PENDING.value
+        if due_at is None:
+            insert_rows(cls, _RECORD_FIELDS, [(job_id, queue, func, args, kwargs, owner_id, pending, "") for job_id, args, kwargs in calls])
+        else:
+            insert_rows(
+                cls,
+                (*_RECORD_FIELDS, "due_at"),
+                [(job_id, queue, func, args, kwargs, owner_id, pending, "", due_at) for job_id, args, kwargs in calls],
+            )
+
+
+_RECORD_FIELDS = ("id", "queue", "func", "args", "kwargs", "owner", "state", "failure_reason")

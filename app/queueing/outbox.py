@@ -1,0 +1,121 @@
+"""The outbox's end states and its reconciler: nothing committed is lost, nothing ended comes back.
+
+`mark_ended` / `mark_cancelled` close a row (only a pending one: the end states are final).
+`reconcile()` runs in every scheduler pass: it pages through the pending rows with a cursor
+(PAGE rows a pass, so its cost is bounded however many rows are pending, and every row is seen
+again within ceil(pending / PAGE) + 1 passes) and, for each row older than MIN_AGE on the database's
+own clock, reads the job's state in Redis (rows are paged by id: every pending row is visited
+once per cycle, whatever its age):
+
+- ended in Redis (finished, failed, stopped, canceled) → the row is closed as such (the worker's
+  own write was missed: a database error, a killed process);
+- unknown to Redis (lost with a flush, a failover, a restart without persistence, or never
+  pushed because the process died first) → pushed again, conditionally (dispatch.send);
+- queued but in no queue, seen so twice 10 s apart → pushed to its queue again;
+- anything else (queued, started, scheduled, deferred) → left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import DateTimeField, ExpressionWrapper, Value
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from . import dispatch, registry, rq_compat
+from .ends import _close, mark_ended
+from .models import BackgroundJob
+from .recovery import orphaned
+from .registry import Push
+
+logger = logging.getLogger(__name__)
+
+# A job younger than this may still be on its way (its on-commit push has not run yet).
+MIN_AGE = timedelta(seconds=10)
+PAGE = 500
+KEEP_ENDED = timedelta(days=7)
+CURSOR_KEY = "egoejo:outbox:cursor"
+
+State = BackgroundJob.State
+_CLOSED_BY_STATUS = {
+    "finished": (State.FINISHED, ""),
+    "failed": (State.FAILED, "failed (reason in the failed registry)"),
+    "stopped": (State.CANCELLED, "stopped by an operator"),
+    "canceled": (State.CANCELLED, "cancelled by an operator"),
+}
+
+
+def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE) -> dict[str, int]:
+    """One bounded pass over the next page of pending rows; returns counts of what it did."""
+    counts = {"seen": 0, "closed": 0, "resent": 0, "requeued": 0}
+    cursor = connection.get(CURSOR_KEY)
+    rows = BackgroundJob.objects.filter(state=State.PENDING).filter(
+        created_at__lt=ExpressionWrapper(Now() - Value(min_age), output_field=DateTimeField())
+    )
+    if cursor:
+        rows = rows.filter(id__gt=cursor.decode())
+    batch = list(rows.order_by("id").values_list("id", "queue", "func", "args", "kwargs", "due_at")[:page])
+    if len(batch) == page:
+        connection.set(CURSOR_KEY, batch[-1][0], ex=3600)
+    else:
+        connection.delete(CURSOR_KEY)  # the end of the pending rows: the next pass starts over
+    if not batch:
+        return counts
+    counts["seen"] = len(batch)
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id, *_ in batch:
+            pipe.hget(rq_compat.job_key(job_id), "status")
+        statuses = pipe.execute()
+    pushes: list[Push] = []
+    for (job_id, queue, func, args, kwargs, due_at), raw in zip(batch, statuses, strict=True):
+        status = raw.decode() if raw is not None else None
+        if status in _CLOSED_BY_STATUS:
+            state, reason = _CLOSED_BY_STATUS[status]
+            counts["closed"] += _close([job_id], state, reason)
+            continue
+        if status is None:
+            if not registry.is_declared(func):
+                mark_ended(job_id, failed=True, reason=f"UndeclaredJobError: {func!r} is no longer a declared job")
+                counts["closed"] += 1
+                continue
+            pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at))
+        elif status == "queued" and orphaned(connection, queue, job_id):
+            # Its hash survived but the queue entry didn't (a failover lost the old master's
+            # last writes, say): nothing would ever run it.
+            connection.lpush(rq_compat.queue_key(queue), job_id)
+            logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
+            counts["requeued"] += 1
+    if pushes:
+        counts["resent"] = dispatch.send(pushes)
+        if counts["resent"]:
+            logger.warning("%d job(s) were missing from Redis: re-sent (first: %s)", counts["resent"], pushes[0].job_id)
+    return counts
+
+
+PURGE_MARK_KEY = "egoejo:outbox:purged"
+
+
+def purge_ended(older_than: timedelta = KEEP_ENDED) -> int:
+    deleted, _ = BackgroundJob.objects.exclude(state=State.PENDING).filter(ended_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+def purge_hourly(connection: Any) -> int:
+    """Purge ended rows at most once an hour, whichever scheduler pass comes first."""
+    if not connection.set(PURGE_MARK_KEY, 1, nx=True, ex=3600):
+        return 0
+    deleted = purge_ended()
+    if deleted:
+        logger.info("purged %d ended outbox row(s) older than %s", deleted, KEEP_ENDED)
+    return deleted
+
+
+def pending_stats() -> dict[str, Any]:
+    """For /metrics: how many rows are pending, and the age of the oldest (database clock)."""
+    oldest = BackgroundJob.objects.filter(state=State.PENDING).order_by("created_at").values_list("created_at", flat=True).first()
+    count = BackgroundJob.objects.filter(state=State.PENDING).count()
+    age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+    return {"pending": count, "oldest_pending_age_seconds": max(0.0, age)}

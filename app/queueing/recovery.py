@@ -1,0 +1,165 @@
+"""Recover jobs whose worker died mid-job, or that fell between two of RQ's steps.
+
+- A job in a queue's started registry whose worker has no live key (liveness.py: the key of a
+  dead worker expires within LIVENESS_TTL) goes back to the front of its queue, once: only the
+  sweep whose ZREM removed the entry requeues it. A job that keeps killing its workers (say, out
+  of memory) fails with a readable reason after MAX_ABANDONS.
+- A job that says `queued` but sits in no queue list (a worker died between its pop and the
+  start, a failover lost the push), or that sits in a queue's intermediate list, goes back to its
+  queue after two sightings STUCK_AFTER_SECONDS apart: multi-queue workers pop with BLPOP, so a
+  healthy job is briefly in that state too.
+
+Sweeps run in every worker's maintenance and in the scheduler pass, under one lock held by token.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import cast
+
+from redis import Redis
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from . import registry, rq_compat
+from .connections import get_queue
+from .ends import mark_ended
+from .jobclass import QueueingJob
+
+logger = logging.getLogger(__name__)
+
+MAX_ABANDONS = 3
+LOCK_KEY = "egoejo:abandoned-sweep"
+LOCK_SECONDS = 30
+STUCK_AFTER_SECONDS = 10
+
+# Deletes the lock only if it still holds our token: a sweep that outlived its lock must not
+# free the lock of the sweep that took over.
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+# Back to the queue only if it was still in the intermediate list (one atomic step).
+_MOVE_BACK = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[1]) return 1 end return 0"
+
+
+@contextmanager
+def _sweep_lock(connection: Redis) -> Iterator[bool]:
+    token = uuid.uuid4().hex
+    held = bool(connection.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS))
+    try:
+        yield held
+    finally:
+        if held:
+            connection.eval(_RELEASE, 1, LOCK_KEY, token)
+
+
+def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
+    """Requeue (or finally fail) started jobs whose worker is gone; returns their ids."""
+    recovered: list[str] = []
+    with _sweep_lock(connection) as held:
+        if not held:
+            return []  # another process is sweeping right now
+        declared = registry.queues()
+        for name in queue_names:
+            if name not in declared:
+                continue
+            queue = get_queue(name)
+            started_key = rq_compat.started_key(name)
+            for raw in cast("list[bytes]", connection.zrange(started_key, 0, -1)):
+                entry = raw.decode()
+                job_id = rq_compat.started_entry_job_id(entry)
+                job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+                if job is None:
+                    continue
+                status = job.get_status(refresh=False)
+                if status != JobStatus.STARTED:
+                    # An entry left behind by a run that was cut off by a Redis outage; a job that
+                    # says QUEUED but sits in no queue would wait forever.
+                    if status == JobStatus.QUEUED and not _waiting(connection, name, job_id) and _seen_twice(connection, "started", job_id):
+                        if connection.zrem(started_key, entry):
+                            rq_compat.requeue_at_front(queue, job)
+                            logger.warning("job %s was queued in no queue: requeued", job_id)
+                            recovered.append(job_id)
+                    continue
+                if job.worker_name and connection.exists(rq_compat.worker_key(job.worker_name)):
+                    continue  # its worker is alive and working on it
+                if not connection.zrem(started_key, entry):
+                    continue  # another sweep got there first: it requeues, not us
+                abandons = int(job.meta.get("abandoned", 0)) + 1
+                job.meta["abandoned"] = abandons
+                job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+                if abandons > MAX_ABANDONS:
+                    reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
+                    with connection.pipeline() as pipe:
+                        job.set_status(JobStatus.FAILED, pipeline=pipe)
+                        FailedJobRegistry(name, connection=connection, serializer=JSONSerializer).add(
+                            job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe
+                        )
+                        pipe.execute()
+                    mark_ended(job.id, failed=True, reason=reason)
+                    logger.error("job %s failed: %s", job.id, reason)
+                    continue
+                rq_compat.requeue_at_front(queue, job)
+                logger.warning(
+                    "job %s (%s) was abandoned by dead worker %s: requeued (%d/%d)",
+                    job.id, job.func_name, job.worker_name, abandons, MAX_ABANDONS,
+                )
+                recovered.append(job.id)
+        for name in queue_names:
+            if name in declared:
+                recovered.extend(_requeue_stuck_in_intermediate(connection, name))
+    return recovered
+
+
+def _seen_twice(connection: Redis, detector: str, job_id: str) -> bool:
+    """True from the second sighting at least STUCK_AFTER_SECONDS after the first one (per detector)."""
+    seen_key = f"egoejo:stuck-seen:{detector}:{job_id}"
+    if connection.set(seen_key, 1, nx=True, ex=STUCK_AFTER_SECONDS * 6):
+        return False  # first sighting: give the worker time to register it
+    if connection.ttl(seen_key) > STUCK_AFTER_SECONDS * 5:
+        return False  # first seen less than STUCK_AFTER_SECONDS ago
+    connection.delete(seen_key)
+    return True
+
+
+def orphaned(connection: Redis, name: str, job_id: str) -> bool:
+    """A QUEUED job in no queue list, no intermediate list and no started registry, seen so twice."""
+    if _waiting(connection, name, job_id) or any(
+        rq_compat.started_entry_job_id(m) == job_id for m in cast("list[bytes]", connection.zrange(rq_compat.started_key(name), 0, -1))
+    ):
+        connection.delete(f"egoejo:stuck-seen:outbox:{job_id}")  # healthy now: a later sighting starts afresh
+        return False
+    return _seen_twice(connection, "outbox", job_id)
+
+
+def _waiting(connection: Redis, name: str, job_id: str) -> bool:
+    return any(
+        connection.lpos(key, job_id) is not None for key in (rq_compat.queue_key(name), rq_compat.intermediate_key(name))
+    )
+
+
+def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
+    """RQ 3 moves a dequeued job to `<queue>:intermediate` before registering it as started.
+
+    A worker that dies (or loses Redis) between the two leaves the job there, still QUEUED;
+    RQ's own cleanup fails it after a minute. A healthy hand-over takes milliseconds, so a
+    queued job seen there in two sweeps 10 s apart goes back to the front of its queue.
+    """
+    queue_key, intermediate_key = rq_compat.queue_key(name), rq_compat.intermediate_key(name)
+    requeued = []
+    for raw in cast("list[bytes]", connection.lrange(intermediate_key, 0, -1)):
+        job_id = raw.decode()
+        job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+        if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
+            continue
+        if not _seen_twice(connection, "intermediate", job_id):
+            continue
+        if not connection.eval(_MOVE_BACK, 2, intermediate_key, queue_key, job_id):
+            continue  # a worker took it meanwhile
+        logger.warning("job %s (%s) was stuck between dequeue and start: requeued", job_id, job.func_name)
+        requeued.append(job_id)
+    return requeued

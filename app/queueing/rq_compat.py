@@ -1,0 +1,460 @@
+"""Every private name of rq, every overridden RQ method and every `rq:` key format: here alone.
+
+Verified against rq 3.0.0 (requirements.txt pins it). On any other version, or with
+QUEUEING_FAST_PATHS off (settings: RQ_FAST_PATHS=0), each fast path below falls back to RQ's own
+code path and the reason is logged once. tests/test_rq_compat.py runs the same jobs through RQ's
+path and through each fast path and compares every field and key in Redis; tests/test_layout.py
+fails if any other module names an rq underscore attribute or an `rq:` key.
+
+The fast paths:
+- `push_if_absent`: a batch of one function on one queue is written from one RQ-built template by
+  one Lua script (one HSET per job, one RPUSH), and only for jobs whose hash Redis does not hold:
+  a push is never doubled. RQ's way: its own unique enqueue (`unique=True`), job by job.
+- `FastInProcessMixin`: the in-process worker's per-job bookkeeping in 4 Redis round trips instead
+  of RQ 3.0's 11 (execution record and start in one transaction; the worker's state only when it
+  changes; at the end only the job's status and times, not the whole job again; heartbeat,
+  statistics and a count of dependents inside RQ's own success MULTI/EXEC).
+- `FastBeatsMixin`: heartbeats of one second coalesced, the suspension flag read once a second.
+- `install_speedups`: RQ's serializer resolution remembered, its own timestamp format parsed with
+  fromisoformat.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import logging
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import rq
+import rq.serializers
+import rq.utils
+from rq.exceptions import DuplicateJobError
+from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job, JobStatus, validate_job_id
+from rq.rate_limit import release_slot
+from rq.results import Result
+from rq.utils import now, utcformat
+from rq.worker.base import WorkerStatus
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+
+from . import stats
+from .registry import Push, describe, job_options
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq.worker import BaseWorker as _WorkerBase
+    from rq.worker import SimpleWorker as _SimpleWorkerBase
+else:
+    _WorkerBase = _SimpleWorkerBase = object
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq import Queue
+
+
+logger = logging.getLogger(__name__)
+
+VERIFIED_RQ_VERSION = "3.0.0"
+
+_why_off: str | None = None
+_why_logged = False
+
+
+def fast_paths() -> bool:
+    """True when the fast paths may run: the setting is on and rq is the verified version."""
+    global _why_logged
+    from django.conf import settings
+
+    reason = _why_off
+    if reason is None and not getattr(settings, "QUEUEING_FAST_PATHS", True):
+        reason = "QUEUEING_FAST_PATHS is off (RQ_FAST_PATHS=0)"
+    if reason is None:
+        return True
+    if not _why_logged:
+        logger.warning("using RQ's own code paths: %s", reason)
+        _why_logged = True
+    return False
+
+
+if rq.__version__ != VERIFIED_RQ_VERSION:
+    _why_off = f"rq {rq.__version__} is not the {VERIFIED_RQ_VERSION} the fast paths were verified against"
+
+
+# -- key formats --------------------------------------------------------------------------------
+
+
+def job_key(job_id: str) -> str:
+    return Job.redis_job_namespace_prefix + job_id
+
+
+def queue_key(name: str) -> str:
+    return f"rq:queue:{name}"
+
+
+def intermediate_key(name: str) -> str:
+    return IntermediateQueue.get_intermediate_queue_key(queue_key(name))
+
+
+def started_key(name: str) -> str:
+    return f"rq:wip:{name}"
+
+
+def failed_key(name: str) -> str:
+    return f"rq:failed:{name}"
+
+
+def worker_key(name: str) -> str:
+    return f"rq:worker:{name}"
+
+
+def workers_of_queue_key(name: str) -> str:
+    return WORKERS_BY_QUEUE_KEY % name
+
+
+def started_entry_job_id(entry: bytes | str) -> str:
+    """A StartedJobRegistry member is `<job id>:<execution id>` in rq 3.0."""
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    return text.split(":", 1)[0]
+
+
+# -- queue operations RQ keeps private ----------------------------------------------------------
+
+
+def requeue_at_front(queue: Queue, job: Job, pipeline: Any = None) -> None:
+    """Put an existing job back at the front of its queue, status QUEUED (no dependency checks)."""
+    queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+
+
+def stop_requested(worker: Any) -> bool:
+    return bool(worker._stop_requested)
+
+
+def set_stop_requested(worker: Any, value: bool) -> None:
+    worker._stop_requested = value
+
+
+def callback_names(job: Job) -> list[str | None]:
+    """The import paths of a job's callbacks, read without importing them."""
+    return [job._success_callback_name, job._failure_callback_name, job._stopped_callback_name]
+
+
+def forget_worker_state(worker: Any) -> None:
+    """After a worker takes a new name, what the mixins remember of the old key is void."""
+    worker._compat_state_sent = None
+    worker._compat_last_heartbeat = None
+
+
+# -- pushing jobs -------------------------------------------------------------------------------
+
+# The only fields of RQ's job hash that depend on the call rather than on the function and queue.
+PER_CALL_FIELDS = ("data", "description", "retry_intervals")
+
+_PUSH_SCRIPT = """
+-- KEYS[1] queue list, KEYS[2] RQ's set of queues
+-- ARGV[1] job key prefix, ARGV[2] n template pairs, ARGV[3..] template pairs, then per job:
+-- id, data, description, retry_intervals ('' for none)
+local prefix = ARGV[1]
+local pairs_end = 2 + 2 * tonumber(ARGV[2])
+local template = {}
+for i = 3, pairs_end do template[#template + 1] = ARGV[i] end
+local pushed = {}
+for i = pairs_end + 1, #ARGV, 4 do
+  local id = ARGV[i]
+  local key = prefix .. id
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, unpack(template))
+    if ARGV[i + 3] == '' then
+      redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2])
+    else
+      redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2], 'retry_intervals', ARGV[i + 3])
+    end
+    pushed[#pushed + 1] = id
+  end
+end
+if #pushed > 0 then
+  redis.call('SADD', KEYS[2], KEYS[1])
+  for j = 1, #pushed, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(pushed, j, math.min(j + 999, #pushed)))
+  end
+end
+return #pushed
+"""
+_SCRIPT_CHUNK = 1000  # jobs per script call: a few ms of Redis time at most
+_scripts: dict[int, Any] = {}
+
+
+def push_if_absent(connection: Redis, batches: Sequence[tuple[Queue, Sequence[Push]]]) -> int:
+    """Push each batch (one function, one queue) unless Redis holds the job; returns how many were new."""
+    fast = fast_paths()
+    pushed = 0
+    scripted: list[tuple[Queue, Sequence[Push]]] = []
+    for queue, pushes in batches:
+        _check_ids(pushes)
+        if fast and queue.is_async and pushes[0].due_at is None:
+            scripted.append((queue, pushes))
+        else:
+            pushed += sum(_push_with_rq(queue, push) for push in pushes)
+    if scripted:
+        script = _scripts.get(id(connection))
+        if script is None:
+            script = _scripts[id(connection)] = connection.register_script(_PUSH_SCRIPT)
+        with connection.pipeline() as pipe:
+            for queue, pushes in scripted:
+                for start in range(0, len(pushes), _SCRIPT_CHUNK):
+                    _queue_batch(script, pipe, queue, pushes[start : start + _SCRIPT_CHUNK])
+            pushed += sum(pipe.execute())
+    return pushed
+
+
+def _check_ids(pushes: Sequence[Push]) -> None:
+    ids = [push.job_id for push in pushes]
+    if len(set(ids)) != len(ids):  # one hash written twice, its id queued twice; RQ refuses it too
+        raise ValueError("the same job id appears more than once in one batch")
+    for job_id in ids:  # a ':' would confuse RQ's registries
+        validate_job_id(job_id)
+
+
+def _build(queue: Queue, push: Push) -> Job:
+    return queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **job_options(push.spec, push.job_id, push.args))
+
+
+def _push_with_rq(queue: Queue, push: Push) -> int:
+    """RQ's own unique enqueue (or schedule): nothing is written when the job's hash exists."""
+    job = _build(queue, push)
+    try:
+        if push.due_at is not None and push.due_at > datetime.datetime.now(datetime.UTC):
+            queue.schedule_job(job, push.due_at, unique=True)
+        else:
+            queue.enqueue_job(job, unique=True)
+    except DuplicateJobError:
+        return 0
+    return 1
+
+
+def _queue_batch(script: Any, pipe: Any, queue: Queue, pushes: Sequence[Push]) -> None:
+    """Add one script call for `pushes` (one function, one queue) to `pipe`."""
+    first = pushes[0]
+    job = _build(queue, first)
+    queue._prepare_for_queue(job)  # origin, enqueued_at, timeout, status: what RQ sets before saving
+    if job.ttl or job._dependency_ids or job.repeats_left is not None or job.rate_limit_key:
+        # RQ would also expire keys, register dependencies, schedule repeats or take a rate-limit
+        # slot for such a job; the template below would skip that.
+        raise ValueError(f"{first.spec.path}: a job with a ttl, dependencies, repeats or a rate limit needs RQ's own enqueue")
+    template = job.to_dict()
+    first_values = [template.pop(name, "") for name in PER_CALL_FIELDS]
+    retries = bool(first_values[2])
+    dumps = job.serializer.dumps
+    args: list[Any] = [Job.redis_job_namespace_prefix, len(template)]
+    for name, value in template.items():
+        args.extend((name, value))
+    args.extend((first.job_id, *first_values))
+    spec, path = first.spec, first.spec.path
+    for push in pushes[1:]:
+        args.extend((
+            push.job_id,
+            zlib.compress(dumps((path, None, push.args, push.kwargs))),
+            describe(path, push.args),
+            json.dumps(spec.retry_intervals()) if retries else "",
+        ))
+    script(keys=[queue.key, queue.redis_queues_keys], args=args, client=pipe)
+
+
+# -- worker bookkeeping -------------------------------------------------------------------------
+
+
+class FastBeatsMixin(_WorkerBase):
+    """Every worker: heartbeats of one second coalesced, the suspension flag read once a second."""
+
+    _compat_last_heartbeat: tuple[float, int] | None = None
+    _compat_suspension_checked_at: float = 0.0
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ beats up to five times per job, three round trips each, all with the same TTL:
+        within one second a beat with the same TTL changes nothing a watcher can see."""
+        import time
+
+        if pipeline is not None or not fast_paths():
+            super().heartbeat(timeout, pipeline)
+            return
+        ttl = timeout or self.worker_ttl + 60
+        moment = time.monotonic()
+        last = self._compat_last_heartbeat
+        if last is not None and last[1] == ttl and moment - last[0] < 1.0:
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(ttl, pipe)
+            pipe.execute()
+        self._compat_last_heartbeat = (moment, ttl)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        # `rq suspend` takes effect within a second instead of before every single job.
+        import time
+
+        if fast_paths():
+            moment = time.monotonic()
+            if moment - self._compat_suspension_checked_at < 1.0:
+                return
+            self._compat_suspension_checked_at = moment
+        super().check_for_suspension(burst)
+
+
+class FastInProcessMixin(_SimpleWorkerBase):
+    """The in-process worker's per-job bookkeeping in 4 round trips (see the module's docstring)."""
+
+    _compat_state_sent: str | None = None
+    _compat_prepared_job_id: str | None = None
+    outcome_recorded_for: str | None = None  # the job whose statistics rode in its success transaction
+
+    def execute_job(self, job: Job, queue: Any) -> None:
+        """SimpleWorker.execute_job, with RQ's two preparation transactions sent as one."""
+        if not fast_paths():
+            super().execute_job(job, queue)
+            return
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        with self.connection.pipeline() as pipeline:
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if len(self.queues) == 1:
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        self._compat_prepared_job_id = job.id
+        self.perform_job(job, queue, execution)
+        self.set_state(WorkerStatus.IDLE)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        if self._compat_prepared_job_id == job.id:  # done by execute_job above
+            self._compat_prepared_job_id = None
+            return
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if fast_paths() and pipeline is None and state == self._compat_state_sent:
+            self._state = state
+            return
+        super().set_state(state, pipeline)
+        self._compat_state_sent = state
+
+    def handle_execution_ended(self, job: Job, queue: Any, heartbeat_ttl: int) -> None:
+        if not fast_paths() or job.get_status(refresh=False) == JobStatus.FAILED:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
+        # Written with the success bookkeeping below, not in a round trip of its own.
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at
+
+    def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
+        if not fast_paths() or (job.repeats_left or 0) > 0 or job.has_rate_limit:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        assert job.started_at and job.ended_at
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipeline:
+            pipeline.exists(job.key)  # first, so it tells what the commit found
+            self.increment_successful_job_count(pipeline=pipeline)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
+            if result_ttl != 0:
+                _record_success(job, result_ttl, pipeline, self.name, execution)
+            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            job._status = JobStatus.FINISHED
+            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            duration, wait = stats.durations(job)
+            stats.add_to(pipeline, job.func_name or "", job.origin, "success", duration, wait)
+            self.outcome_recorded_for = job.id
+            pipeline.scard(job.dependents_key)
+            replies = pipeline.execute()
+        job_hash_existed, dependents = replies[0], replies[-1]
+        if not job_hash_existed and result_ttl != 0:
+            # Redis lost the job's hash while it ran (a FLUSHDB, a failover): the status and
+            # times just written would stand alone, so the whole job is written again.
+            logger.warning("job %s: its data vanished from Redis while it ran; written again", job.id)
+            job.save()
+        if dependents:
+            queue.enqueue_dependents(job)
+        release_slot(job)
+        self.log.info("Successfully completed job %s in %ss on worker %s", job.id, job.ended_at - job.started_at, self.name)
+
+
+def _record_success(job: Job, result_ttl: int, pipeline: Any, worker_name: str, execution: Any) -> None:
+    """Job._handle_success, writing only what running the job changed (status and times)."""
+    assert job.started_at is not None and job.ended_at is not None
+    pipeline.hset(
+        job.key,
+        mapping={
+            "status": JobStatus.FINISHED.value,
+            "started_at": utcformat(job.started_at),
+            "ended_at": utcformat(job.ended_at),
+            "last_heartbeat": utcformat(job.ended_at),
+            "worker_name": worker_name,
+        },
+    )
+    Result.create(
+        job,
+        Result.Type.SUCCESSFUL,
+        return_value=job._result,
+        ttl=result_ttl,
+        worker_name=worker_name,
+        pipeline=pipeline,
+        execution_id=execution.id,
+        execution_started_at=execution.created_at,
+        execution_ended_at=job.ended_at,
+    )
+    job.finished_job_registry.add(job, result_ttl, pipeline)
+
+
+# -- speed-ups of two RQ hot spots --------------------------------------------------------------
+
+_MODULES_RESOLVING_SERIALIZERS = ("rq.job", "rq.results", "rq.worker.base", "rq.queue", "rq.registry", "rq.scheduler", "rq.cron")
+_original_resolve = rq.serializers.resolve_serializer
+_original_utcparse = rq.utils.utcparse
+_resolved: dict[Any, Any] = {}
+
+
+def resolve_serializer(serializer: Any = None) -> Any:
+    """RQ checks isinstance() against a runtime-checkable Protocol six times per job (~6 % of the
+    worker's CPU on Python 3.11); for a given serializer the answer never changes."""
+    try:
+        return _resolved[serializer]
+    except KeyError:
+        resolved = _original_resolve(serializer)  # raises for a bad serializer: not remembered
+        _resolved[serializer] = resolved
+        return resolved
+    except TypeError:  # unhashable: nothing to remember it by
+        return _original_resolve(serializer)
+
+
+def utcparse(string: str) -> datetime.datetime:
+    # rq.utils.utcformat writes '%Y-%m-%dT%H:%M:%S.%fZ': fromisoformat reads that far faster than strptime.
+    if len(string) == 27 and string[10] == "T" and string[-1] == "Z":
+        return datetime.datetime.fromisoformat(string[:-1]).replace(tzinfo=datetime.UTC)
+    return _original_utcparse(string)
+
+
+def install_speedups() -> bool:
+    """Install both (process-wide) when the fast paths are on; returns whether they are in."""
+    if not fast_paths():
+        return False
+    _replace(rq.serializers, "resolve_serializer", _original_resolve, resolve_serializer)
+    for name in _MODULES_RESOLVING_SERIALIZERS:
+        _replace(importlib.import_module(name), "resolve_serializer", _original_resolve, resolve_serializer)
+    _replace(rq.utils, "utcparse", _original_utcparse, utcparse)
+    _replace(importlib.import_module("rq.scheduler"), "utcparse", _original_utcparse, utcparse)
+    return True
+
+
+def speedups_installed() -> bool:
+    return rq.utils.utcparse is utcparse and rq.serializers.resolve_serializer is resolve_serializer
+
+
+def _replace(module: Any, name: str, original: Callable[..., Any], replacement: Callable[..., Any]) -> None:
+    if getattr(module, name, None) is original:
+        setattr(module, name, replacement)

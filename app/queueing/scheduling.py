@@ -1,0 +1,136 @@
+"""The scheduler process: recurring jobs, due retries, recovery sweeps, the outbox, the purge.
+
+One `manage.py rqscheduler` process holds rq-scheduler's lock at a time; each pass (every
+`--interval` seconds) it makes the registered schedules equal to the declared ones (restoring
+them after Redis lost its data), enqueues what is due, fires due retries when no worker's RQ
+scheduler does, sweeps abandoned jobs, reconciles the outbox and, hourly, purges ended rows.
+Recurring jobs are declared with `@recurring(...)` beside their job and registered under stable
+ids, so restarting the scheduler never adds a second copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from django_rq.queues import DjangoScheduler
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
+from rq_scheduler import Scheduler
+
+from . import outbox, registry
+from .jobclass import QueueingJob
+from .recovery import sweep
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_ID_PREFIX = "schedule-"
+SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
+
+
+# Deletes rq-scheduler's lock only if it still holds this process's token: a pass that outlived
+# the lock must not free the lock of the scheduler that took over.
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class ProjectScheduler(DjangoScheduler):
+    job_class = QueueingJob
+    _lock_token: str = ""
+
+    def acquire_lock(self) -> bool:
+        self._lock_token = uuid.uuid4().hex
+        acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(self._interval) + 10, nx=True))
+        self._lock_acquired = acquired
+        return acquired
+
+    def remove_lock(self) -> None:
+        if self._lock_acquired:
+            self.connection.eval(_RELEASE, 1, self.scheduler_lock_key, self._lock_token)
+            self._lock_acquired = False
+
+    def _fire_due_retries(self, queue_names: list[str]) -> None:
+        """Move due retries and delayed jobs to their queues when no worker's RQ scheduler does it.
+
+        RQ's scheduler lives in a child of one worker (--with-scheduler) and holds a lock per
+        queue; the light-queue pool runs none, and a child can die (it does on a Redis error).
+        Taking only the locks nobody holds keeps one scheduler per queue at a time.
+        """
+        scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JSONSerializer)
+        if scheduler.acquire_locks(auto_start=False):  # type: ignore[no-untyped-call]  # rq leaves these untyped
+            try:
+                scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            finally:
+                scheduler.release_locks()  # type: ignore[no-untyped-call]
+
+    def heartbeat(self) -> None:
+        super().heartbeat()
+        # One well-known key for /healthz, instead of scanning rq-scheduler's per-name keys.
+        self.connection.set(SCHEDULER_ALIVE_KEY, time.time(), ex=int(self._interval) + 10)
+
+    def enqueue_jobs(self) -> list[Any]:
+        # Runs only while this process holds rq-scheduler's lock, so a second scheduler
+        # process neither enqueues a recurring job twice nor re-sends the outbox twice.
+        try:
+            ensure_schedules(self)
+        except RedisError:
+            logger.exception("could not check the recurring schedules")
+        jobs = super().enqueue_jobs()
+        names = list(registry.queues())
+        try:
+            sweep(self.connection, names)
+            self._fire_due_retries(names)
+        except RedisError:
+            logger.exception("abandoned-job sweep failed")
+        try:
+            outbox.reconcile(self.connection)
+            outbox.purge_hourly(self.connection)
+        except Exception:  # the scheduler must outlive a database hiccup
+            logger.exception("outbox reconciliation failed")
+        return list(jobs)
+
+
+def ensure_schedules(scheduler: Scheduler) -> list[str]:
+    """Make the registered schedules equal to the declared ones; returns the ids (re)created."""
+    wanted = {SCHEDULE_ID_PREFIX + r.id: r for r in registry.recurring_jobs()}
+    changed: list[str] = []
+    for job in scheduler.get_jobs():
+        recurring = wanted.get(job.id)
+        if recurring is None:
+            # Ours but no longer wanted, or an id-less copy of one of ours from an older start-up.
+            if job.id.startswith(SCHEDULE_ID_PREFIX) or job.func_name in {r.job.path for r in wanted.values()}:
+                logger.info("removing stale schedule %s (%s)", job.id, job.func_name)
+                scheduler.cancel(job)
+                job.delete()
+            continue
+        if (
+            job.meta.get("cron_string") != recurring.cron()
+            or job.func_name != recurring.job.path
+            or job.origin != recurring.job.queue_name
+        ):
+            scheduler.cancel(job)
+            job.delete()
+    for schedule_id, recurring in wanted.items():
+        if schedule_id in scheduler:
+            continue
+        try:
+            QueueingJob.fetch(schedule_id, connection=scheduler.connection).delete()
+        except NoSuchJobError:
+            pass
+        spec = recurring.job
+        scheduler.cron(
+            recurring.cron(),
+            func=spec.path,
+            id=schedule_id,
+            queue_name=spec.queue_name,
+            timeout=spec.timeout,
+            result_ttl=spec.result_ttl,
+            description=spec.path.rpartition(".")[2],
+            use_local_timezone=False,
+        )
+        logger.info("registered schedule %s: %s at '%s' (UTC)", schedule_id, spec.path, recurring.cron())
+        changed.append(schedule_id)
+    return changed

@@ -1,0 +1,277 @@
+"""The workers: JSON jobs, declared functions only, failure triage, outbox rows closed on every end.
+
+- `QueueingJob` (django-rq's JOB_CLASS) reads and writes JSON, never pickle, and resolves a job's
+  function through the registry of declared jobs instead of importing the name Redis holds: a
+  hand-written hash naming `os.system` gets an UndeclaredJobError, nothing is imported.
+- Before a job starts, the worker refuses it (failed with its reason, nothing imported or called)
+  when its function or a callback is undeclared, and drops a duplicate: a job whose status is no
+  longer `queued` (finished, failed, cancelled, or started elsewhere) is not run again.
+- Every end closes the job's outbox row: success, final failure (including a work-horse that
+  died), a stop; an operator's delete or cancel closes it as cancelled.
+- `ForkingWorker` forks a work-horse per job (hostile input); `InProcessWorker` runs jobs itself
+  with RQ's bookkeeping fast paths (rq_compat); `RecyclingWorker` is the latter, replaced by its
+  pool after N jobs or M MiB.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import smtplib
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import SimpleWorker, Worker
+from rq.job import Job, JobStatus
+from rq.results import Result
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+
+from . import rq_compat, stats
+from .ends import mark_cancelled, mark_ended
+from .errors import PermanentJobError, TransientJobError
+from .jobclass import QueueingJob, refusal_of
+from .liveness import LIVENESS_TTL, LivenessMixin
+from .recovery import sweep
+from .status import last_line
+
+if TYPE_CHECKING:
+    from rq.worker import BaseWorker as _WorkerBase
+else:
+    _WorkerBase = object
+
+logger = logging.getLogger(__name__)
+
+rq_compat.install_speedups()
+
+
+class ProjectWorkerMixin(_WorkerBase):
+    """What every worker of the project does around RQ's own work."""
+
+    running_job_id: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # django-rq's rqworker always passes its --serializer default (pickle): override it.
+        kwargs["serializer"] = JSONSerializer
+        kwargs["job_class"] = QueueingJob
+        handlers = list(kwargs.get("exception_handlers") or [])
+        if classify_failure not in handlers:
+            handlers.insert(0, classify_failure)
+        kwargs["exception_handlers"] = handlers
+        # RQ's maintenance (registry cleaning, and here the abandoned-job sweep) every 15 s
+        # instead of 10 minutes, and an idle worker looping every 20 s (worker_ttl - 15)
+        # rather than blocking 7 minutes in one BLPOP, so it gets to run it.
+        kwargs.setdefault("maintenance_interval", 15)
+        kwargs["worker_ttl"] = min(int(kwargs.get("worker_ttl") or 35), 35)
+        super().__init__(*args, **kwargs)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+        try:
+            sweep(self.connection, [queue.name for queue in self.queues])
+        except RedisError:
+            logger.exception("abandoned-job sweep failed")
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # A short TTL whatever RQ asks: the liveness thread keeps a living worker's key, and a
+        # dead worker's key is gone within LIVENESS_TTL.
+        super().heartbeat(min(timeout or LIVENESS_TTL, LIVENESS_TTL), pipeline)
+
+    def execute_job(self, job: Job, queue: Any) -> None:
+        status = job.get_status(refresh=False)
+        if status != JobStatus.QUEUED:
+            # Popped twice (a duplicate id in the list) or ended meanwhile: never run it again.
+            logger.warning("job %s dropped: its status is %s, not queued", job.id, getattr(status, "value", status))
+            self.connection.lrem(rq_compat.intermediate_key(queue.name), 1, job.id)
+            return
+        refusal = refusal_of(job)
+        if refusal is not None:
+            self._refuse(job, queue, refusal)
+            return
+        self.running_job_id = job.id  # read by the liveness thread's fence (liveness.py)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self.running_job_id = None
+
+    def _refuse(self, job: Job, queue: Any, reason: str) -> None:
+        logger.error("job %s refused on '%s': %s", job.id, queue.name, reason, extra={"job_id": job.id, "queue": queue.name})
+        with self.connection.pipeline() as pipe:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe)
+            Result.create_failure(job, job.failure_ttl, reason, worker_name=self.name, pipeline=pipe)
+            pipe.lrem(rq_compat.intermediate_key(queue.name), 1, job.id)
+            pipe.execute()
+        mark_ended(job.id, failed=True, reason=reason)
+
+    def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
+        # A connection the database closed while we were idle must not fail the next job.
+        _close_stale_connections()
+        attempt = attempt_number(job)
+        context = {"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt}
+        logger.info("job %s started queue=%s func=%s attempt=%d", job.id, job.origin, job.func_name, attempt, extra=context)
+        succeeded = False
+        try:
+            succeeded = super().perform_job(job, queue, execution)
+            return succeeded
+        finally:
+            _close_stale_connections()
+            recorded = getattr(self, "outcome_recorded_for", None) == job.id
+            _report_outcome(self.connection, job, succeeded, context, record=not recorded)
+
+    def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        mark_ended(job.id, failed=False)
+
+    def handle_job_failure(
+        self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
+    ) -> None:
+        # Every failure ends here, a work-horse's death included: close the row once RQ has decided.
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution)
+        status = job.get_status(refresh=False)
+        if status == JobStatus.FAILED:
+            mark_ended(job.id, failed=True, reason=last_line(exc_string))
+        elif status == JobStatus.STOPPED:
+            mark_cancelled([job.id], "stopped by an operator")
+
+
+def _report_outcome(connection: Any, job: Job, succeeded: bool, context: dict[str, Any], record: bool = True) -> None:
+    """One log line and one statistics record per attempt: success, retry or failure."""
+    duration, wait = stats.durations(job)
+    if succeeded:
+        outcome = "success"
+    else:
+        # RQ has already decided by now: a retried job is SCHEDULED or QUEUED again.
+        outcome = "failure" if job.get_status(refresh=False) in (JobStatus.FAILED, JobStatus.STOPPED) else "retry"
+    log = logger.info if outcome == "success" else logger.warning if outcome == "retry" else logger.error
+    log(
+        "job %s %s queue=%s func=%s attempt=%d duration=%.3fs",
+        job.id,
+        {"success": "succeeded", "retry": "will be retried", "failure": "failed"}[outcome],
+        job.origin,
+        job.func_name,
+        context["attempt"],
+        duration or 0.0,
+        extra={**context, "outcome": outcome, "duration": duration, "queue_wait": wait},
+    )
+    if record:
+        stats.record(connection, job.func_name or "", job.origin, outcome, duration, wait)
+
+
+def _close_stale_connections() -> None:
+    # Never inside a transaction: that is the caller's (a test's, or an atomic block's) to end.
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
+class ForkingWorker(ProjectWorkerMixin, LivenessMixin, rq_compat.FastBeatsMixin, Worker):
+    """RQ's classic worker: a fresh work-horse process per job (isolation, higher overhead)."""
+
+
+class InProcessWorker(ProjectWorkerMixin, rq_compat.FastInProcessMixin, LivenessMixin, rq_compat.FastBeatsMixin, SimpleWorker):
+    """Runs jobs in the worker process itself: no fork per job, lean bookkeeping (rq_compat)."""
+
+
+def resident_memory_mb() -> float:
+    """Peak resident set size of this process, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RecyclingWorker(InProcessWorker):
+    """An in-process worker that asks to stop after enough jobs or memory; its pool replaces it.
+
+    Mail and metrics jobs are small and trusted: they run in long-lived processes (no fork per
+    job, ~10 ms of CPU saved per job with Django loaded), each replaced after `max_jobs` jobs or
+    once its resident memory passes `max_memory_mb`, so a slow leak can't build up.
+    """
+
+    max_jobs: ClassVar[int] = 5_000
+    max_memory_mb: ClassVar[float] = 512.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._jobs_done = 0
+
+    def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            self._jobs_done += 1
+            memory = resident_memory_mb()
+            if self._jobs_done >= self.max_jobs or memory >= self.max_memory_mb:
+                logger.info("worker %s recycles after %d jobs at %.0f MiB", self.name, self._jobs_done, memory)
+                rq_compat.set_stop_requested(self, True)  # finish this job, leave; the pool starts a fresh process
+
+
+# -- failure triage -----------------------------------------------------------------------------
+
+# Failures that a later attempt can get past. Anything else is a bug or bad input: it
+# fails once, with its reason in the failed registry, instead of burning retries.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientJobError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    JobTimeoutException,
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, PermanentJobError):
+        return False
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, DatabaseError) and not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def attempt_number(job: Job) -> int:
+    """1 for the first run; counts the retries RQ has already spent."""
+    initial = job.meta.get("max_retries")
+    if initial is None or job.retries_left is None:
+        return 1
+    return int(initial) - int(job.retries_left) + 1
+
+
+def classify_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, traceback: TracebackType | None) -> bool:
+    """RQ exception handler: stop retries for permanent errors and log every attempt.
+
+    RQ 3.0 calls exception handlers before it decides on a retry (`handle_exception`, then
+    `handle_job_failure`: the order tests/test_rq_compat.py pins), so clearing `retries_left`
+    here makes the failure final without touching RQ's retry machinery. The outbox row is
+    closed by the worker's handle_job_failure once RQ has decided.
+    """
+    attempt = attempt_number(job)  # before retries_left is cleared: the first run is attempt 1
+    transient = is_transient(exc_value)
+    if not transient:
+        job.retries_left = 0
+    final = not job.retries_left
+    log = logger.error if final else logger.warning
+    log(
+        "job %s failed (%s): %s attempt=%d queue=%s func=%s %s",
+        job.id,
+        "transient" if transient else "permanent",
+        f"{exc_type.__name__}: {exc_value}",
+        attempt,
+        job.origin,
+        job.func_name,
+        "giving up" if final else f"retrying, {job.retries_left} left",
+        extra={"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt, "final": final},
+    )
+    if final:  # reported once, when nobody will retry it (app/observability.py)
+        from app.observability import report_job_failure
+
+        report_job_failure(job, exc_value, traceback)
+    return True  # let RQ's own handlers (failed registry) run too

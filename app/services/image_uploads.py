@@ -1,0 +1,61 @@
+"""Image uploads: accept (bounded, checked by content), then process in the background."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from app.jobs.images import process_image
+from app.models import UploadedImage
+from app.queueing import PermanentJobError
+
+from . import image_pipeline
+from .image_files import ORIGINALS_DIR, resolve_media_path, write_atomically
+
+logger = logging.getLogger(__name__)
+
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+
+
+class UploadRejected(ValueError):
+    """The upload is not an image we accept; the message is safe to show the user."""
+
+
+@dataclass(frozen=True)
+class AcceptedUpload:
+    image: UploadedImage
+    job_id: str
+
+
+def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
+    if upload.size is None or upload.size > settings.IMAGE_UPLOAD_MAX_BYTES:
+        raise UploadRejected(f"Images are limited to {settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)} MiB.")
+    if upload.size == 0:
+        raise UploadRejected("The file is empty.")
+    data = upload.read()
+    try:
+        probe = image_pipeline.open_checked(data, settings.IMAGE_MAX_PIXELS)
+    except PermanentJobError as exc:
+        raise UploadRejected(str(exc)) from None
+    fmt = probe.format or ""
+    relative = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
+    # The stored name is ours; the user's file name is kept only as data.
+    write_atomically(resolve_media_path(relative), data)
+    with transaction.atomic():
+        image = UploadedImage.objects.create(
+            owner_id=owner_id,
+            original_path=relative,
+            original_name=(upload.name or "")[:255],
+            original_format=fmt,
+            original_width=probe.width,
+            original_height=probe.height,
+        )
+        job_id = process_image.with_options(owner_id=owner_id).delay(image_path=relative).id
+        image.job_id = job_id
+        image.save(update_fields=["job_id"])
+    return AcceptedUpload(image=image, job_id=job_id)

@@ -1,0 +1,224 @@
+"""Every way into the queues gets the guarantees: declared jobs only, the declared queue, the
+outbox row in the caller's transaction, the push after commit, the declared policy."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import django_rq
+import pytest
+from django.db import transaction
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from app.jobs import emails, images, metrics
+from app.queueing import UndeclaredJobError, UnsupportedJobOption, dispatch, outbox, registry
+from app.queueing.models import BackgroundJob
+from tests import fixtures
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def queued(name: str) -> list[str]:
+    return django_rq.get_queue(name).get_job_ids()
+
+
+def row(job_id: str) -> BackgroundJob:
+    return BackgroundJob.objects.get(pk=job_id)
+
+
+def test_django_rq_enqueue_lands_on_the_declared_queue_after_commit_and_mails_once(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    user = make_user("ana")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        job = django_rq.enqueue(emails.send_welcome_email, user.pk)
+        assert queued("emails") == []  # not before the commit
+        assert row(job.id).state == BackgroundJob.State.PENDING  # but recorded in this transaction
+    assert len(callbacks) == 1
+    assert queued("emails") == [job.id]
+    assert django_rq.get_queue("default").get_job_ids() == []  # django-rq's default: nothing there
+    assert row(job.id).owner_id == user.pk  # declared owner="user_id"
+    run_worker("emails")
+    assert len(smtp_sink.wait_for(1)) == 1
+    assert row(job.id).state == BackgroundJob.State.FINISHED
+
+
+def test_delay_with_keyword_arguments_reads_as_in_the_card(run_worker, django_capture_on_commit_callbacks, smtp_sink):
+    user = make_user("bea")
+    with django_capture_on_commit_callbacks(execute=True):
+        welcome = emails.send_welcome_email.delay(user_id=user.pk)
+        image = images.process_image.delay(image_path="uploads/originals/x.jpg", max_width=1920, max_height=1080, quality=85)
+    assert queued("emails") == [welcome.id] and queued("images") == [image.id]
+    fetched = Job.fetch(image.id, connection=django_rq.get_queue("images").connection, serializer=JSONSerializer)
+    assert fetched.kwargs == {"image_path": "uploads/originals/x.jpg", "max_width": 1920, "max_height": 1080, "quality": 85}
+    assert fetched.timeout == 300 and fetched.retries_left == 3  # the declared policy
+    run_worker("emails")
+    assert len(smtp_sink.wait_for(1)) == 1
+
+
+def test_calling_a_declared_job_runs_it_in_the_caller():
+    assert metrics.refresh_all_dashboards() == {"refreshed": 0}
+    assert emails.send_welcome_email(987654) == {"user_id": 987654, "sent": False}
+
+
+def test_a_named_queue_or_djangos_job_decorator_routes_to_the_declared_queue(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        on_images = django_rq.get_queue("images").enqueue(emails.send_email, "a@example.org", "Hi", "<p>x</p>")
+        decorated = django_rq.job("default")(emails.send_email.func)
+        via_decorator = decorated.delay("b@example.org", "Hi", "<p>y</p>")
+    assert queued("images") == []
+    assert queued("emails") == [on_images.id, via_decorator.id]
+
+
+def test_bulk_through_django_rq_and_delay_many(django_capture_on_commit_callbacks):
+    from rq import Queue
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = emails.send_bulk_email.delay_many([("announcement", [1, 2]), ("announcement", [3])])
+        jobs = django_rq.get_queue("emails").enqueue_many(
+            [Queue.prepare_data(emails.send_email, args=["c@example.org", "Hi", "<p>z</p>"])]
+        )
+    assert queued("emails") == ids + [jobs[0].id]
+    assert {r.state for r in BackgroundJob.objects.all()} == {BackgroundJob.State.PENDING}
+
+
+@pytest.mark.parametrize("target", [os.system, "os.system", "subprocess.run", "tests.fixtures.not_declared", "app.services.accounts.register"])
+def test_an_undeclared_function_is_refused_at_enqueue_on_every_path(target, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        for attempt in (
+            lambda: django_rq.enqueue(target, "touch /tmp/pwned"),
+            lambda: django_rq.get_queue("emails").enqueue(target, "x"),
+            lambda: django_rq.get_queue("emails").enqueue_in(timedelta(seconds=5), target, "x"),
+            lambda: django_rq.get_queue("emails").enqueue_at(datetime.now(UTC), target, "x"),
+            lambda: django_rq.job("emails")(fixtures.not_declared).delay("x"),
+        ):
+            with pytest.raises(UndeclaredJobError, match="not a declared job"):
+                attempt()
+    assert BackgroundJob.objects.count() == 0
+    assert all(queued(name) == [] for name in registry.queues())
+
+
+def test_policy_belongs_to_the_declaration_and_bad_calls_fail_in_the_caller():
+    queue = django_rq.get_queue("emails")
+    with pytest.raises(UnsupportedJobOption, match="declared with the job"):
+        queue.enqueue(emails.send_email, "a@example.org", "Hi", "<p>x</p>", job_timeout=5)
+    with pytest.raises(UnsupportedJobOption, match="depends_on"):
+        queue.enqueue(emails.send_email, "a@example.org", "Hi", "<p>x</p>", depends_on="other")
+    with pytest.raises(TypeError, match="send_welcome_email"):
+        emails.send_welcome_email.delay(1, 2)  # too many arguments: refused here, not in a worker
+    with pytest.raises(TypeError, match="JSON values"):
+        emails.send_welcome_email.delay(make_user("carl"))  # a model instance, not an id
+    assert BackgroundJob.objects.count() == 0
+
+
+def test_a_rolled_back_transaction_enqueues_nothing(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                emails.send_welcome_email.delay(1)
+                django_rq.enqueue(metrics.refresh_all_dashboards)
+                raise RuntimeError("rolled back")
+    assert BackgroundJob.objects.count() == 0 and queued("emails") == [] and queued("metrics") == []
+
+
+def test_delayed_jobs_are_scheduled_and_come_back_for_their_due_time_after_redis_lost_them(redis_conn, django_capture_on_commit_callbacks):
+    due = datetime.now(UTC) + timedelta(hours=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        later = emails.send_welcome_email.delay_at(due, 5)
+        soon = django_rq.get_queue("metrics").enqueue_in(timedelta(minutes=5), metrics.refresh_all_dashboards)
+    registry_ids = lambda name: [m.decode() for m in redis_conn.zrange(f"rq:scheduled:{name}", 0, -1)]  # noqa: E731
+    assert registry_ids("emails") == [later.id] and registry_ids("metrics") == [soon.id]
+    assert queued("emails") == [] and row(later.id).due_at == due
+    score = redis_conn.zscore("rq:scheduled:emails", later.id)
+    redis_conn.flushdb()  # Redis loses everything
+    counts = outbox.reconcile(redis_conn, min_age=timedelta(0))
+    assert counts["resent"] == 2
+    assert registry_ids("emails") == [later.id] and redis_conn.zscore("rq:scheduled:emails", later.id) == score
+    assert queued("emails") == []  # still waiting for its due time
+
+
+def test_a_job_pushed_twice_is_queued_and_run_once(redis_conn, run_worker, smtp_sink, django_capture_on_commit_callbacks):
+    """A request slower than the reconciler's age: the reconciler sends the committed row, then the
+    request's own push comes; a conditional push leaves one copy, and the worker runs it once."""
+    user = make_user("dora")
+    dispatch.on_request_started()
+    with django_capture_on_commit_callbacks(execute=True):
+        job = emails.send_welcome_email.delay(user.pk)
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["resent"] == 1  # the slow request's row
+    dispatch.on_request_finished()  # the request's own push, after its response
+    assert queued("emails") == [job.id]
+    redis_conn.rpush("rq:queue:emails", job.id)  # even a duplicate id in the list ...
+    run_worker("emails")
+    assert len(smtp_sink.wait_for(1)) == 1
+    assert len(smtp_sink.messages) == 1  # ... runs once: the second pop sees it finished
+    assert Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+
+
+def test_an_operators_delete_or_cancel_is_final(redis_conn, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = emails.send_welcome_email.delay(1)
+        cancelled = emails.send_welcome_email.delay(2)
+        emptied = metrics.update_impact_dashboard_metrics.delay(3)
+    queue = django_rq.get_queue("emails")
+    queue.fetch_job(deleted.id).delete()  # what django-rq's admin does
+    queue.fetch_job(cancelled.id).cancel()
+    django_rq.get_queue("metrics").empty()  # django-rq's "empty queue"
+    for job in (deleted, cancelled, emptied):
+        assert row(job.id).state == BackgroundJob.State.CANCELLED
+    redis_conn.flushdb()
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["resent"] == 0
+    assert queued("emails") == [] and queued("metrics") == []
+
+
+def test_every_end_in_redis_closes_the_row_and_the_reconciler_pages_through_all_rows(redis_conn, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = metrics.update_impact_dashboard_metrics.delay_many([[i] for i in range(7)])
+    for job_id, status in zip(ids[:4], ("finished", "failed", "stopped", "canceled"), strict=True):
+        redis_conn.hset(f"rq:job:{job_id}", "status", status)  # the worker's own write was missed
+    redis_conn.delete(f"rq:job:{ids[4]}")  # lost
+    seen = []
+    for _ in range(4):  # 3 rows a pass: every row is seen within ceil(7 / 3) passes
+        counts = outbox.reconcile(redis_conn, min_age=timedelta(0), page=3)
+        seen.append(counts["seen"])
+    states = dict(BackgroundJob.objects.values_list("id", "state"))
+    assert [states[job_id] for job_id in ids[:4]] == ["finished", "failed", "cancelled", "cancelled"]
+    assert states[ids[4]] == "pending" and redis_conn.exists(f"rq:job:{ids[4]}")  # re-sent
+    assert seen == [3, 3, 1, 3]  # then it starts over
+
+
+def test_two_sweeps_requeue_an_abandoned_job_once(redis_conn):
+    """A sweep paused longer than its lock: the one that took over and the late one both see the
+    abandoned job; only the one whose ZREM removed the entry requeues it."""
+    from rq import Queue
+
+    from app.queueing import recovery
+
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.say_hello", "x")
+    redis_conn.lrem("rq:queue:metrics", 0, job.id)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = "dead-worker"
+    job.save()
+    redis_conn.zadd("rq:wip:metrics", {f"{job.id}:exec1": 9999999999})
+    real_zrem = redis_conn.zrem
+    calls = []
+
+    def racing_zrem(key, *members):  # type: ignore[no-untyped-def]
+        if not calls:  # the other sweep removes the entry first, while this one is paused
+            calls.append(real_zrem(key, *members))
+        return real_zrem(key, *members)
+
+    redis_conn.zrem = racing_zrem  # type: ignore[method-assign]
+    assert recovery.sweep(redis_conn, ["metrics"]) == []  # its ZREM returned 0: not requeued
+    redis_conn.zrem = real_zrem  # type: ignore[method-assign]
+    assert redis_conn.lrange("rq:queue:metrics", 0, -1) == []
+
+
+def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
+    from app.queueing import recovery
+
+    with recovery._sweep_lock(redis_conn) as held:
+        assert held
+        redis_conn.set(recovery.LOCK_KEY, "someone-else")  # ours expired; another sweep took it
+    assert redis_conn.get(recovery.LOCK_KEY) == b"someone-else"

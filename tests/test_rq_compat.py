@@ -1,0 +1,341 @@
+"""Contract tests of app/queueing/rq_compat.py: every fast path against RQ's own code path.
+
+The same jobs go through RQ's path (QUEUEING_FAST_PATHS off) and through the fast path, and
+everything they leave in Redis — every key, every field, every registry entry, result, execution
+record and worker counter — is compared, with only times, ids RQ draws and durations masked.
+An rq upgrade (the version gate turns the fast paths off) is checked by running this file.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import pytest
+import redis
+import rq
+from rq import Queue
+from rq.job import Job, JobStatus, Retry
+from rq.serializers import JSONSerializer
+from rq.utils import now
+
+from app.queueing import dispatch, registry, rq_compat
+from app.queueing import stats as job_metrics
+from app.queueing.connections import get_queue
+from app.queueing.workers import InProcessWorker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ECHO = "tests.fixtures.echo_call"
+CALLS = [
+    ([], {}),
+    ([7], {}),
+    ([1, "Zoë <script>", 2.5, None, True], {}),
+    ([{"nested": [1, {"deep": "é"}]}], {"flag": False, "ids": [3, 4]}),
+    ([], {"only": "kwargs"}),
+]
+
+_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?")
+_FLOAT = re.compile(rb"^-?\d+\.\d+(e-?\d+)?$")
+_HEX = re.compile(rb"[0-9a-f]{32}")
+
+
+def snapshot(connection: redis.Redis, keep_ids: set[str]) -> dict[str, Any]:
+    """Everything in the DB, with times, durations and ids RQ draws (executions) masked."""
+    keep = {job_id.encode() for job_id in keep_ids}
+
+    def mask(value: bytes) -> bytes:
+        value = _TIME.sub(b"<time>", value)
+        if _FLOAT.match(value):
+            return b"<float>"
+        return _HEX.sub(lambda m: m.group(0) if m.group(0) in keep else b"<id>", value)
+
+    state: dict[str, Any] = {}
+    for raw_key in connection.keys("*"):
+        key = mask(raw_key).decode()
+        kind = connection.type(raw_key).decode()
+        if kind == "hash":
+            value: Any = {mask(k): mask(v) for k, v in connection.hgetall(raw_key).items() if k != b"ip_address"}  # a port per client
+            if key.startswith("egoejo:jobstats:"):  # which bucket a duration falls in is timing: counts only
+                buckets = Counter()
+                for field in [f for f in value if b"_bucket:" in f]:
+                    buckets[field.split(b":")[0]] += int(value.pop(field))
+                value.update(buckets)
+        elif kind == "zset":
+            value = sorted(mask(m) for m in connection.zrange(raw_key, 0, -1))
+        elif kind == "list":
+            value = [mask(m) for m in connection.lrange(raw_key, 0, -1)]
+        elif kind == "set":
+            value = sorted(mask(m) for m in connection.smembers(raw_key))
+        elif kind == "stream":
+            value = [{mask(k): mask(v) for k, v in fields.items()} for _, fields in connection.xrange(raw_key)]
+        else:
+            value = mask(connection.get(raw_key) or b"")
+        ttl = connection.ttl(raw_key)
+        state.setdefault(key, []).append((kind, value, "expires" if ttl > 0 else ttl))
+    return state
+
+
+def both_ways(settings: Any, connection: redis.Redis, scenario: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run `scenario()` with the fast paths, then (on an empty DB) with RQ's own paths."""
+    snapshots = []
+    for fast in (True, False):
+        connection.flushdb()
+        job_metrics._announced.clear()
+        settings.QUEUEING_FAST_PATHS = fast
+        random.seed(1234)  # the same retry jitter both ways
+        ids = scenario()
+        snapshots.append(snapshot(connection, set(ids)))
+    settings.QUEUEING_FAST_PATHS = True
+    return snapshots[0], snapshots[1]
+
+
+def assert_same(fast: dict[str, Any], theirs: dict[str, Any]) -> None:
+    assert sorted(fast) == sorted(theirs)
+    for key in fast:
+        assert fast[key] == theirs[key], key
+
+
+# -- pushing ------------------------------------------------------------------------------------
+
+
+def push(calls: list[tuple[list[Any], dict[str, Any]]], path: str = ECHO, ids: list[str] | None = None) -> list[str]:
+    spec = registry.spec_for(path)
+    ids = ids or [f"job{index:04d}" + "0" * 25 for index in range(len(calls))]
+    dispatch.send([dispatch.Push(spec, job_id, list(args), kwargs, None) for job_id, (args, kwargs) in zip(ids, calls, strict=True)])
+    return ids
+
+
+def test_a_pushed_batch_is_what_rqs_own_unique_enqueue_writes(settings, redis_conn):
+    fast, theirs = both_ways(settings, redis_conn, lambda: push(CALLS))
+    assert_same(fast, theirs)
+    assert fast["rq:queue:metrics"][0][1] == [f"job{index:04d}".encode() + b"0" * 25 for index in range(len(CALLS))]
+
+
+def test_every_field_is_the_one_rqs_enqueue_many_writes(redis_conn):
+    """Beside RQ's unique path, the template also matches RQ's bulk path, field by field."""
+    from app.queueing.registry import job_options
+
+    spec = registry.spec_for(ECHO)
+    random.seed(99)
+    ours = push(CALLS)
+    random.seed(99)
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)  # RQ's own class
+    datas = [Queue.prepare_data(ECHO, args=list(a), kwargs=k, **job_options(spec, uuid.uuid4().hex, list(a))) for a, k in CALLS]
+    with queue.connection.pipeline() as pipe:
+        theirs = [job.id for job in queue.enqueue_many(datas, pipeline=pipe)]
+        pipe.execute()
+    timestamps = {b"created_at", b"enqueued_at"}
+    for our_id, their_id in zip(ours, theirs, strict=True):
+        our_hash, their_hash = redis_conn.hgetall(f"rq:job:{our_id}"), redis_conn.hgetall(f"rq:job:{their_id}")
+        assert {k: v for k, v in our_hash.items() if k not in timestamps} == {k: v for k, v in their_hash.items() if k not in timestamps}
+        job = Job.fetch(our_id, connection=redis_conn, serializer=JSONSerializer)
+        assert isinstance(job.created_at, datetime) and isinstance(job.enqueued_at, datetime)
+
+
+def test_only_the_per_call_fields_differ_within_a_batch(redis_conn):
+    ids = push(CALLS)
+    hashes = [redis_conn.hgetall(f"rq:job:{job_id}") for job_id in ids]
+    differing = {key.decode() for key in hashes[0] if len({h[key] for h in hashes}) > 1}
+    assert differing <= set(rq_compat.PER_CALL_FIELDS)
+    assert {"data", "description"} <= differing  # the calls do differ: the check has teeth
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "rq"])
+def test_a_second_push_of_a_job_redis_holds_writes_nothing(settings, redis_conn, fast):
+    settings.QUEUEING_FAST_PATHS = fast
+    ids = push(CALLS[:2])
+    before = snapshot(redis_conn, set(ids))
+    assert push(CALLS[:2], ids=ids) == ids
+    assert snapshot(redis_conn, set(ids)) == before  # not queued twice, not rewritten
+    redis_conn.hset(f"rq:job:{ids[0]}", "status", "finished")  # it ran meanwhile
+    spec = registry.spec_for(ECHO)
+    assert dispatch.send([dispatch.Push(spec, ids[0], [], {}, None)]) == 0
+    assert redis_conn.lrange("rq:queue:metrics", 0, -1) == [job_id.encode() for job_id in ids]
+
+
+def test_the_same_id_twice_in_a_batch_is_refused_and_nothing_is_written(redis_conn):
+    spec = registry.spec_for(ECHO)
+    job_id = uuid.uuid4().hex
+    with pytest.raises(ValueError, match="more than once"):
+        rq_compat.push_if_absent(redis_conn, [(get_queue("metrics"), [dispatch.Push(spec, job_id, [1], {}, None)] * 2)])
+    assert redis_conn.dbsize() == 0
+
+
+def test_an_invalid_id_is_refused_and_nothing_is_written(redis_conn):
+    spec = registry.spec_for(ECHO)
+    pushes = [dispatch.Push(spec, uuid.uuid4().hex, [1], {}, None), dispatch.Push(spec, "bad:id with space", [2], {}, None)]
+    with pytest.raises(ValueError, match="Job ID"):
+        rq_compat.push_if_absent(redis_conn, [(get_queue("metrics"), pushes)])
+    assert redis_conn.dbsize() == 0
+
+
+# -- the worker's bookkeeping -------------------------------------------------------------------
+
+
+def run(connection: redis.Redis, queue_names: tuple[str, ...] = ("metrics",)) -> InProcessWorker:
+    worker = InProcessWorker([Queue(name, connection=connection, serializer=JSONSerializer) for name in queue_names], connection=connection, name="contract-worker")
+    worker.work(burst=True, with_scheduler=False)
+    return worker
+
+
+def enqueue_rq(connection: redis.Redis, path: str, *args: Any, **options: Any) -> Job:
+    queue = Queue("metrics", connection=connection, serializer=JSONSerializer)
+    return queue.enqueue_call(path, args=list(args), job_id=options.pop("job_id"), **options)
+
+
+def test_successes_leave_what_rqs_own_bookkeeping_leaves(settings, redis_conn):
+    def scenario() -> list[str]:
+        ids = [f"ok{index}" + "0" * 30 for index in range(3)]
+        for index, job_id in enumerate(ids):
+            enqueue_rq(redis_conn, "tests.fixtures.say_hello", f"n{index}", job_id=job_id, result_ttl=600)
+        run(redis_conn)
+        return ids
+
+    fast, theirs = both_ways(settings, redis_conn, scenario)
+    assert_same(fast, theirs)
+    assert any(key.startswith("rq:results:") for key in fast)  # results were compared
+    assert "rq:finished:metrics" in fast and "rq:worker:contract-worker" in fast
+
+
+def test_failures_and_retries_leave_what_rqs_own_bookkeeping_leaves(settings, redis_conn):
+    def scenario() -> list[str]:
+        ids = ["fail" + "0" * 28, "retry" + "0" * 27, "later" + "0" * 27]
+        enqueue_rq(redis_conn, "tests.fixtures.fail_permanently", job_id=ids[0])
+        enqueue_rq(redis_conn, "tests.fixtures.fail_transiently", job_id=ids[1], retry=Retry(max=2))
+        enqueue_rq(redis_conn, "tests.fixtures.fail_transiently", job_id=ids[2], retry=Retry(max=1, interval=60))
+        run(redis_conn)
+        return ids
+
+    fast, theirs = both_ways(settings, redis_conn, scenario)
+    assert_same(fast, theirs)
+    assert "rq:failed:metrics" in fast and "rq:scheduled:metrics" in fast
+
+
+def test_dependents_leave_what_rqs_own_bookkeeping_leaves(settings, redis_conn):
+    def scenario() -> list[str]:
+        parent = enqueue_rq(redis_conn, "tests.fixtures.say_hello", "parent", job_id="parent" + "0" * 26)
+        enqueue_rq(redis_conn, "tests.fixtures.say_hello", "child", job_id="child" + "0" * 27, depends_on=parent)
+        run(redis_conn)
+        return [parent.id, "child" + "0" * 27]
+
+    fast, theirs = both_ways(settings, redis_conn, scenario)
+    assert_same(fast, theirs)
+    assert Job.fetch("child" + "0" * 27, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+
+
+def test_a_finished_job_is_fully_recorded_in_four_round_trips(redis_conn, monkeypatch, settings):
+    settings.QUEUEING_FAST_PATHS = True  # this counts the fast path's round trips, whichever way the suite runs
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    jobs = [queue.enqueue("tests.fixtures.say_hello", f"n{i}") for i in range(20)]
+    worker = InProcessWorker([queue], connection=redis_conn)
+    worker.register_birth()  # what work() does first, and its periodic maintenance: only the jobs are counted below
+    worker.last_cleaned_at = now()
+    seen: Counter[str] = Counter()
+    execute, immediate, command = redis.client.Pipeline.execute, redis.client.Pipeline.immediate_execute_command, redis.Redis.execute_command
+    monkeypatch.setattr(redis.client.Pipeline, "execute", lambda self, *a, **k: (seen.update(["pipeline"]), execute(self, *a, **k))[1])
+    monkeypatch.setattr(redis.client.Pipeline, "immediate_execute_command", lambda self, *a, **k: (seen.update([str(a[0]).upper()]), immediate(self, *a, **k))[1])
+    monkeypatch.setattr(redis.Redis, "execute_command", lambda self, *a, **k: (seen.update([str(a[0]).upper()]), command(self, *a, **k))[1])
+    for _ in jobs:
+        job, job_queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+        worker.execute_job(job, job_queue)
+    monkeypatch.undo()
+    # BLMOVE, HGETALL, and two pipelines: start, success. RQ 3.0 alone also sends a third
+    # pipeline, the worker's state twice, the job's heartbeat, WATCH and SMEMBERS.
+    per_job = {name: count / len(jobs) for name, count in seen.items()}
+    assert 2 <= per_job.pop("pipeline") <= 2.1, seen
+    assert set(per_job) <= {"BLMOVE", "HGETALL", "HSET"}, seen
+    assert per_job["BLMOVE"] == per_job["HGETALL"] == 1
+    assert per_job.get("HSET", 0) < 0.5, seen
+    assert all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs)
+
+
+def test_a_job_whose_data_vanished_while_it_ran_is_written_whole_again(redis_conn):
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.lose_own_job_data", description="lost while running")
+    run(redis_conn)
+    again = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    assert again.get_status() == JobStatus.FINISHED
+    assert again.func_name == "tests.fixtures.lose_own_job_data" and again.origin == "metrics"
+    assert again.description == "lost while running"
+    assert again.latest_result().return_value == "ran"
+
+
+# -- RQ internals the project relies on ---------------------------------------------------------
+
+
+def test_rq_calls_exception_handlers_before_it_decides_on_a_retry(redis_conn):
+    """classify_failure clears retries_left in an exception handler: RQ must call those first."""
+    job = enqueue_rq(redis_conn, "tests.fixtures.fail_permanently", job_id="order" + "0" * 27, retry=Retry(max=3))
+    run(redis_conn)
+    assert job.get_status(refresh=True) == JobStatus.FAILED  # not SCHEDULED/QUEUED for a retry
+    assert redis_conn.zrange("rq:failed:metrics", 0, -1) == [job.id.encode()]
+    assert not redis_conn.zrange("rq:scheduled:metrics", 0, -1)
+
+
+def test_the_gate_turns_fast_paths_off_on_another_rq_version(settings, monkeypatch, caplog):
+    assert rq.__version__ == rq_compat.VERIFIED_RQ_VERSION, "rq was upgraded: run this file, then move VERIFIED_RQ_VERSION"
+    assert rq_compat.fast_paths()
+    monkeypatch.setattr(rq_compat, "_why_off", "rq 9.9 is not the verified version")
+    monkeypatch.setattr(rq_compat, "_why_logged", False)
+    assert not rq_compat.fast_paths()
+    assert "using RQ's own code paths: rq 9.9" in caplog.text
+
+
+def test_speedups_are_installed_and_answer_as_rq_does():
+    import datetime
+
+    import rq.job
+    import rq.utils
+    from django.conf import settings
+    from rq.serializers import DefaultSerializer
+
+    # Installed at start-up exactly when the fast paths are on (RQ_FAST_PATHS), RQ's own otherwise.
+    assert rq_compat.speedups_installed() == settings.QUEUEING_FAST_PATHS
+    assert (rq.job.resolve_serializer is rq_compat.resolve_serializer) == settings.QUEUEING_FAST_PATHS
+    for serializer in (JSONSerializer, None, "rq.serializers.JSONSerializer", DefaultSerializer):
+        assert rq_compat.resolve_serializer(serializer) is rq_compat._original_resolve(serializer)
+    with pytest.raises(NotImplementedError):
+        rq_compat.resolve_serializer(object())
+    moment = datetime.datetime(2026, 11, 25, 16, 41, 53, 123456, tzinfo=datetime.UTC)
+    for text in (rq.utils.utcformat(moment), "2026-11-25T16:41:53Z", "2026-11-25T16:41:53.000001Z"):
+        assert rq.utils.utcparse(text) == rq_compat._original_utcparse(text)
+    with pytest.raises(ValueError):
+        rq.utils.utcparse("2026-11-25 16:41:53")
+
+
+def test_a_stopped_job_leaves_what_rqs_own_bookkeeping_leaves(tmp_path, redis_db_index, redis_conn):
+    """An operator's stop (`rq` command `stop-job`) on the forking worker, both ways, in real processes."""
+    import time
+
+    from rq.command import send_stop_job_command
+
+    from tests import redis_db
+    from tests.e2e.processes import logs, manage, running, stack_env
+
+    snapshots = []
+    for fast in ("1", "0"):
+        redis_conn.flushdb()
+        (tmp_path / fast).mkdir()
+        env = stack_env(tmp_path / fast, redis_db.redis_url(), redis_db_index, RQ_FAST_PATHS=fast)
+        manage(env, "migrate", "--noinput")
+        job = enqueue_rq(redis_conn, "tests.fixtures.sleep_for", 30, job_id="stopped" + "0" * 25)
+        log_dir = tmp_path / fast / "logs"
+        with running(env, ["manage.py", "rqworker", "metrics", "--burst", "--name", "contract-worker"], log_dir=log_dir) as [worker]:
+            deadline = time.monotonic() + 60
+            while job.get_status(refresh=True) != JobStatus.STARTED and time.monotonic() < deadline:
+                time.sleep(0.1)
+            send_stop_job_command(redis_conn, job.id)
+            worker.wait(timeout=60)
+        assert job.get_status(refresh=True) == JobStatus.STOPPED, logs(log_dir)
+        state = snapshot(redis_conn, {job.id})
+        for entries in state.values():  # process ids differ between the two runs
+            for _, value, _ in entries:
+                if isinstance(value, dict):
+                    value.pop(b"pid", None)
+        snapshots.append(state)
+    assert_same(*snapshots)
