@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from app.views import auth, health, images, impact, jobs, metrics, projects
+from app.views import auth, health, images, impact, jobs, metrics, projects, schema
 
 urlpatterns = [
     path("api/auth/csrf/", auth.csrf, name="csrf"),
@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/impact/", impact.my_impact, name="impact"),
     path("api/jobs/<str:job_id>/", jobs.job_status, name="job-status"),
     path("livez", health.livez, name="livez"),
+    path("api/schema/", schema.openapi_schema, name="openapi-schema"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.prometheus_metrics, name="metrics"),
     path("admin/django-rq/", include("django_rq.urls")),

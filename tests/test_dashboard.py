@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC
 
 import django_rq
 import pytest
@@ -92,3 +93,52 @@ def test_a_job_deleted_in_the_dashboard_stays_deleted(dashboard, redis_conn, dja
     assert states == {deleted.id: "cancelled", emptied.id: "cancelled"}
     redis_conn.flushdb()  # even when Redis later loses everything, nothing comes back
     assert outbox.reconcile(redis_conn, min_age=timedelta(0))["resent"] == 0
+
+
+def test_fields_rq_dashboard_escapes_itself_arrive_raw_everything_else_escaped(dashboard, redis_conn):
+    """jobs.html escapes a job's description and exc_info itself; escaping them here too showed `&quot;`."""
+    from rq import Queue
+    from rq.job import Job
+    from rq.results import Result
+    from rq.serializers import JSONSerializer
+
+    queue = Queue("emails", connection=redis_conn, serializer=JSONSerializer)  # RQ's own: a description of its choice
+    job = queue.enqueue_call(
+        "app.jobs.emails.send_email", args=["a@b.org", "s", "x"], description="say \"hi\" <b>o'clock</b>", job_id="quoted"
+    )
+    job = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
+    traceback = 'Traceback:\n  File "/tmp/x.py", line 1\nValueError: can\'t send to <img src=x>'
+    Result.create_failure(job, ttl=60, exc_string=traceback)
+    queue.failed_job_registry.add(job, ttl=60)
+    listing = json.loads(dashboard.get("/0/data/jobs/emails/failed/8/asc/1.json", headers=AUTH).get_data(as_text=True))
+    [row] = listing["jobs"]
+    assert row["description"] == "say \"hi\" <b>o'clock</b>"
+    assert row["exc_info"] == traceback
+    assert row["id"] == "quoted"
+    detail = json.loads(dashboard.get("/0/data/job/quoted.json", headers=AUTH).get_data(as_text=True))
+    assert detail["description"] == "say &quot;hi&quot; &lt;b&gt;o&#x27;clock&lt;/b&gt;"  # job.html inserts it raw
+    assert detail["exc_info"].endswith("can&#x27;t send to &lt;img src=x&gt;")
+
+
+def test_list_titles_name_their_registry(dashboard):
+    finished = dashboard.get("/0/view/jobs/emails/finished/8/asc/1", headers=AUTH).get_data(as_text=True)
+    assert "all the finished jobs on queue" in finished and "queued jobs" not in finished
+    queued = dashboard.get("/0/view/jobs/emails/queued/8/asc/1", headers=AUTH).get_data(as_text=True)
+    assert "all the queued jobs on queue" in queued
+
+
+def test_recurring_page_lists_rq_scheduler_schedules_with_next_run(dashboard, redis_conn):
+    from app.queueing.scheduling import ProjectScheduler, ensure_schedules
+
+    ensure_schedules(ProjectScheduler(queue_name="metrics", connection=django_rq.get_connection("metrics")))
+    [(job_id, score)] = redis_conn.zrange("rq:scheduler:scheduled_jobs", 0, -1, withscores=True)
+    page = dashboard.get("/0/view/recurring", headers=AUTH)
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    from datetime import datetime
+
+    assert job_id.decode() in body and "app.jobs.metrics.refresh_all_dashboards" in body
+    assert datetime.fromtimestamp(score, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") in body
+    assert "*/15 * * * *" in body
+    assert 'href="/0/view/recurring"' in dashboard.get("/", headers=AUTH).get_data(as_text=True)  # in the navbar
+    assert page.headers["Content-Security-Policy"] == content_security_policy(body)

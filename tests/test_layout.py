@@ -99,20 +99,23 @@ def test_the_queueing_layer_never_imports_the_domain():
 
 
 def rq_private_names() -> set[str]:
-    """Every single-underscore name rq defines: attributes, methods, functions, module globals."""
+    """Every single-underscore name rq itself defines: methods, functions, classes, attributes it
+    assigns (`self._x = ...`), module and class globals — not names of other libraries it merely uses."""
     names: set[str] = set()
     for path in Path(rq.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
+            candidates: list[str] = []
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                candidate = node.name
-            elif isinstance(node, ast.Attribute):
-                candidate = node.attr
-            elif isinstance(node, ast.Name):
-                candidate = node.id
-            else:
-                continue
-            if candidate.startswith("_") and not candidate.startswith("__"):
-                names.add(candidate)
+                candidates.append(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for part in ast.walk(target):
+                        if isinstance(part, ast.Attribute):
+                            candidates.append(part.attr)
+                        elif isinstance(part, ast.Name):
+                            candidates.append(part.id)
+            names.update(c for c in candidates if c.startswith("_") and not c.startswith("__"))
     return names
 
 

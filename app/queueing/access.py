@@ -40,7 +40,7 @@ def _has_valid_token(request: HttpRequest) -> bool:
     presented = bearer_token(request)
     if not presented:
         # django-rq also accepts the token as the last path segment of stats.json.
-        presented = request.path.rstrip("/").rsplit("/", 1)[-1]
+        presented = request.path_info.rstrip("/").rsplit("/", 1)[-1]
     return token_matches(token, presented)
 
 
@@ -49,9 +49,11 @@ class DjangoRQPermissionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(DJANGO_RQ_PREFIX):
+        # path_info, not path: mounted under a prefix (SCRIPT_NAME=/app) `path` is
+        # /app/admin/django-rq/..., which the URL resolver still routes to django-rq.
+        if request.path_info.startswith(DJANGO_RQ_PREFIX):
             if not may_operate_queues(request.user):
-                relative = request.path[len(DJANGO_RQ_PREFIX):]
+                relative = request.path_info[len(DJANGO_RQ_PREFIX):]
                 if relative.startswith(TOKEN_ENDPOINTS) and _has_valid_token(request):
                     return self.get_response(request)
                 if not request.user.is_authenticated and request.method == "GET" and "Authorization" not in request.headers:

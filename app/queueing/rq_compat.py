@@ -185,7 +185,7 @@ end
 return #pushed
 """
 _SCRIPT_CHUNK = 1000  # jobs per script call: a few ms of Redis time at most
-_scripts: dict[int, Any] = {}
+_script: Any = None  # one Script object: it is always called with the caller's pipeline as client
 
 
 def push_if_absent(connection: Redis, batches: Sequence[tuple[Queue, Sequence[Push]]]) -> int:
@@ -200,9 +200,10 @@ def push_if_absent(connection: Redis, batches: Sequence[tuple[Queue, Sequence[Pu
         else:
             pushed += sum(_push_with_rq(queue, push) for push in pushes)
     if scripted:
-        script = _scripts.get(id(connection))
+        global _script
+        script = _script
         if script is None:
-            script = _scripts[id(connection)] = connection.register_script(_PUSH_SCRIPT)
+            script = _script = connection.register_script(_PUSH_SCRIPT)
         with connection.pipeline() as pipe:
             for queue, pushes in scripted:
                 for start in range(0, len(pushes), _SCRIPT_CHUNK):

@@ -20,6 +20,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from app.jobs.emails import send_account_exists_email, send_username_taken_email, send_welcome_email
 from app.models import MemberPreferences
@@ -41,9 +42,9 @@ class Registration:
 def check_name(value: str, field: str = "first_name", max_length: int = NAME_MAX_LENGTH) -> str:
     """A person's name as typed, bounded and free of control characters; ValidationError otherwise."""
     if len(value) > max_length:
-        raise ValidationError({field: [f"At most {max_length} characters."]})
+        raise ValidationError({field: [_("At most %(count)d characters.") % {"count": max_length}]})
     if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value):
-        raise ValidationError({field: ["Control characters and line breaks are not allowed."]})
+        raise ValidationError({field: [_("Control characters and line breaks are not allowed.")]})
     return value.strip()
 
 
@@ -59,7 +60,7 @@ def register_user(
     username = (username or "").strip()
     email = (email or "").strip()
     if not username or len(username) > 150:
-        errors["username"] = ["A username of 1 to 150 characters is required."]
+        errors["username"] = [_("A username of 1 to 150 characters is required.")]
     else:
         try:
             User.username_validator(username)
@@ -70,14 +71,14 @@ def register_user(
             raise ValidationError("too long")
         validate_email(email)
     except ValidationError:
-        errors["email"] = ["Enter a valid e-mail address."]
+        errors["email"] = [_("Enter a valid e-mail address.")]
     try:
         first_name = check_name(first_name or "")
     except ValidationError as exc:
         errors.update(exc.message_dict)
     languages = {code for code, _ in settings.LANGUAGES}
     if language and language not in languages:
-        errors["language"] = [f"Choose one of: {', '.join(sorted(languages))}."]
+        errors["language"] = [_("Choose one of: %(languages)s.") % {"languages": ", ".join(sorted(languages))}]
     candidate = User(username=username, email=email, first_name=first_name)
     try:
         validate_password(password or "", user=candidate)

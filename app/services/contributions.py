@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from app.models import Contribution, Project
 
@@ -18,9 +19,9 @@ def contribute(*, user_id: int, project_id: int, amount: str) -> Contribution:
     try:
         value = Decimal(str(amount)).quantize(Decimal("0.01"))
     except (InvalidOperation, ValueError):
-        raise ValidationError({"amount": ["A decimal amount is required."]}) from None
+        raise ValidationError({"amount": [_("A decimal amount is required.")]}) from None
     if not Decimal("0.01") <= value <= MAX_AMOUNT:
-        raise ValidationError({"amount": [f"The amount must be between 0.01 and {MAX_AMOUNT}."]})
+        raise ValidationError({"amount": [_("The amount must be between 0.01 and %(max)s.") % {"max": MAX_AMOUNT}]})
     if not Project.objects.filter(pk=project_id).exists():
         raise Project.DoesNotExist(project_id)
     with transaction.atomic():

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from app.jobs.images import process_image
 from app.models import UploadedImage
@@ -34,14 +35,19 @@ class AcceptedUpload:
 
 def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
     if upload.size is None or upload.size > settings.IMAGE_UPLOAD_MAX_BYTES:
-        raise UploadRejected(f"Images are limited to {settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)} MiB.")
+        raise UploadRejected(_("Images are limited to %(mib)d MiB.") % {"mib": settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)})
     if upload.size == 0:
-        raise UploadRejected("The file is empty.")
+        raise UploadRejected(_("The file is empty."))
     data = upload.read()
     try:
         probe = image_pipeline.open_checked(data, settings.IMAGE_MAX_PIXELS)
-    except PermanentJobError as exc:
-        raise UploadRejected(str(exc)) from None
+    except PermanentJobError:
+        # The pipeline's reasons are the worker's (English, for operators); the member gets one
+        # sentence in the request's language.
+        raise UploadRejected(
+            _("Not an image we accept: send a JPEG, PNG, WebP or GIF of at most %(pixels)s pixels.")
+            % {"pixels": f"{settings.IMAGE_MAX_PIXELS:,}".replace(",", " ")}
+        ) from None
     fmt = probe.format or ""
     relative = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
     # The stored name is ours; the user's file name is kept only as data.

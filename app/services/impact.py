@@ -114,7 +114,8 @@ def platform_totals() -> dict[str, Any]:
         total=Sum("amount"), count=Count("id"), projects=Count("project", distinct=True), members=Count("user", distinct=True)
     )
     return {
-        "total_contributed": str(totals["total"] or Decimal("0")),
+        # Two decimals whatever the database (SQLite's SUM drops trailing zeros: "25.5").
+        "total_contributed": str((totals["total"] or Decimal("0")).quantize(Decimal("0.01"))),
         "contributions_count": totals["count"],
         "projects_supported": totals["projects"],
         "contributors": totals["members"],

@@ -23,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -125,7 +126,8 @@ def _spent(charges: tuple[tuple[Budget, str], ...] | list[tuple[Budget, str]]) -
 
 def throttled_response(exc: Throttled) -> JsonResponse:
     response = JsonResponse(
-        {"error": f"Too many attempts. Try again in {exc.retry_after} s.", "retry_after": exc.retry_after}, status=429
+        {"error": _("Too many attempts. Try again in %(seconds)d s.") % {"seconds": exc.retry_after}, "retry_after": exc.retry_after},
+        status=429,
     )
     response["Retry-After"] = str(exc.retry_after)
     return response

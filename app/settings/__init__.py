@@ -36,6 +36,8 @@ SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# The JSON API answers a failed CSRF check in JSON, in the request's language.
+CSRF_FAILURE_VIEW = "app.views.http.csrf_failure"
 
 INSTALLED_APPS = [
     # The queueing layer before django_rq, so that its management commands (rqscheduler) win.
@@ -181,6 +183,12 @@ QUEUEING_FAST_PATHS = env_bool("RQ_FAST_PATHS", True)
 QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
 RQ_SHOW_ADMIN_LINK = True
 RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
+# rq-dashboard accepts POSTs (empty, requeue, delete) only from its own origin or one of these,
+# compared exactly (scheme://host[:port]); behind a TLS-terminating proxy, name the header the
+# proxy sets ("X-Forwarded-Proto: https") so the dashboard knows browsers see https. Unset, no
+# forwarded header is believed.
+RQ_DASHBOARD_TRUSTED_ORIGINS = env_list("RQ_DASHBOARD_TRUSTED_ORIGINS", [])
+RQ_DASHBOARD_PROXY_SSL_HEADER = env_optional("RQ_DASHBOARD_PROXY_SSL_HEADER")
 # Bearer token for Prometheus at /metrics (a queue operator's session works too).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
@@ -251,10 +259,13 @@ LOGGING = {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "app.logging.JsonFormatter"},
     },
+    # RQ's idle housekeeping ("cleaning registries", lock renewals) at DEBUG: app/logging.py.
+    "filters": {"rq_housekeeping": {"()": "app.logging.RQHousekeepingAtDebug"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "rq.worker": {"level": LOG_LEVEL},
+        "rq.worker": {"level": LOG_LEVEL, "filters": ["rq_housekeeping"]},
+        "rq.scheduler": {"filters": ["rq_housekeeping"]},
         "django.db.backends": {"level": "INFO"},
     },
 }

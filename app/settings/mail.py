@@ -18,7 +18,7 @@ def email_settings_from_url(url: str, default_file_dir: Path) -> dict[str, Any]:
         return {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
     if scheme == "file":
         path = Path(unquote(parts.path)) if parts.path not in ("", "/") else default_file_dir
-        return {"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": str(path)}
+        return {"EMAIL_BACKEND": "app.email_backends.EmlFileBackend", "EMAIL_FILE_PATH": str(path)}
     if scheme in {"smtp", "smtp+tls", "smtps"}:
         query = parse_qs(parts.query)
         use_tls = scheme == "smtp+tls" or query.get("tls", ["0"])[0] in {"1", "true"}

