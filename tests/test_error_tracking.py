@@ -16,6 +16,7 @@ import pytest
 import sentry_sdk
 from django.http import HttpRequest
 from django.urls import include, path
+from sentry_sdk.integrations.rq import RqIntegration
 from sentry_sdk.transport import Transport
 
 from app import observability
@@ -49,7 +50,9 @@ def sent() -> Iterator[list[dict[str, Any]]]:
     transport = KeptEnvelopes()
     observability.init_error_tracking("https://public@sentry.invalid/1", environment="test", transport=transport)
     yield transport.events
-    sentry_sdk.init(dsn=None)  # off again for the rest of the session
+    # Off again for the rest of the session — and with no integration at all: a bare init() would
+    # switch on every auto-enabling one (RQ's among them writes trace headers into job meta).
+    sentry_sdk.init(dsn=None, default_integrations=False, auto_enabling_integrations=False)
 
 
 def test_a_final_job_failure_is_reported_once_with_its_queue_and_no_arguments(
@@ -76,6 +79,9 @@ def test_an_attempt_that_will_be_retried_is_not_reported(sent, settings, run_wor
     job = django_rq.get_queue("emails").fetch_job(job_id)
     assert job.retries_left and job.retries_left > 0  # it failed, transiently, and will be retried
     assert sent == []
+    # Sentry's own RQ integration (which would report every attempt) stays off, and leaves jobs alone.
+    assert sentry_sdk.get_client().get_integration(RqIntegration) is None
+    assert "_sentry_trace_headers" not in job.meta
 
 
 @pytest.mark.urls(__name__)
