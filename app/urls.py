@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/auth/logout/", auth.logout_view, name="logout"),
     path("api/images/", images.upload, name="image-upload"),
     path("api/images/<int:image_id>/", images.detail, name="image-detail"),
+    # Where local storage's url() points (MEDIA_URL); with S3 clients get signed bucket URLs.
+    path("media/<path:key>", images.rendition_file, name="media-rendition"),
     path("api/projects/", projects.project_list, name="projects"),
     path("api/projects/<int:project_id>/contributions/", projects.contribution_create, name="contribute"),
     path("api/impact/", impact.my_impact, name="impact"),

@@ -6,6 +6,11 @@ Inputs are generated (photo-like: smooth gradients, texture, noise). Time is the
 image in one process; peak RSS is measured in a fresh process per (pipeline, input). PSNR
 compares the fitted image with a full-resolution LANCZOS reference. pyvips (libvips) is
 measured too when it is installed (optional, not a runtime dependency).
+
+The last table is end to end through the media storage, per image: the upload's service
+(probe, store the original, record, enqueue) and then the job (read the original, render, write
+three renditions, publish), on local disk and on S3 (moto's server process on loopback, the
+same as the tests'), interleaved in one run; peak RSS in a fresh process per storage.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
@@ -177,6 +184,149 @@ def main() -> None:
                 ["pipeline", "images/s", "vs obvious", "vs libvips"],
                 [[label, f"{rate:.1f}", f"{rate / base:.1f}x", f"{rate / vips_rate:.2f}x" if vips_rate else "-"] for label, rate in rates.items()],
             )
+        storage_rows(inputs, args.quick)
+
+
+# --- end to end through the media storage: local disk vs S3 ----------------------------------
+
+def _storage_env(directory: Path, redis_db: int, endpoint: str, bucket: str) -> dict[str, str]:
+    from tests.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    return {
+        "DATABASE_URL": f"sqlite:///{directory / 'bench.sqlite3'}",
+        "DJANGO_MEDIA_ROOT": str(directory / "media"),
+        "RQ_REDIS_DB": str(redis_db),
+        "BENCH_S3_ENDPOINT": endpoint,
+        "BENCH_S3_BUCKET": bucket,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_S3_REGION_NAME": REGION,
+    }
+
+
+def _storages() -> dict[str, object]:
+    """Both storages, built once as a process does (building an S3 client costs ~0.4 s)."""
+    from django.core.files.storage import storages
+
+    from app.settings.storage import storages_from_env
+
+    local = storages_from_env()["default"]
+    os.environ.update(
+        MEDIA_STORAGE="s3", AWS_STORAGE_BUCKET_NAME=os.environ["BENCH_S3_BUCKET"],
+        AWS_S3_ENDPOINT_URL=os.environ["BENCH_S3_ENDPOINT"], AWS_S3_ADDRESSING_STYLE="path", AWS_S3_USE_SSL="0",
+    )
+    try:
+        s3 = storages_from_env()["default"]
+    finally:
+        os.environ["MEDIA_STORAGE"] = "local"
+    return {"local filesystem": storages.create_storage(local), "S3 (moto server)": storages.create_storage(s3)}
+
+
+@contextmanager
+def _using(storage: object) -> Iterator[None]:
+    from django.core.files.storage import default_storage
+
+    default_storage._setup()
+    saved, default_storage._wrapped = default_storage._wrapped, storage
+    try:
+        yield
+    finally:
+        default_storage._wrapped = saved
+
+
+def _end_to_end(path: str) -> None:
+    """One image: the upload's service (probe, store, record, enqueue), then the job's service."""
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import UploadedFile
+
+    from app.services import image_uploads, images
+
+    owner = get_user_model().objects.get_or_create(username="bench")[0]
+    with open(path, "rb") as handle:
+        accepted = image_uploads.accept_upload(owner_id=owner.pk, upload=UploadedFile(handle, name="photo.jpg", size=os.path.getsize(path)))
+    images.process(accepted.image.original_path, *BOX, QUALITY)
+
+
+def _clean() -> None:
+    from app.models import UploadedImage
+
+    UploadedImage.objects.all().delete()  # and their objects, on commit (outside any transaction: now)
+
+
+def _storage_process_main() -> None:
+    """Child process (argv: root, storage label, image path): peak RSS, whole and above the warmed process."""
+    from benchmarks.common import setup_django
+
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    with _using(_storages()[sys.argv[2]]):
+        _end_to_end(sys.argv[3])  # warm: imports, clients, the first connection
+        _clean()
+        idle = _status_mib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # VmHWM := VmRSS: the peak from here on is what images cost
+        for _ in range(2):
+            _end_to_end(sys.argv[3])
+            _clean()
+    print(_status_mib("VmHWM"), _status_mib("VmHWM") - idle)
+
+
+def _status_mib(field: str) -> float:
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field)) / 1024
+
+
+def storage_rows(inputs: dict[str, Path], quick: bool) -> None:
+    from benchmarks.common import private_redis_db, setup_django
+    from tests.s3 import S3Server
+
+    name, path = next(iter(inputs.items()))  # the 12 MP JPEG (3 MP in quick mode)
+    repeat = 3 if quick else 11
+    server = S3Server()
+    server.start()
+    try:
+        with private_redis_db() as redis_db, tempfile.TemporaryDirectory(prefix="egoejo-bench-storage-") as directory:
+            env = _storage_env(Path(directory), redis_db, server.endpoint, server.new_bucket())
+            os.environ.update(env)
+            setup_django()
+            from django.core.management import call_command
+
+            call_command("migrate", verbosity=0)
+            storages = _storages()
+            samples: dict[str, list[float]] = {label: [] for label in storages}
+            cpu: dict[str, list[float]] = {label: [] for label in storages}
+            for round_index in range(repeat + 1):  # round 0 warms up both
+                for label, storage in storages.items():
+                    with _using(storage):
+                        started, started_cpu = time.perf_counter(), time.process_time()
+                        _end_to_end(str(path))
+                        elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+                        _clean()
+                    if round_index:
+                        samples[label].append(elapsed)
+                        cpu[label].append(elapsed_cpu)
+            baseline = samples["local filesystem"]
+            rss = {}
+            for label in storages:
+                code = "import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.images as b; b._storage_process_main()"
+                out = subprocess.run([sys.executable, "-c", code, str(ROOT), label, str(path)], capture_output=True, text=True, check=True, env=os.environ.copy())
+                rss[label] = tuple(float(v) for v in out.stdout.strip().splitlines()[-1].split())
+            rows = [
+                [label, f"{median(times) * 1000:.0f}", f"{(median([t / b for b, t in zip(baseline, times, strict=True)]) - 1) * 100:+.0f} %",
+                 f"{median(cpu[label]) * 1000:.0f}", f"{(median([t / b for b, t in zip(cpu['local filesystem'], cpu[label], strict=True)]) - 1) * 100:+.0f} %",
+                 f"{rss[label][0]:.0f}", f"{rss[label][1]:.0f}"]
+                for label, times in samples.items()
+            ]
+            print_table(
+                f"{name}, end to end per image: upload service + process_image (3 renditions) through the media storage (median of {repeat} interleaved rounds)",
+                ["storage", "ms/image", "vs local", "CPU ms/image (app)", "vs local", "peak RSS MiB", "peak above warmed MiB"], rows,
+            )
+            print("CPU: this process's own time (the app's cost); wall time also waits on the S3 server, which")
+            print("here is moto (Python, same 2 cores): tens of ms per request, where MinIO or S3 take a few.")
+    finally:
+        server.stop()
+
 
 if __name__ == "__main__":
     main()

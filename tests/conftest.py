@@ -10,6 +10,7 @@ from django.conf import settings
 
 from app.queueing.workers import InProcessWorker
 from tests import redis_db
+from tests.s3 import S3Server
 from tests.smtp import SmtpSink, point_mail_at
 
 
@@ -87,3 +88,24 @@ def tls_smtp_sink(settings, monkeypatch) -> Iterator[SmtpSink]:  # type: ignore[
     yield sink
     mail.close_connection()
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server process (moto's standalone server) on a free loopback port."""
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, settings, monkeypatch) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Media on a fresh bucket of that server, configured as production would be: through the environment."""
+    from app.settings.storage import storages_from_env
+
+    bucket = s3_server.new_bucket()
+    for name, value in s3_server.env(bucket).items():
+        monkeypatch.setenv(name, value)
+    settings.STORAGES = storages_from_env()
+    yield bucket

@@ -31,8 +31,11 @@ def resolved(tmp_path_factory) -> dict:  # type: ignore[type-arg]
     shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
     (project / "deploy").mkdir()
     shutil.copy(ROOT / "deploy" / "compose.env.example", project / "deploy" / "compose.env")
+    for directory in ("minio", "prometheus"):
+        shutil.copytree(ROOT / "deploy" / directory, project / "deploy" / directory)
     result = subprocess.run(
-        [*compose_command(), "-f", str(project / "docker-compose.yml"), "--profile", "dev", "--profile", "release", "config"],
+        [*compose_command(), "-f", str(project / "docker-compose.yml"), "--profile", "dev", "--profile", "release",
+         "--profile", "monitoring", "config"],
         cwd=project, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -54,6 +57,7 @@ def seconds(value: str) -> int:
 def test_the_stack_has_every_service(resolved):
     assert set(resolved["services"]) == {
         "redis", "postgres", "migrate", "web", "worker-light", "worker-images", "scheduler", "dashboard", "mailcatcher",
+        "minio", "minio-bucket", "prometheus",
     }
 
 
@@ -115,3 +119,35 @@ def test_redis_accepts_the_previous_password_during_a_rotation_and_its_healthche
         check = ["sh", str(ENTRYPOINT), "healthcheck", "-p", str(port)]
         assert subprocess.run(check, env=script_env(tmp_path, new), capture_output=True).returncode == 0
         assert subprocess.run(check, env=script_env(tmp_path, "wrong"), capture_output=True).returncode != 0
+
+
+APP_SERVICES = ("migrate", "web", "worker-light", "worker-images", "scheduler", "dashboard")
+
+
+def test_media_is_in_object_storage_not_on_a_shared_volume(resolved):
+    env = dict(line.split("=", 1) for line in (ROOT / "deploy" / "compose.env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
+    assert env["MEDIA_STORAGE"] == "s3" and env["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
+    for name in APP_SERVICES:
+        service = resolved["services"][name]
+        assert not service.get("volumes"), (name, service.get("volumes"))  # nothing shared between hosts but services
+        assert service["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully"
+    bucket = resolved["services"]["minio-bucket"]
+    assert bucket["restart"] == "no" and bucket["depends_on"]["minio"]["condition"] == "service_healthy"
+    script = (ROOT / "deploy" / "minio" / "create-bucket.sh").read_text()
+    assert "--ignore-existing" in script and "anonymous set none" in script  # idempotent, private
+    assert "healthcheck" in resolved["services"]["minio"]
+
+
+def test_prometheus_scrapes_metrics_with_the_token_under_the_monitoring_profile(resolved):
+    prometheus = resolved["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["web:8000"]
+    token_file = job["authorization"]["credentials_file"]
+    entrypoint = (ROOT / "deploy" / "prometheus" / "entrypoint.sh").read_text()
+    assert f"> {token_file}" in entrypoint and "$METRICS_TOKEN" in entrypoint
+    assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
+    # docker-compose 1.x prints short syntax ("src:dst:mode"), Docker's plugin long syntax.
+    mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}:{'ro' if v.get('read_only') else 'rw'}" for v in prometheus["volumes"]]
+    assert any(m.endswith("deploy/prometheus:/etc/prometheus:ro") for m in mounts), mounts

@@ -142,10 +142,15 @@ def test_processing_twice_gives_the_same_files_and_records_them(media_root, run_
             job_id = enqueue(images.process_image, "uploads/originals/photo.jpg")
         worker = run_worker("images")
         assert worker.queue_class("images", connection=worker.connection).fetch_job(job_id).get_status() == JobStatus.FINISHED
-        files = sorted((media_root / "uploads" / "renditions" / "photo").iterdir())
-        contents.append({path.name: path.read_bytes() for path in files})
+        files = sorted(path for path in (media_root / "uploads" / "renditions" / "photo").rglob("*") if path.is_file())
+        contents.append({str(path.relative_to(media_root)): path.read_bytes() for path in files})
     assert contents[0] == contents[1]
-    assert sorted(contents[0]) == ["fitted-1920x1080-q85.jpg", "thumbnail-1920x1080-q85.jpg", "webp-1920x1080-q85.webp"]
+    names = sorted(key.rsplit("/", 1)[1] for key in contents[0])
+    assert names == ["display-1440x1080.jpg", "display-1440x1080.webp", "thumbnail-320x240.jpg"]
+    assert len({key.rsplit("/", 2)[1] for key in contents[0]}) == 1  # one version prefix
     record.refresh_from_db()
     assert record.status == UploadedImage.Status.DONE
-    assert record.renditions["fitted"] == {"path": "uploads/renditions/photo/fitted-1920x1080-q85.jpg", "width": 1440, "height": 1080}
+    display = record.renditions["display"]
+    assert display["key"].startswith("uploads/renditions/photo/") and display["key"].endswith("/display-1440x1080.jpg")
+    assert (display["width"], display["height"], display["content_type"]) == (1440, 1080, "image/jpeg")
+    assert (record.renditions["thumbnail"]["width"], record.renditions["thumbnail"]["height"]) == (320, 240)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import django_rq
 import pytest
 import yaml
+from django.http import HttpResponse
 from django.http.request import RawPostDataException
 from django.test import Client
 from django.urls import URLPattern, get_resolver
@@ -41,6 +43,10 @@ class _Request(DjangoOpenAPIRequest):
             return b""
 
 
+def _openapi_path(route: str) -> str:
+    return route.replace("<int:", "{").replace("<str:", "{").replace("<path:", "{").replace(">", "}")
+
+
 class Walker:
     """A Django test client with CSRF enforced that validates every exchange against the description."""
 
@@ -66,8 +72,11 @@ class Walker:
         request = _Request(response.wsgi_request)
         if valid_request:
             SPEC.validate_request(request)
-        SPEC.validate_response(request, DjangoOpenAPIResponse(response))
-        route = "/" + str(response.wsgi_request.resolver_match.route).replace("<int:", "{").replace("<str:", "{").replace(">", "}")
+        checked = response
+        if response.streaming:  # a file: validated as the bytes it streams
+            checked = HttpResponse(b"".join(response.streaming_content), status=response.status_code, content_type=response["Content-Type"])
+        SPEC.validate_response(request, DjangoOpenAPIResponse(checked))
+        route = "/" + _openapi_path(str(response.wsgi_request.resolver_match.route))
         self.seen.add((route, method, response.status_code))
         return response
 
@@ -101,6 +110,7 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
     assert w.call("get", "/api/projects/").status_code == 200
     assert w.call("get", "/api/impact/", valid_request=False).status_code == 401
     assert w.call("get", "/api/images/1/", valid_request=False).status_code == 401
+    assert w.call("get", "/media/uploads/renditions/x/y/thumbnail-240x320.jpg", valid_request=False).status_code == 401
     assert w.call("get", "/api/jobs/nope/", valid_request=False).status_code == 401
     assert w.call("post", "/api/auth/login/", body={"username": "x", "password": "y"}, valid_request=False).status_code == 403
     assert w.call("get", "/api/auth/csrf/").status_code == 200
@@ -150,6 +160,11 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
     assert w.call("post", "/api/images/", body={"image": photo}).status_code == 429
     assert w.call("get", f"/api/images/{uploaded.json()['id']}/").status_code == 200
     assert w.call("get", "/api/images/999999/").status_code == 404
+    InProcessWorker([django_rq.get_queue("images")], connection=redis_conn).work(burst=True, with_scheduler=False)
+    renditions = w.call("get", f"/api/images/{uploaded.json()['id']}/").json()["renditions"]
+    thumbnail = urlsplit(renditions["thumbnail"]["url"]).path
+    assert w.call("get", thumbnail).status_code == 200
+    assert w.call("get", thumbnail.replace("thumbnail", "nothing")).status_code == 404
 
     # Operations
     assert w.call("get", "/api/schema/").status_code == 200
@@ -176,7 +191,7 @@ def test_every_api_route_is_described():
     for pattern in get_resolver().url_patterns:
         if isinstance(pattern, URLPattern):
             route = "/" + str(pattern.pattern)
-            routes.add(route.replace("<int:", "{").replace("<str:", "{").replace(">", "}"))
+            routes.add(_openapi_path(route))
     assert routes == set(DOCUMENT["paths"]), "app/urls.py and app/openapi.yaml disagree"
 
 

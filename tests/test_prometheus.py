@@ -56,3 +56,42 @@ def test_metrics_report_job_durations_outcomes_and_queues(client, settings, smtp
     assert sample(text, "egoejo_queue_workers_alive", queue="emails") == 0  # the burst worker has left
     assert sample(text, "egoejo_scheduler_alive") == 0
     assert re.search(r'egoejo_job_duration_seconds_sum\{function="app.jobs.emails.send_email",queue="emails"\} [0-9.e-]+', text)
+
+
+def test_metrics_feed_the_alert_rules(client, settings, redis_conn, django_capture_on_commit_callbacks):
+    """Outbox age, abandoned requeues, Redis memory, queue budgets, scheduler heartbeat (deploy/prometheus/rules.yml)."""
+    import time
+    from datetime import timedelta
+
+    from rq.job import JobStatus
+
+    from app.queueing.jobclass import QueueingJob as JSONJob
+    from app.queueing.models import BackgroundJob
+    from app.queueing.recovery import sweep
+    from app.queueing.scheduling import SCHEDULER_ALIVE_KEY
+
+    settings.METRICS_TOKEN = "prom-token"
+    with django_capture_on_commit_callbacks(execute=True):
+        running = enqueue(emails.send_email, "a@example.org", "Hi", "<p>x</p>")
+    with django_capture_on_commit_callbacks(execute=False):  # recorded, never pushed: pending in the outbox
+        stuck = enqueue(emails.send_email, "b@example.org", "Hi", "<p>x</p>")
+    BackgroundJob.objects.filter(pk=stuck).update(created_at=BackgroundJob.objects.get(pk=stuck).created_at - timedelta(seconds=600))
+    # The first job was taken by a worker that then died: it sits in the started registry.
+    redis_conn.lrem("rq:queue:emails", 0, running)
+    job = JSONJob.fetch(running, connection=redis_conn)
+    job.set_status(JobStatus.STARTED)
+    redis_conn.hset(job.key, "worker_name", "dead-worker")
+    redis_conn.zadd("rq:wip:emails", {f"{running}:exec": time.time() + 60})
+    assert sweep(redis_conn, ["emails"]) == [running]
+    redis_conn.set(SCHEDULER_ALIVE_KEY, time.time() - 42, ex=60)
+
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prom-token").content.decode()
+    assert sample(text, "egoejo_abandoned_requeues_total", queue="emails") == 1
+    assert sample(text, "egoejo_abandoned_requeues_total", queue="images") == 0
+    assert sample(text, "egoejo_outbox_pending_jobs") == 2  # the requeued one has not ended either
+    assert 600 <= sample(text, "egoejo_outbox_oldest_pending_age_seconds") < 700
+    assert sample(text, "egoejo_redis_memory_used_bytes") > 0
+    assert sample(text, "egoejo_redis_memory_max_bytes") >= 0
+    assert sample(text, "egoejo_queue_wait_budget_seconds", queue="emails") == 60
+    assert 42 <= sample(text, "egoejo_scheduler_heartbeat_age_seconds") < 100
+    assert sample(text, "egoejo_scheduler_alive") == 1

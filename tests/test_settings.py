@@ -71,3 +71,18 @@ def test_production_starts_with_strong_secrets():
         "RQ_DASHBOARD_PASSWORD": strong, "REDIS_URL": f"redis://egoejo:{strong}@127.0.0.1:6379",
     })
     assert result.returncode == 0, result.stderr
+
+
+def test_s3_media_needs_a_bucket_and_an_unknown_storage_is_refused():
+    result = _check({"DJANGO_DEBUG": "1", "MEDIA_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": ""})
+    assert result.returncode != 0 and "AWS_STORAGE_BUCKET_NAME" in result.stderr
+    result = _check({"DJANGO_DEBUG": "1", "MEDIA_STORAGE": "nfs"})
+    assert result.returncode != 0 and "MEDIA_STORAGE must be 'local' or 's3'" in result.stderr
+
+
+def test_with_sentinels_the_cache_follows_them_on_its_own_db():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RQ_", "REDIS_", "EMAIL_"))}
+    env.update(DJANGO_SETTINGS_MODULE="app.settings", DJANGO_DEBUG="1", REDIS_SENTINELS="s1:26379,s2:26379", REDIS_SENTINEL_MASTER="egoejo")
+    code = "from django.conf import settings as s; c = s.CACHES['default']; print(c['BACKEND'], c['OPTIONS']['db'], c['OPTIONS']['master_name'], c['OPTIONS']['sentinels'])"
+    result = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "app.sentinel_cache.SentinelRedisCache 1 egoejo [('s1', 26379), ('s2', 26379)]", result.stderr

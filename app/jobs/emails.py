@@ -13,7 +13,8 @@ from app.services import mail, mail_bulk
 
 logger = logging.getLogger(__name__)
 
-emails = declare_queue("emails", timeout=60, result_ttl=86_400, retries=Retries(5, base=10, cap=600))
+# A welcome mail should leave within a minute (wait_budget: the "jobs late" alert).
+emails = declare_queue("emails", timeout=60, result_ttl=86_400, retries=Retries(5, base=10, cap=600), wait_budget=60)
 
 
 def _job_id() -> str:

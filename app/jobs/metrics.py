@@ -11,7 +11,8 @@ from app.services import impact
 
 logger = logging.getLogger(__name__)
 
-metrics = declare_queue("metrics", timeout=600, result_ttl=3_600, retries=Retries(3, base=30, cap=300))
+# A dashboard refresh within its 15-minute cadence.
+metrics = declare_queue("metrics", timeout=600, result_ttl=3_600, retries=Retries(3, base=30, cap=300), wait_budget=900)
 
 
 @job(metrics, owner="user_id")

@@ -3,6 +3,7 @@ scheduler's heartbeat and the outbox's backlog, read from Redis and the database
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import cast
 
@@ -12,7 +13,7 @@ from redis import Redis
 from . import outbox, registry, rq_compat
 from .health import queue_checks
 from .scheduling import SCHEDULER_ALIVE_KEY
-from .stats import BUCKETS, FUNCS_KEY, KEY, OUTCOMES
+from .stats import ABANDONED_REQUEUES_KEY, BUCKETS, FUNCS_KEY, KEY, OUTCOMES
 
 
 def _histogram(name: str, doc: str, rows: list[tuple[str, str, dict[str, str]]], field: str) -> HistogramMetricFamily:
@@ -76,8 +77,10 @@ class JobStatsCollector:
             workers.add_metric([name], check["workers"])
         yield from (depth, started, failed, oldest, workers)
         scheduler = GaugeMetricFamily("egoejo_scheduler_alive", "1 when an rqscheduler process is alive")
-        scheduler.add_metric([], 1 if self.connection.exists(SCHEDULER_ALIVE_KEY) else 0)
+        heartbeat = self.connection.get(SCHEDULER_ALIVE_KEY)
+        scheduler.add_metric([], 1 if heartbeat is not None else 0)
         yield scheduler
+        yield from self._alerting_inputs(names, cast("bytes | None", heartbeat))
         pending = outbox.pending_stats()
         backlog = GaugeMetricFamily("egoejo_outbox_pending_jobs", "Outbox rows not ended yet")
         backlog.add_metric([], pending["pending"])
@@ -85,3 +88,25 @@ class JobStatsCollector:
         age = GaugeMetricFamily("egoejo_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row")
         age.add_metric([], pending["oldest_pending_age_seconds"])
         yield age
+
+    def _alerting_inputs(self, names: list[str], heartbeat: bytes | None) -> Iterator[Metric]:
+        """What deploy/prometheus/rules.yml needs beyond the job, queue and outbox series above."""
+        budget = GaugeMetricFamily("egoejo_queue_wait_budget_seconds", "How long a job of the queue may wait before it is late", labels=["queue"])
+        for name, spec in registry.queues().items():
+            budget.add_metric([name], spec.wait_budget)
+        yield budget
+        if heartbeat is not None:
+            age = GaugeMetricFamily("egoejo_scheduler_heartbeat_age_seconds", "Seconds since the scheduler's last pass")
+            age.add_metric([], max(0.0, time.time() - float(heartbeat)))
+            yield age
+        requeues = CounterMetricFamily("egoejo_abandoned_requeues", "Jobs requeued because their worker died", labels=["queue"])
+        counted = {k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", self.connection.hgetall(ABANDONED_REQUEUES_KEY)).items()}
+        for name in names:
+            requeues.add_metric([name], counted.get(name, 0))
+        yield requeues
+        memory = self.connection.info("memory")
+        used = GaugeMetricFamily("egoejo_redis_memory_used_bytes", "used_memory of the queues' Redis")
+        used.add_metric([], memory.get("used_memory", 0))
+        limit = GaugeMetricFamily("egoejo_redis_memory_max_bytes", "maxmemory of the queues' Redis (0: no limit)")
+        limit.add_metric([], memory.get("maxmemory", 0))
+        yield from (used, limit)

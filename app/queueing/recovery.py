@@ -29,6 +29,7 @@ from . import registry, rq_compat
 from .connections import get_queue
 from .ends import mark_ended
 from .jobclass import QueueingJob
+from .stats import ABANDONED_REQUEUES_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                     logger.error("job %s failed: %s", job.id, reason)
                     continue
                 rq_compat.requeue_at_front(queue, job)
+                connection.hincrby(ABANDONED_REQUEUES_KEY, name, 1)  # for the alert on requeues
                 logger.warning(
                     "job %s (%s) was abandoned by dead worker %s: requeued (%d/%d)",
                     job.id, job.func_name, job.worker_name, abandons, MAX_ABANDONS,

@@ -49,6 +49,7 @@ class QueueSpec:
     result_ttl: int = DAY  # seconds a finished job (and its result) stays visible
     failure_ttl: int = 7 * DAY  # seconds a failed job stays in the failed registry
     retries: Retries = NO_RETRIES
+    wait_budget: int = 300  # seconds a job may wait in the queue before it is late (an alert)
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,16 @@ def declare_queue(
     result_ttl: int = DAY,
     failure_ttl: int = 7 * DAY,
     retries: Retries = NO_RETRIES,
+    wait_budget: int = 300,
 ) -> QueueSpec:
     """Declare a queue (once, in the module of its jobs). A worker line must serve it."""
     if not name or ":" in name or name == "default":
         raise ValueError(f"invalid queue name {name!r}")
-    spec = QueueSpec(name, timeout=timeout, result_ttl=result_ttl, failure_ttl=failure_ttl, retries=retries)
+    if result_ttl < 60:
+        # The outbox reads a job's end from Redis when the worker could not record it: the hash
+        # must outlive at least a few reconciler passes.
+        raise ValueError(f"queue {name!r}: result_ttl must be at least 60 s")
+    spec = QueueSpec(name, timeout=timeout, result_ttl=result_ttl, failure_ttl=failure_ttl, retries=retries, wait_budget=wait_budget)
     existing = _registry.queues.get(name)
     if existing is not None and existing != spec:
         raise ValueError(f"queue {name!r} is already declared with another policy: {existing}")

@@ -171,6 +171,16 @@ def _close_stale_connections() -> None:
 class ForkingWorker(ProjectWorkerMixin, LivenessMixin, rq_compat.FastBeatsMixin, Worker):
     """RQ's classic worker: a fresh work-horse process per job (isolation, higher overhead)."""
 
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        # What the domain asks to set up once before the loop (settings.QUEUEING_BEFORE_WORK), so
+        # that each work-horse inherits it instead of building it per job (a storage client, say).
+        from django.conf import settings
+        from django.utils.module_loading import import_string
+
+        for path in getattr(settings, "QUEUEING_BEFORE_WORK", ()):
+            import_string(path)()
+        return super().work(burst, *args, **kwargs)
+
 
 class InProcessWorker(ProjectWorkerMixin, rq_compat.FastInProcessMixin, LivenessMixin, rq_compat.FastBeatsMixin, SimpleWorker):
     """Runs jobs in the worker process itself: no fork per job, lean bookkeeping (rq_compat)."""

@@ -10,6 +10,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
+from typing import IO
 
 from PIL import Image, ImageFile, UnidentifiedImageError, features
 
@@ -45,13 +46,18 @@ def validate_parameters(max_width: int, max_height: int, quality: int) -> None:
         raise PermanentJobError(f"quality must be an integer between 1 and 95, not {quality!r}")
 
 
-def open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (without decoding) and refuse what we won't process."""
+def open_checked(data: bytes | IO[bytes], max_pixels: int) -> Image.Image:
+    """Open (without decoding) and refuse what we won't process.
+
+    `data` may be a binary file (read as it is decoded: an upload or a stored object is never
+    copied whole into memory) or bytes.
+    """
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 89 M and 179 M pixels: here it's an error, before decoding.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+            source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+            image = Image.open(source, formats=sorted(ALLOWED_FORMATS))
     except Image.DecompressionBombWarning as exc:
         raise PermanentJobError(f"image too large: over the pixel limit ({exc})") from None
     except UnidentifiedImageError:
@@ -71,8 +77,21 @@ def open_checked(data: bytes, max_pixels: int) -> Image.Image:
 RENDITIONS = ("fitted", "webp", "thumbnail")
 
 
+def orientation_of(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block must not sink an otherwise good photo
+        return 1
+
+
+def displayed_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as a viewer shows the image: EXIF orientations 5-8 swap the axes."""
+    width, height = image.size
+    return (height, width) if orientation_of(image) in _ORIENTATION_SWAPS_AXES else (width, height)
+
+
 def render(
-    data: bytes,
+    data: bytes | IO[bytes],
     max_width: int,
     max_height: int,
     quality: int,
@@ -81,10 +100,7 @@ def render(
 ) -> list[Rendition]:
     validate_parameters(max_width, max_height, quality)
     image = open_checked(data, max_pixels)
-    try:
-        orientation = image.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block must not sink an otherwise good photo
-        orientation = 1
+    orientation = orientation_of(image)
     icc_profile = image.info.get("icc_profile")
     box = (max_height, max_width) if orientation in _ORIENTATION_SWAPS_AXES else (max_width, max_height)
 

@@ -15,8 +15,8 @@ from app.jobs.images import process_image
 from app.models import UploadedImage
 from app.queueing import PermanentJobError
 
-from . import image_pipeline
-from .image_files import ORIGINALS_DIR, resolve_media_path, write_atomically
+from . import image_files, image_pipeline
+from .image_files import ORIGINALS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
         raise UploadRejected(_("Images are limited to %(mib)d MiB.") % {"mib": settings.IMAGE_UPLOAD_MAX_BYTES // (1024 * 1024)})
     if upload.size == 0:
         raise UploadRejected(_("The file is empty."))
-    data = upload.read()
+    upload.seek(0)
     try:
-        probe = image_pipeline.open_checked(data, settings.IMAGE_MAX_PIXELS)
+        probe = image_pipeline.open_checked(upload, settings.IMAGE_MAX_PIXELS)
     except PermanentJobError:
         # The pipeline's reasons are the worker's (English, for operators); the member gets one
         # sentence in the request's language.
@@ -49,19 +49,25 @@ def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
             % {"pixels": f"{settings.IMAGE_MAX_PIXELS:,}".replace(",", " ")}
         ) from None
     fmt = probe.format or ""
-    relative = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
-    # The stored name is ours; the user's file name is kept only as data.
-    write_atomically(resolve_media_path(relative), data)
-    with transaction.atomic():
-        image = UploadedImage.objects.create(
-            owner_id=owner_id,
-            original_path=relative,
-            original_name=(upload.name or "")[:255],
-            original_format=fmt,
-            original_width=probe.width,
-            original_height=probe.height,
-        )
-        job_id = process_image.with_options(owner_id=owner_id).delay(image_path=relative).id
-        image.job_id = job_id
-        image.save(update_fields=["job_id"])
+    width, height = image_pipeline.displayed_size(probe)
+    key = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
+    # The stored name is ours; the user's file name is kept only as data. The upload is
+    # streamed to the storage (a large one sits in a temporary file, not in memory).
+    image_files.save(key, upload)
+    try:
+        with transaction.atomic():
+            image = UploadedImage.objects.create(
+                owner_id=owner_id,
+                original_path=key,
+                original_name=(upload.name or "")[:255],
+                original_format=fmt,
+                original_width=width,
+                original_height=height,
+            )
+            job_id = process_image.with_options(owner_id=owner_id).delay(image_path=key).id
+            image.job_id = job_id
+            image.save(update_fields=["job_id"])
+    except BaseException:
+        image_files.delete([key])  # no row refers to it: it would be an orphan
+        raise
     return AcceptedUpload(image=image, job_id=job_id)

@@ -18,6 +18,7 @@ from .env import env_bool, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
 from .redis_layout import build_layout, parse_sentinels, sentinel_url
 from .secrets import refuse_weak_secret
+from .storage import storages_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("EGOEJO_VAR_DIR", str(BASE_DIR / "var")))
@@ -120,6 +121,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
+# Uploaded originals and their renditions: MEDIA_STORAGE=local (MEDIA_ROOT, the default) or s3
+# (a private bucket; see app/settings/storage.py and docs/images.md).
+STORAGES = storages_from_env()
 
 # --- Redis: channels DB 0, cache DB 1, queues on their own DB (default 2) -------------
 REDIS_LAYOUT = build_layout(
@@ -163,6 +167,19 @@ if _sentinels:
         "CONNECTION_KWARGS": {"socket_connect_timeout": 2},
     }
     RQ_QUEUES_URL = sentinel_url(parse_sentinels(_sentinels), _master, REDIS_LAYOUT.queues_db)
+    # The cache follows the same master, on its own DB (Django's RedisCache can't use Sentinel).
+    CACHES["default"].update(
+        BACKEND="app.sentinel_cache.SentinelRedisCache",
+        LOCATION=sentinel_url(parse_sentinels(_sentinels), _master, REDIS_LAYOUT.cache_db),
+        OPTIONS={
+            "sentinels": parse_sentinels(_sentinels),
+            "master_name": _master,
+            "db": REDIS_LAYOUT.cache_db,
+            "password": env_optional("REDIS_PASSWORD"),
+            "socket_timeout": 5,
+            "socket_connect_timeout": 2,
+        },
+    )
 else:
     _queue_connection = {"URL": REDIS_LAYOUT.queues_url}
     RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
@@ -181,6 +198,8 @@ RQ_EXCEPTION_HANDLERS = ["app.queueing.workers.classify_failure"]
 QUEUEING_FAST_PATHS = env_bool("RQ_FAST_PATHS", True)
 # Modules declaring jobs outside an app's `jobs` module (the test suite's fixtures); empty in production.
 QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
+# Called by forking workers once before their loop: work-horses inherit the media storage's client.
+QUEUEING_BEFORE_WORK = ["app.media_storage.warm_up"]
 RQ_SHOW_ADMIN_LINK = True
 RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
 # rq-dashboard accepts POSTs (empty, requeue, delete) only from its own origin or one of these,

@@ -80,10 +80,11 @@ def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path, pr
         expected = dict(stack.query("select user_id, sum(amount) from egoejo_contribution group by user_id"))
         assert {k: float(v) for k, v in dashboards.items()} == {k: float(v) for k, v in expected.items()}
         renditions = Path(stack.env["EGOEJO_VAR_DIR"]) / "media" / "uploads" / "renditions"
-        assert sorted(p.name for p in renditions.glob("*/*")) == sorted(
-            f"{kind}-1920x1080-q85.{ext}" for _ in range(5) for kind, ext in (("fitted", "jpg"), ("webp", "webp"), ("thumbnail", "jpg"))
+        # One published set per original (killed runs' leftovers removed), no half-written file.
+        assert sorted(p.name for p in renditions.glob("*/*/*")) == sorted(
+            name for _ in range(5) for name in ("display-1600x1200.jpg", "display-1600x1200.webp", "thumbnail-320x240.jpg")
         )
-        assert not list(renditions.glob("*/.*.tmp"))  # no half-written file left behind
+        assert not list(renditions.glob("*/*/.*.tmp"))
     finally:
         stack.stop()
         sink.stop()

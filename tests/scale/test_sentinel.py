@@ -1,16 +1,19 @@
-"""Redis Sentinel on loopback: the master dies mid-run, the replica is promoted, no job is lost."""
+"""Redis Sentinel on loopback: the master dies mid-run, the replica is promoted, no job is lost,
+and the Django cache and the dashboards' coalescing markers keep working."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.e2e.processes import ROOT, manage, stack_env
 from tests.faults.servers import RedisServer
 from tests.faults.stack import Stack
 from tests.smtp import SmtpSink, free_port
@@ -109,6 +112,82 @@ print("ok")
     finally:
         stack.stop()
         sink.stop()
+        sentinel.stop()
+        replica.stop()
+        master.stop()
+
+
+FOLLOWER = r"""
+import sys, time
+from django.core.cache import cache
+from django.contrib.auth import get_user_model
+from app.queueing.connections import redis_connection
+from app.services import impact_refresh as impact
+
+user = get_user_model().objects.create_user("ana", "ana@example.org", "pw-long-enough-1")
+cache.set("before", "kept", 600)
+first, again = impact.request_refresh(user.pk), impact.request_refresh(user.pk)
+cache._cache.get_client(write=True).wait(1, 5000)  # the replica has it all before the master dies
+redis_connection().wait(1, 5000)
+print("ready", first == again, flush=True)
+sys.stdin.readline()  # meanwhile the test kills the master and the replica is promoted
+deadline = time.monotonic() + 30
+while True:
+    try:
+        cache.set("after", "written", 600)
+        break
+    except Exception as exc:  # the pool's first try may meet the dead master's socket
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+before, after = cache.get("before"), cache.get("after")
+impact.clear_pending(user.pk)  # as the refresh job does when it starts
+third, fourth = impact.request_refresh(user.pk), impact.request_refresh(user.pk)
+marker = redis_connection().get(impact.PENDING_KEY.format(user_id=user.pk))
+print("after", before, after, third != first, third == fourth, marker is not None and marker.decode() == third, flush=True)
+"""
+
+
+def test_the_cache_and_the_coalescing_markers_follow_a_failover(tmp_path: Path):
+    require_redis_server()
+    master = RedisServer(tmp_path / "master", appendonly=True)
+    master.start()
+    replica = RedisServer(tmp_path / "replica", appendonly=True)
+    replica.start()
+    replica.client().replicaof("127.0.0.1", master.port)
+    sentinel = Sentinel(tmp_path / "sentinel", master.port)
+    env = stack_env(tmp_path, master.url, 2, REDIS_SENTINELS=f"127.0.0.1:{sentinel.port}", REDIS_SENTINEL_MASTER=MASTER)
+    process = None
+    try:
+        deadline = time.monotonic() + 10
+        while replica.client().info("replication").get("master_link_status") != "up" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        manage(env, "migrate", "--noinput")
+        # One long-lived process, as web is: its pools must follow the failover, not just new processes.
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "--no-imports", "-c", FOLLOWER], cwd=ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline().split() == ["ready", "True"], process.stderr.read() if process.poll() is not None else ""
+        assert master.client(1).keys("egoejo:*before"), "the cache is not on the master's cache DB"
+        master.kill()
+        killed_at = time.monotonic()
+        while time.monotonic() - killed_at < 30 and sentinel.master_port() != replica.port:
+            time.sleep(0.2)
+        assert sentinel.master_port() == replica.port, "the sentinel did not promote the replica"
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        out, err = process.communicate(timeout=60)
+        # The cache kept what it had (it was on the master that is now the replica) and writes
+        # again; a refresh requested after the failover is coalesced again (one marker, one job).
+        assert out.split() == ["after", "kept", "written", "True", "True", "True"], (out, err[-3000:])
+        assert replica.client(1).get("egoejo:1:after") is not None  # the cache's own DB, on the new master
+        assert "without coalescing" not in err, err[-3000:]
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
         sentinel.stop()
         replica.stop()
         master.stop()

@@ -1,7 +1,8 @@
 """Two worker hosts (network namespaces) on one Redis and one PostgreSQL; one is cut off mid-job.
 
 Its job is re-run by the other host within 60 s, with one effect (one mail at the SMTP server),
-and when the link comes back the cut-off worker commits no second effect.
+and when the link comes back the cut-off worker commits no second effect. With media on S3, an
+images host that cannot see the web host's disk processes an upload.
 """
 
 from __future__ import annotations
@@ -117,3 +118,90 @@ print(enqueue(emails.send_email, "cut@example.org", "Hi", "<p>x</p>"))
         forward.stop()
         redis_server.stop()
         remove_hosts(hosts)
+
+
+UPLOAD = """
+import io
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+from app.services import image_uploads as images
+from tests.factories import jpeg_bytes
+
+image = Image.open(io.BytesIO(jpeg_bytes((4000, 3000), orientation=6)))
+owner = get_user_model().objects.create_user("ana", "ana@example.org", "pw-long-enough-1")
+accepted = images.accept_upload(owner_id=owner.pk, upload=SimpleUploadedFile("portrait.jpg", jpeg_bytes((4000, 3000), orientation=6)))
+print(accepted.image.pk, accepted.image.original_path)
+"""
+
+
+def test_an_images_host_without_the_web_hosts_disk_processes_an_upload_from_s3(tmp_path: Path, database: str):
+    """Media on S3: the images worker runs on a host that reaches Redis, PostgreSQL and the object
+    store over its link, and sees an empty filesystem where the web host keeps its files."""
+    import io
+
+    from PIL import Image
+
+    from tests.s3 import S3Server
+
+    (host,) = make_hosts(1)
+    redis_server = RedisServer(tmp_path / "redis", extra_binds=(host.root_address,), password=uuid.uuid4().hex)
+    s3 = S3Server(host=host.root_address)  # the root namespace reaches this address too: one endpoint for all
+    pg_port = free_port()
+    forward = TcpForward([host.root_address], pg_port, ("127.0.0.1", 5432))
+    try:
+        redis_server.start()
+        s3.start()
+        forward.start()
+        bucket = s3.new_bucket()
+        web = stack_env(
+            tmp_path, redis_server.url, 2, DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}", LOG_LEVEL="INFO",
+            **s3.env(bucket),
+        )
+        manage(web, "migrate", "--noinput")
+        image_id, original = manage(web, "shell", "--no-imports", "-c", UPLOAD).stdout.split()[-2:]
+        assert original in s3.keys(bucket)
+
+        web_files = Path(web["EGOEJO_VAR_DIR"])
+        (web_files / "media").mkdir(parents=True, exist_ok=True)
+        (web_files / "media" / "web-only").write_text("the web host's disk")
+        images_host = {
+            **web,
+            "REDIS_URL": f"redis://:{redis_server.password}@{host.root_address}:{redis_server.port}",
+            "DATABASE_URL": f"postgres://postgres@{host.root_address}:{pg_port}/{database}",
+        }
+
+        def on_the_images_host(argv: list[str]) -> list[str]:
+            # Its own mount namespace, with an empty tmpfs where the web host keeps var/ (media included).
+            return host.command(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(web_files), *argv]
+            )
+
+        seen = subprocess.run(on_the_images_host(["ls", "-A", str(web_files)]), capture_output=True, text=True, timeout=30)
+        assert seen.returncode == 0 and seen.stdout.strip() == "", (seen.stdout, seen.stderr)
+
+        worker = subprocess.run(
+            on_the_images_host([sys.executable, "manage.py", "rqworker", "images", "--burst"]),
+            cwd=ROOT, env=images_host, capture_output=True, text=True, timeout=180,
+        )
+        assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+        with psycopg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{database}") as connection:
+            status, renditions = connection.execute(
+                "select status, renditions from egoejo_uploadedimage where id = %s", (int(image_id),)
+            ).fetchone()
+        assert status == "done", (status, worker.stdout[-3000:] + worker.stderr[-3000:])
+        objects = s3.keys(bucket)
+        expected = {"display": ((810, 1080), "JPEG"), "display_webp": ((810, 1080), "WEBP"), "thumbnail": ((240, 320), "JPEG")}
+        for name, (size, fmt) in expected.items():
+            rendered = Image.open(io.BytesIO(objects[renditions[name]["key"]]))
+            assert (rendered.format, rendered.size) == (fmt, size), name
+            assert not rendered.getexif(), name
+        assert sorted(objects) == sorted([original, *(entry["key"] for entry in renditions.values())])
+        assert [p.name for p in (web_files / "media").rglob("*") if p.is_file()] == ["web-only"]  # nothing local
+        print(f"images host without the web's disk: {len(objects) - 1} renditions written to S3 from {original}")
+    finally:
+        forward.stop()
+        s3.stop()
+        redis_server.stop()
+        remove_hosts([host])
