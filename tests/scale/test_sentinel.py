@@ -122,11 +122,11 @@ import sys, time
 from django.core.cache import cache
 from django.contrib.auth import get_user_model
 from app.queueing.connections import redis_connection
-from app.services import impact_refresh as impact
+from app.services import impact, impact_refresh
 
 user = get_user_model().objects.create_user("ana", "ana@example.org", "pw-long-enough-1")
 cache.set("before", "kept", 600)
-first, again = impact.request_refresh(user.pk), impact.request_refresh(user.pk)
+first, again = impact_refresh.request_refresh(user.pk), impact_refresh.request_refresh(user.pk)
 cache._cache.get_client(write=True).wait(1, 5000)  # the replica has it all before the master dies
 redis_connection().wait(1, 5000)
 print("ready", first == again, flush=True)
@@ -142,7 +142,7 @@ while True:
         time.sleep(0.2)
 before, after = cache.get("before"), cache.get("after")
 impact.clear_pending(user.pk)  # as the refresh job does when it starts
-third, fourth = impact.request_refresh(user.pk), impact.request_refresh(user.pk)
+third, fourth = impact_refresh.request_refresh(user.pk), impact_refresh.request_refresh(user.pk)
 marker = redis_connection().get(impact.PENDING_KEY.format(user_id=user.pk))
 print("after", before, after, third != first, third == fourth, marker is not None and marker.decode() == third, flush=True)
 """
