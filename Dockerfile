@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/egoejo
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+# The lock (scripts/lock): every transitive dependency pinned, each file's sha256 checked.
+RUN pip install --require-hashes --no-deps -r requirements.txt && pip check
 
 # Never root at run time: the app writes only to its media volume.
 RUN groupadd --system egoejo && useradd --system --gid egoejo --home /srv/egoejo egoejo \
@@ -20,4 +21,4 @@ RUN DJANGO_SECRET_KEY=build-only EMAIL_URL=console:// python manage.py collectst
 
 USER egoejo
 EXPOSE 8000
-CMD ["gunicorn", "app.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "app.wsgi"]

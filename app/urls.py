@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/projects/<int:project_id>/contributions/", projects.contribution_create, name="contribute"),
     path("api/impact/", impact.my_impact, name="impact"),
     path("api/jobs/<str:job_id>/", jobs.job_status, name="job-status"),
+    path("livez", health.livez, name="livez"),
     path("api/schema/", schema.openapi_schema, name="openapi-schema"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.prometheus_metrics, name="metrics"),

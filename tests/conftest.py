@@ -21,6 +21,7 @@ def redis_db_index() -> Iterator[int]:
     url = f"{redis_db.redis_url()}/{db}"
     settings.RQ_QUEUES.connection["URL"] = url
     settings.RQ_QUEUES_URL = url
+    settings.THROTTLE_REDIS_URL = url  # throttle counters too: flushed around each test
     yield db
     redis_db.release_db(db)
 

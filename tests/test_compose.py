@@ -105,6 +105,22 @@ def test_the_image_runs_as_a_non_root_user():
     assert "FROM python:3.11." in dockerfile
 
 
+def test_redis_accepts_the_previous_password_during_a_rotation_and_its_healthcheck_authenticates(tmp_path):
+    import uuid
+
+    import redis as redis_client
+
+    from tests.security.redis_acl import APP_USER, ENTRYPOINT, acl_redis_server, script_env
+
+    new, old = uuid.uuid4().hex, uuid.uuid4().hex
+    with acl_redis_server(tmp_path, new, REDIS_PASSWORD_PREVIOUS=old) as port:
+        for password in (new, old):
+            assert redis_client.Redis(port=port, username=APP_USER, password=password).ping()
+        check = ["sh", str(ENTRYPOINT), "healthcheck", "-p", str(port)]
+        assert subprocess.run(check, env=script_env(tmp_path, new), capture_output=True).returncode == 0
+        assert subprocess.run(check, env=script_env(tmp_path, "wrong"), capture_output=True).returncode != 0
+
+
 APP_SERVICES = ("migrate", "web", "worker-light", "worker-images", "scheduler", "dashboard")
 
 

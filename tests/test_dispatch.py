@@ -57,8 +57,8 @@ def test_a_real_request_pushes_its_job_after_the_response(client):
         data=json.dumps({"username": "lea", "email": "lea@example.org", "password": "a-long-pass-phrase-42"}),
         content_type="application/json",
     )
-    assert response.status_code == 201
-    assert queued("emails") == [response.json()["welcome_job_id"]]
+    assert response.status_code == 202
+    assert queued("emails") == [response.json()["job_id"]]
 
 
 def test_redis_away_at_the_end_of_the_request_loses_nothing(settings, redis_conn):

@@ -15,6 +15,15 @@ from app.queueing.workers import InProcessWorker
 
 pytestmark = pytest.mark.django_db
 
+OPERATOR_TOKEN = "health-token-for-tests-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def as_monitoring(client, settings):  # type: ignore[no-untyped-def]
+    """The report's details are for the metrics token's bearer (tests/security: anyone else gets the verdict)."""
+    settings.METRICS_TOKEN = OPERATOR_TOKEN
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {OPERATOR_TOKEN}"
+
 
 @pytest.fixture
 def live_stack(redis_conn):  # type: ignore[no-untyped-def]

@@ -94,6 +94,11 @@ def documented() -> set[tuple[str, str, int]]:
 @pytest.fixture
 def walker(redis_conn, settings) -> Iterator[Walker]:  # type: ignore[no-untyped-def]
     settings.METRICS_TOKEN = "metrics-token-0123456789"
+    # Small budgets and limits, so that the walk meets each 429 and the 413 (tests/security attacks them in earnest).
+    settings.THROTTLE_REGISTRATIONS_PER_ADDRESS = "1/hour"
+    settings.THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = "2/15minutes"
+    settings.THROTTLE_UPLOADS_PER_USER = "4/hour"
+    settings.IMAGE_UPLOAD_MAX_BYTES = 256 * 1024
     yield Walker()
 
 
@@ -114,18 +119,23 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
     assert w.call("post", "/api/auth/register/", body={"username": "", "email": "no", "password": "1"}, valid_request=False).status_code == 400
     assert w.call("post", "/api/auth/register/", body={"username": "ana"}, csrf=False, valid_request=False).status_code == 403
 
-    # Register (logs in), then the member's own operations
+    # Register, log in, then the member's own operations
     with django_capture_on_commit_callbacks(execute=True):
         registered = w.call(
             "post", "/api/auth/register/",
             body={"username": "ana", "email": "ana@example.org", "password": "a-long-pass-phrase-42", "first_name": "Ana"},
         )
-    assert registered.status_code == 201
+    assert registered.status_code == 202
+    again = {"username": "ana2", "email": "ana@example.org", "password": "a-long-pass-phrase-42"}
+    assert w.call("post", "/api/auth/register/", body=again).status_code == 429
+    for expected in (400, 400, 429):
+        assert w.call("post", "/api/auth/login/", body={"username": "ghost", "password": "wrong"}).status_code == expected
+    assert w.call("post", "/api/auth/login/", body={"username": "ana", "password": "a-long-pass-phrase-42"}).status_code == 200
     assert w.call("post", "/api/auth/logout/").status_code == 200
     assert w.call("post", "/api/auth/logout/", csrf=False, valid_request=False).status_code == 403
     assert w.call("post", "/api/auth/login/", body={"username": "ana", "password": "wrong"}).status_code == 400
     assert w.call("post", "/api/auth/login/", body={"username": "ana", "password": "a-long-pass-phrase-42"}).status_code == 200
-    assert w.call("get", f"/api/jobs/{registered.json()['welcome_job_id']}/").status_code == 200
+    assert w.call("get", f"/api/jobs/{registered.json()['job_id']}/").status_code == 200
     assert w.call("get", "/api/jobs/not-a-job/").status_code == 404
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -144,6 +154,10 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
     junk.name = "junk.jpg"
     assert w.call("post", "/api/images/", body={"image": junk}).status_code == 400
     assert w.call("post", "/api/images/", body={"image": photo}, csrf=False).status_code == 403
+    oversized = io.BytesIO(b"\xff" * (300 * 1024))
+    oversized.name = "big.jpg"
+    assert w.call("post", "/api/images/", body={"image": oversized}).status_code == 413
+    assert w.call("post", "/api/images/", body={"image": photo}).status_code == 429
     assert w.call("get", f"/api/images/{uploaded.json()['id']}/").status_code == 200
     assert w.call("get", "/api/images/999999/").status_code == 404
     InProcessWorker([django_rq.get_queue("images")], connection=redis_conn).work(burst=True, with_scheduler=False)
@@ -154,6 +168,7 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
 
     # Operations
     assert w.call("get", "/api/schema/").status_code == 200
+    assert w.call("get", "/livez").status_code == 200
     assert w.call("get", "/healthz").status_code == 503  # no worker, no scheduler yet
     workers = [InProcessWorker([django_rq.get_queue(name)], connection=redis_conn) for name in ("emails", "images", "metrics")]
     for worker in workers:

@@ -63,6 +63,16 @@ def test_development_starts_with_defaults():
     assert result.returncode == 0, result.stderr
 
 
+def test_production_starts_with_strong_secrets():
+    """The counterpart of tests/security's refusals of placeholder and short secrets."""
+    strong = "Q1w2E3r4T5y6U7i8O9p0-a1S2d3F4g5H6j7K8l9"
+    result = _check({
+        "DJANGO_SECRET_KEY": strong, "EMAIL_URL": "console://", "METRICS_TOKEN": strong, "RQ_API_TOKEN": strong,
+        "RQ_DASHBOARD_PASSWORD": strong, "REDIS_URL": f"redis://egoejo:{strong}@127.0.0.1:6379",
+    })
+    assert result.returncode == 0, result.stderr
+
+
 def test_s3_media_needs_a_bucket_and_an_unknown_storage_is_refused():
     result = _check({"DJANGO_DEBUG": "1", "MEDIA_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": ""})
     assert result.returncode != 0 and "AWS_STORAGE_BUCKET_NAME" in result.stderr

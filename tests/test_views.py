@@ -6,6 +6,7 @@ import json
 
 import django_rq
 import pytest
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from app.queueing.models import BackgroundJob
@@ -29,15 +30,15 @@ def test_register_enqueues_one_welcome_mail_after_commit(client, django_capture_
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = post_json(client, "/api/auth/register/", REGISTRATION)
         assert queued("emails") == []  # nothing reaches Redis before the commit
-    assert response.status_code == 201
+    assert response.status_code == 202
     for callback in callbacks:
         callback()
-    job_id = response.json()["welcome_job_id"]
+    job_id = response.json()["job_id"]
     assert queued("emails") == [job_id]
     assert queued("images") == [] and queued("metrics") == []
     job = django_rq.get_queue("emails").fetch_job(job_id)
     assert job.func_name == "app.jobs.emails.send_welcome_email"
-    assert job.args == [response.json()["id"]]  # an id, never a model instance
+    assert job.args == [User.objects.get(username="nora").pk]  # an id, never a model instance
     assert job.retries_left and job.retry_intervals[0] < job.retry_intervals[-1]  # exponential backoff
 
 
@@ -70,7 +71,7 @@ def test_register_requires_csrf_token():
     response = strict.post(
         "/api/auth/register/", data=json.dumps(REGISTRATION), content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
-    assert response.status_code == 201
+    assert response.status_code == 202
 
 
 def test_image_upload_enqueues_processing(client, django_capture_on_commit_callbacks):
@@ -112,12 +113,13 @@ def test_impact_enqueues_a_refresh_when_stale(client, django_capture_on_commit_c
 def test_job_status_only_for_its_owner(client, django_capture_on_commit_callbacks, run_worker):
     with django_capture_on_commit_callbacks(execute=True):
         response = post_json(client, "/api/auth/register/", REGISTRATION)
-    job_id = response.json()["welcome_job_id"]
+    job_id = response.json()["job_id"]
+    client.force_login(User.objects.get(username="nora"))  # registering opens no session
     assert client.get(f"/api/jobs/{job_id}/").json()["status"] == "queued"
     run_worker("emails")
     status = client.get(f"/api/jobs/{job_id}/").json()
     assert status["status"] == "finished"
-    assert status["result"]["user_id"] == response.json()["id"] and status["result"]["sent"] is True
+    assert status["result"]["user_id"] == User.objects.get(username="nora").pk and status["result"]["sent"] is True
 
     client.force_login(make_user("mallory"))
     assert client.get(f"/api/jobs/{job_id}/").status_code == 404
@@ -128,6 +130,7 @@ def test_job_status_only_for_its_owner(client, django_capture_on_commit_callback
 
 def test_job_status_survives_redis_losing_the_job(client, django_capture_on_commit_callbacks, redis_conn):
     with django_capture_on_commit_callbacks(execute=True):
-        job_id = post_json(client, "/api/auth/register/", REGISTRATION).json()["welcome_job_id"]
+        job_id = post_json(client, "/api/auth/register/", REGISTRATION).json()["job_id"]
+    client.force_login(User.objects.get(username="nora"))
     redis_conn.flushdb()
     assert client.get(f"/api/jobs/{job_id}/").json()["status"] == "pending"

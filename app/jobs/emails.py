@@ -43,6 +43,28 @@ def send_welcome_email(user_id: int) -> dict[str, Any]:
     return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
 
 
+@job(emails, owner="user_id")
+def send_account_exists_email(user_id: int) -> dict[str, Any]:
+    """Someone tried to register with this member's address: tell the member, not the registrant."""
+    user = mail.active_user(user_id)
+    if user is None:
+        logger.info("account notice skipped: no active user %s", user_id)
+        return {"user_id": user_id, "sent": False}
+    job_id = _job_id()
+    message = mail.templated_message("account_exists", user, job_id)
+    sent = mail.send_once(message, job_id)
+    return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
+
+
+@job(emails)
+def send_username_taken_email(to_email: str, language: str) -> dict[str, Any]:
+    """A registration from this address chose a taken username: tell the address, nothing more."""
+    job_id = _job_id()
+    message = mail.address_message("username_taken", to_email, job_id, language)
+    sent = mail.send_once(message, job_id)
+    return {"to": to_email, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
+
+
 @job(emails)
 def send_bulk_email(template: str, user_ids: list[int]) -> dict[str, Any]:
     """One batch of a fan-out, over one SMTP connection; bad recipients are reported, not fatal."""

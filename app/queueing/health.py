@@ -96,3 +96,17 @@ def queue_checks(redis: Redis) -> dict[str, dict[str, Any]]:
             check.update(ok=False, reason=f"oldest job on '{name}' has waited {age:.0f} s (limit {max_age} s)")
         checks[f"queue:{name}"] = check
     return checks
+
+
+def check_liveness() -> bool:
+    """The web container's own check: this process answers and reaches its database.
+
+    Nothing about workers, the scheduler or Redis: their outage must not take the API out of
+    the load balancer (the outbox keeps the jobs until they are back).
+    """
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return False
+    return True

@@ -293,4 +293,8 @@ def classify_failure(job: Job, exc_type: type[BaseException], exc_value: BaseExc
         "giving up" if final else f"retrying, {job.retries_left} left",
         extra={"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt, "final": final},
     )
+    if final:  # reported once, when nobody will retry it (app/observability.py)
+        from app.observability import report_job_failure
+
+        report_job_failure(job, exc_value, traceback)
     return True  # let RQ's own handlers (failed registry) run too

@@ -42,7 +42,7 @@ from app.queueing import PermanentJobError
 
 logger = logging.getLogger(__name__)
 
-TEMPLATES = ("welcome", "announcement")
+TEMPLATES = ("welcome", "announcement", "account_exists", "username_taken")
 _TAG = re.compile(r"<[^>]+>")
 _BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr)>|<br\s*/?>", re.IGNORECASE)
 
@@ -273,11 +273,15 @@ class Rendered:
     text: str
 
 
-def render(template: str, user: Any, language: str) -> Rendered:
+def render(template: str, user: Any | None, language: str) -> Rendered:
+    """Subjects are fixed text per template (tests/security checks that no template puts a variable
+    other than site_name there): what a member typed never reaches a Subject header."""
     if template not in TEMPLATES:
         raise PermanentJobError(f"unknown mail template {template!r}")
     with translation.override(language):
-        context = {"name": user.first_name or user.get_username(), "site_name": "EGOEJO"}
+        context = {"site_name": "EGOEJO"}
+        if user is not None:
+            context.update(name=user.first_name or user.get_username(), username=user.get_username())
         return Rendered(
             subject=render_to_string(f"emails/{language}/{template}_subject.txt", context).strip(),
             html=render_to_string(f"emails/{language}/{template}.html", context),
@@ -288,6 +292,13 @@ def render(template: str, user: Any, language: str) -> Rendered:
 def templated_message(template: str, user: Any, job_id: str, language: str | None = None) -> EmailMultiAlternatives:
     rendered = render(template, user, language or language_of(user.pk))
     return build_message(user.email, rendered.subject, rendered.html, rendered.text, message_id_for(job_id, user.email))
+
+
+def address_message(template: str, to_email: str, job_id: str, language: str) -> EmailMultiAlternatives:
+    """A templated mail to an address that is no member's (yet): no personal context at all."""
+    available = {code for code, _ in settings.LANGUAGES}
+    rendered = render(template, None, language if language in available else settings.LANGUAGE_CODE)
+    return build_message(to_email, rendered.subject, rendered.html, rendered.text, message_id_for(job_id, to_email))
 
 
 def active_user(user_id: int) -> Any | None:

@@ -8,6 +8,7 @@ mail costs here; the database and the SMTP session stay with the job's own threa
 
 from __future__ import annotations
 
+import logging
 import smtplib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,8 @@ from django.core.mail import EmailMultiAlternatives
 from app.queueing import PermanentJobError
 
 from . import mail
+
+logger = logging.getLogger(__name__)
 
 # How far the preparing thread may run ahead of the sending one.
 PREPARE_AHEAD = 8
@@ -62,11 +65,16 @@ def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
     mail.connection()  # one liveness check (NOOP) for the batch, not one per mail
 
     def prepare(user: Any) -> _Prepared:
+        # Whatever one member's row holds (a header-breaking value, a template error), it is that
+        # member's failure, reported; the batch goes on for everyone after it.
         try:
             message = mail.templated_message(template, user, job_id, languages[user.pk])
+            return _Prepared(user.email, message, mail.mime_bytes(message))
         except PermanentJobError as exc:
             return _Prepared(user.email, error=str(exc))
-        return _Prepared(user.email, message, mail.mime_bytes(message))
+        except Exception as exc:  # noqa: BLE001 - one bad row never aborts the batch
+            logger.warning("bulk mail: member %s could not be composed: %r", user.pk, exc)
+            return _Prepared(user.email, error=f"could not compose: {type(exc).__name__}: {exc}")
 
     for prepared in _ahead(prepare, [users[user_id] for user_id in user_ids if user_id in users]):
         if prepared.error is not None or prepared.message is None:
@@ -81,6 +89,9 @@ def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
             code, reason = _refusal(exc)
             target = report.deferred if 400 <= code < 500 else report.failed
             target[prepared.address] = f"{code} {reason}"
+            continue
+        except ValueError as exc:  # an address or header Django refuses to put on the wire
+            report.failed[prepared.address] = f"could not send: {exc}"
             continue
         if sent:
             report.sent += 1

@@ -7,6 +7,7 @@ here (see .env.example); the rest of the code reads django.conf.settings.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -16,6 +17,7 @@ from app.queueing.connections import DeclaredQueues
 from .env import env_bool, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
 from .redis_layout import build_layout, parse_sentinels, sentinel_url
+from .secrets import refuse_weak_secret
 from .storage import storages_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -30,6 +32,8 @@ if _secret is None:
         raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for development).")
     _secret = "insecure-development-key-do-not-use-in-production"
 SECRET_KEY = _secret
+# Rotation: the previous key(s) here keep existing sessions and signed values valid meanwhile.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -97,6 +101,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# ModelBackend with failed passwords counted per account and client (API and admin logins alike).
+AUTHENTICATION_BACKENDS = ["app.services.throttling.ThrottledModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -151,7 +158,11 @@ if _sentinels:
         "SENTINELS": parse_sentinels(_sentinels),
         "MASTER_NAME": _master,
         "DB": REDIS_LAYOUT.queues_db,
+        # The data nodes' ACL user and password (REDIS_URL carries them without Sentinel), and
+        # the sentinels' own password when they require one (`requirepass` in sentinel.conf).
+        "USERNAME": env_optional("REDIS_USERNAME"),
         "PASSWORD": env_optional("REDIS_PASSWORD"),
+        "SENTINEL_KWARGS": {"password": env_optional("REDIS_SENTINEL_PASSWORD")} if env_optional("REDIS_SENTINEL_PASSWORD") else {},
         "SOCKET_TIMEOUT": 5,
         "CONNECTION_KWARGS": {"socket_connect_timeout": 2},
     }
@@ -206,6 +217,16 @@ IMPACT_STALE_AFTER_SECONDS = env_int("IMPACT_STALE_AFTER_SECONDS", 900)
 # /healthz turns 503 when a queue's oldest job has waited longer than this.
 HEALTH_MAX_QUEUE_AGE_SECONDS = env_int("HEALTH_MAX_QUEUE_AGE_SECONDS", 300)
 
+# --- Throttling (app/services/throttling.py): moving windows counted in the cache DB -------
+THROTTLE_REDIS_URL = env_str("THROTTLE_REDIS_URL", REDIS_LAYOUT.cache_url)
+# How many proxies of ours add to X-Forwarded-For (0: the client is REMOTE_ADDR, the header is ignored).
+THROTTLE_TRUSTED_PROXIES = env_int("THROTTLE_TRUSTED_PROXIES", 0)
+THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = env_str("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT", "5/15minutes")
+THROTTLE_LOGIN_FAILURES_PER_IP = env_str("THROTTLE_LOGIN_FAILURES_PER_IP", "20/15minutes")
+THROTTLE_REGISTRATIONS_PER_IP = env_str("THROTTLE_REGISTRATIONS_PER_IP", "10/hour")
+THROTTLE_REGISTRATIONS_PER_ADDRESS = env_str("THROTTLE_REGISTRATIONS_PER_ADDRESS", "3/hour")
+THROTTLE_UPLOADS_PER_USER = env_str("THROTTLE_UPLOADS_PER_USER", "30/hour")
+
 # --- Uploads ---------------------------------------------------------------------------
 IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000)
@@ -227,6 +248,25 @@ SESSION_COOKIE_SECURE = not DEBUG and env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Production refuses placeholder and short secrets (the example files' `change-me` included).
+if not DEBUG:
+    refuse_weak_secret("DJANGO_SECRET_KEY", SECRET_KEY, 32)
+    refuse_weak_secret("METRICS_TOKEN", METRICS_TOKEN, 24)
+    refuse_weak_secret("RQ_API_TOKEN", RQ_API_TOKEN, 24)
+    # Read by `manage.py rqdashboard` (app/dashboard); checked here so that every process refuses it.
+    refuse_weak_secret("RQ_DASHBOARD_PASSWORD", env_optional("RQ_DASHBOARD_PASSWORD"), 16)
+    refuse_weak_secret("the password in REDIS_URL", urlsplit(env_str("REDIS_URL", "redis://127.0.0.1:6379")).password, 16)
+    refuse_weak_secret("REDIS_PASSWORD", env_optional("REDIS_PASSWORD"), 16)
+
+# --- Error tracking (app/observability.py): on only with a DSN --------------------------
+SENTRY_DSN = env_optional("SENTRY_DSN")
+if SENTRY_DSN:
+    from app.observability import init_error_tracking
+
+    init_error_tracking(
+        SENTRY_DSN, environment=env_str("SENTRY_ENVIRONMENT", "production"), release=env_optional("SENTRY_RELEASE")
+    )
 
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

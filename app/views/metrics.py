@@ -12,7 +12,8 @@ from app.queueing.connections import redis_connection
 from app.queueing.monitoring import JobStatsCollector
 
 
-def _authorized(request: HttpRequest) -> bool:
+def operator_or_token(request: HttpRequest) -> bool:
+    """The metrics token's bearer (Authorization: Bearer <METRICS_TOKEN>) or a queue operator's session."""
     return token_matches(settings.METRICS_TOKEN, bearer_token(request)) or may_operate_queues(request.user)
 
 
@@ -20,7 +21,7 @@ def _authorized(request: HttpRequest) -> bool:
 @never_cache
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition: a bearer token (METRICS_TOKEN) or a queue operator's session."""
-    if not _authorized(request):
+    if not operator_or_token(request):
         response = HttpResponse(
             "Unauthorized: send 'Authorization: Bearer <METRICS_TOKEN>'.\n", status=401, content_type="text/plain; charset=utf-8"
         )

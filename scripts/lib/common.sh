@@ -17,7 +17,7 @@ find_python() {
   die "Python 3.11 is required (python3.11 not found)."
 }
 
-# ensure_venv REQUIREMENTS_FILE: create .venv and install the pinned requirements, again only when they change.
+# ensure_venv REQUIREMENTS_FILE: create .venv and install a hash-checked lock, again only when it changes.
 ensure_venv() {
   local requirements="$1"
   if [ ! -x "$PY" ]; then
@@ -30,7 +30,8 @@ ensure_venv() {
   digest="$(cat "$ROOT/requirements.txt" "$ROOT/$requirements" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     log "installing $requirements"
-    "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$requirements"
+    # The lock (scripts/lock): every package pinned, each file's hash checked.
+    "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$ROOT/$requirements"
     echo "$digest" > "$stamp"
   fi
 }

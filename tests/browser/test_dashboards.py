@@ -128,7 +128,9 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
             "POST", "/api/auth/register/",
             {"username": "mallory", "email": "mallory@example.org", "password": "a-long-pass-phrase-42", "first_name": PAYLOAD_NAME},
         )
-        assert status == 201, body
+        assert status == 202, body  # accepted, no session: registration tells nothing (tests/security)
+        status, body = api.request("POST", "/api/auth/login/", {"username": "mallory", "password": "a-long-pass-phrase-42"})
+        assert status == 200, body
         status, image = upload(api, PAYLOAD_FILE, jpeg_bytes((1200, 900))[:3000])  # truncated: fails in the worker
         assert status == 202, image
         deadline = time.monotonic() + 30

@@ -30,6 +30,7 @@ def stack_env(tmp_path: Path, redis_url: str, redis_db: int, **extra: str) -> di
         EGOEJO_VAR_DIR=str(tmp_path / "var"),
         REDIS_URL=redis_url,
         RQ_REDIS_DB=str(redis_db),
+        THROTTLE_REDIS_URL=f"{redis_url}/{redis_db}",  # counters flushed with the test's DB, not shared between runs
         EMAIL_URL="console://",
         PYTHONUNBUFFERED="1",
         QUEUEING_JOB_MODULES="tests.fixtures",
