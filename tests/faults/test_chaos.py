@@ -16,10 +16,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 SEEDS = (11, 12)
 JOBS = 24
-# Issue 15 item 1 (a job pushed twice runs twice: the reconciler's age on the web's clock, pushes
-# not conditional) is the queueing layer's to fix; until it lands the campaign still reports
-# these, and this test tolerates them alone. Empty this set when the conditional pushes land.
-TOLERATED_UNTIL_CONDITIONAL_PUSHES = {"job succeeded twice (ran twice)"}
+# Nothing is tolerated: conditional pushes, the worker's status check at dequeue and the lease
+# fence closed issue 15 item 1 (a job pushed twice ran twice). Kept as an explicit, empty set.
+TOLERATED_UNTIL_CONDITIONAL_PUSHES: set[str] = set()
 
 
 def _require(condition: bool, message: str) -> None:
