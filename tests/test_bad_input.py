@@ -60,3 +60,16 @@ def test_a_transient_error_is_retried_with_backoff(run_worker, django_capture_on
     assert queue.failed_job_registry.get_job_ids() == []
     stats = redis_conn.hgetall("egoejo:jobstats:app.jobs.emails.send_email")
     assert stats[b"retry"] == b"1" and b"failure" not in stats
+
+
+def test_a_permanent_failure_on_its_first_run_is_logged_as_attempt_1(run_worker, caplog, django_capture_on_commit_callbacks):
+    """The attempt number is read before the failure triage clears retries_left (it said attempt=6)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="app.queueing.workers")
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = enqueue(emails.send_email, "nobody@", "Hi", "<p>x</p>")
+    run_worker("emails")
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.queueing.workers" and job_id in r.getMessage()]
+    assert any("failed (permanent)" in line and "attempt=1 " in line for line in lines), lines
+    assert not any("attempt=6" in line for line in lines), lines
