@@ -63,7 +63,8 @@ def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path, pr
             time.sleep(0.5)
             stack.start_workers(2)
         sink.rcpt_delay = 0.0
-        deadline = last_kill + 60
+        # A generous bound, not a timing goal: the recovery time is printed (docs/reliability.md).
+        deadline = last_kill + 180
         def pending() -> int:
             return stack.query("select count(*) from egoejo_backgroundjob where state != 'finished'")[0][0]
         while time.monotonic() < deadline and pending():
@@ -82,7 +83,7 @@ def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path, pr
         renditions = Path(stack.env["EGOEJO_VAR_DIR"]) / "media" / "uploads" / "renditions"
         # One published set per original (killed runs' leftovers removed), no half-written file.
         assert sorted(p.name for p in renditions.glob("*/*/*")) == sorted(
-            name for _ in range(5) for name in ("display-1600x1200.jpg", "display-1600x1200.webp", "thumbnail-320x240.jpg")
+            name for _ in range(5) for name in ("display-1440x1080.jpg", "display-1440x1080.webp", "thumbnail-320x240.jpg")  # 1600x1200 fitted into 1920x1080
         )
         assert not list(renditions.glob("*/*/.*.tmp"))
     finally:
