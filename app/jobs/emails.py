@@ -30,30 +30,27 @@ def send_email(to_email: str, subject: str, html_content: str, text_content: str
     return {"to": to_email, "message_id": message.extra_headers["Message-ID"], "sent": sent}
 
 
-@job(emails, owner="user_id")
-def send_welcome_email(user_id: int) -> dict[str, Any]:
+def _mail_member(template: str, user_id: int) -> dict[str, Any]:
     user = mail.active_user(user_id)
     if user is None:
-        # Deleted or deactivated since registration: nothing to send, nothing to retry.
-        logger.info("welcome mail skipped: no active user %s", user_id)
+        # Deleted or deactivated since: nothing to send, nothing to retry.
+        logger.info("%s mail skipped: no active user %s", template, user_id)
         return {"user_id": user_id, "sent": False}
     job_id = _job_id()
-    message = mail.templated_message("welcome", user, job_id)
+    message = mail.templated_message(template, user, job_id)
     sent = mail.send_once(message, job_id)
     return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
+
+
+@job(emails, owner="user_id")
+def send_welcome_email(user_id: int) -> dict[str, Any]:
+    return _mail_member("welcome", user_id)
 
 
 @job(emails, owner="user_id")
 def send_account_exists_email(user_id: int) -> dict[str, Any]:
     """Someone tried to register with this member's address: tell the member, not the registrant."""
-    user = mail.active_user(user_id)
-    if user is None:
-        logger.info("account notice skipped: no active user %s", user_id)
-        return {"user_id": user_id, "sent": False}
-    job_id = _job_id()
-    message = mail.templated_message("account_exists", user, job_id)
-    sent = mail.send_once(message, job_id)
-    return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
+    return _mail_member("account_exists", user_id)
 
 
 @job(emails)
