@@ -28,7 +28,8 @@ def exec_calls(connection) -> int:  # type: ignore[no-untyped-def]
     return int(connection.info("commandstats").get("cmdstat_exec", {}).get("calls", 0))
 
 
-def test_jobs_committed_during_a_request_wait_for_its_end_then_go_together(redis_conn):
+def test_jobs_committed_during_a_request_wait_for_its_end_then_go_together(redis_conn, settings):
+    settings.QUEUEING_FAST_PATHS = True  # one MULTI/EXEC for the request's jobs: the fast path's batching (RQ's path pushes one by one)
     dispatch.on_request_started()
     try:
         with transaction.atomic():

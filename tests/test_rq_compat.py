@@ -137,7 +137,8 @@ def test_every_field_is_the_one_rqs_enqueue_many_writes(redis_conn):
         assert isinstance(job.created_at, datetime) and isinstance(job.enqueued_at, datetime)
 
 
-def test_only_the_per_call_fields_differ_within_a_batch(redis_conn):
+def test_only_the_per_call_fields_differ_within_a_batch(redis_conn, settings):
+    settings.QUEUEING_FAST_PATHS = True  # the template's property (RQ's path builds each job apart)
     ids = push(CALLS)
     hashes = [redis_conn.hgetall(f"rq:job:{job_id}") for job_id in ids]
     differing = {key.decode() for key in hashes[0] if len({h[key] for h in hashes}) > 1}
@@ -278,6 +279,7 @@ def test_rq_calls_exception_handlers_before_it_decides_on_a_retry(redis_conn):
 
 
 def test_the_gate_turns_fast_paths_off_on_another_rq_version(settings, monkeypatch, caplog):
+    settings.QUEUEING_FAST_PATHS = True
     assert rq.__version__ == rq_compat.VERIFIED_RQ_VERSION, "rq was upgraded: run this file, then move VERIFIED_RQ_VERSION"
     assert rq_compat.fast_paths()
     monkeypatch.setattr(rq_compat, "_why_off", "rq 9.9 is not the verified version")
