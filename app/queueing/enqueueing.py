@@ -82,10 +82,8 @@ def submit_many(spec: JobSpec, calls: Sequence[list[Any]], *, owner_id: int | No
 
 def _check_call(spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     """A call that cannot run is refused here, in the caller, not later in a worker."""
-    import inspect
-
     try:
-        inspect.signature(registry.declared_function(spec.path)).bind(*args, **kwargs)
+        registry.signature_of(registry.declared_function(spec.path)).bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{spec.path}: {exc}") from None
     try:
