@@ -17,18 +17,13 @@ class DeclaredQueues(Mapping[str, dict[str, Any]]):
     def __init__(self, connection: dict[str, Any]) -> None:
         self.connection = connection  # shared by every queue (tests repoint it)
 
-    def _config(self, name: str) -> dict[str, Any]:
-        from . import registry
-
-        timeout = registry.queues()[name].timeout if name in registry.queues() else None
-        return {**self.connection, "DEFAULT_TIMEOUT": timeout}
-
     def __getitem__(self, name: str) -> dict[str, Any]:
         from . import registry
 
-        if name != "default" and name not in registry.queues():
+        spec = registry.queue_declared(name)  # a lookup, not a copy of the registry: asked on every enqueue
+        if spec is None and name != "default":
             raise KeyError(name)
-        return self._config(name)
+        return {**self.connection, "DEFAULT_TIMEOUT": spec.timeout if spec is not None else None}
 
     def __iter__(self) -> Iterator[str]:
         from . import registry

@@ -63,14 +63,19 @@ class Sentinel:
         self.process.wait(timeout=10)
 
 
-def test_failover_loses_no_job(tmp_path: Path):
+def replicated_master(tmp_path: Path) -> tuple[RedisServer, RedisServer, Sentinel]:
+    """A master with AOF, its replica, and a sentinel watching them (both failover tests)."""
     require_redis_server()
     master = RedisServer(tmp_path / "master", appendonly=True)
     master.start()
     replica = RedisServer(tmp_path / "replica", appendonly=True)
     replica.start()
     replica.client().replicaof("127.0.0.1", master.port)
-    sentinel = Sentinel(tmp_path / "sentinel", master.port)
+    return master, replica, Sentinel(tmp_path / "sentinel", master.port)
+
+
+def test_failover_loses_no_job(tmp_path: Path):
+    master, replica, sentinel = replicated_master(tmp_path)
     sink = SmtpSink()
     sink.rcpt_delay = 0.02
     sink.start()
@@ -149,13 +154,7 @@ print("after", before, after, third != first, third == fourth, marker is not Non
 
 
 def test_the_cache_and_the_coalescing_markers_follow_a_failover(tmp_path: Path):
-    require_redis_server()
-    master = RedisServer(tmp_path / "master", appendonly=True)
-    master.start()
-    replica = RedisServer(tmp_path / "replica", appendonly=True)
-    replica.start()
-    replica.client().replicaof("127.0.0.1", master.port)
-    sentinel = Sentinel(tmp_path / "sentinel", master.port)
+    master, replica, sentinel = replicated_master(tmp_path)
     env = stack_env(tmp_path, master.url, 2, REDIS_SENTINELS=f"127.0.0.1:{sentinel.port}", REDIS_SENTINEL_MASTER=MASTER)
     process = None
     try:
