@@ -159,6 +159,31 @@ def test_a_second_push_of_a_job_redis_holds_writes_nothing(settings, redis_conn,
     assert redis_conn.lrange("rq:queue:metrics", 0, -1) == [job_id.encode() for job_id in ids]
 
 
+def test_a_template_kept_from_an_earlier_batch_gets_each_batchs_own_times(redis_conn, settings):
+    settings.QUEUEING_FAST_PATHS = True
+    first = push(CALLS[:1])
+    later = push(CALLS[:1], ids=[uuid.uuid4().hex])
+    before, after = (Job.fetch(i, connection=redis_conn, serializer=JSONSerializer) for i in (*first, *later))
+    assert after.enqueued_at > before.enqueued_at and after.created_at > before.created_at
+    assert after.created_at == after.enqueued_at  # created and enqueued in one step
+
+
+def test_a_server_that_lost_its_scripts_still_gets_every_push_once(redis_conn, settings):
+    """A restarted or failed-over Redis answers NOSCRIPT: the script is loaded again and only the
+    calls that were refused are sent again."""
+    settings.QUEUEING_FAST_PATHS = True
+    spec, other = registry.spec_for(ECHO), registry.spec_for("tests.fixtures.say_hello")
+    pushes = [dispatch.Push(spec, uuid.uuid4().hex, [n], {}, None) for n in range(3)]
+    pushes.insert(1, dispatch.Push(other, uuid.uuid4().hex, ["you"], {}, None))  # three batches, one pipeline
+    redis_conn.script_flush()
+    assert dispatch.send(pushes) == 4
+    assert redis_conn.script_exists(rq_compat._SCRIPT_SHA) == [True]
+    redis_conn.script_flush()
+    assert dispatch.send(pushes) == 0  # already there: nothing queued twice
+    queued = [m.decode() for q in ("metrics",) for m in redis_conn.lrange(f"rq:queue:{q}", 0, -1)]
+    assert sorted(queued) == sorted(p.job_id for p in pushes)
+
+
 def test_the_same_id_twice_in_a_batch_is_refused_and_nothing_is_written(redis_conn):
     spec = registry.spec_for(ECHO)
     job_id = uuid.uuid4().hex

@@ -16,12 +16,15 @@ class QueueingConfig(AppConfig):
         from django.core.signals import request_finished, request_started
         from django.utils.module_loading import autodiscover_modules
 
-        from . import dispatch
+        from . import dispatch, rq_compat
 
         # Each installed app declares its queues, jobs and schedules in its `jobs` module.
         autodiscover_modules("jobs")
         for module in getattr(settings, "QUEUEING_JOB_MODULES", ()):
             import_module(module)  # declarations outside an app's `jobs` module (tests' fixtures)
+        # RQ's serializer resolution and timestamp parsing sped up in every process (with the fast
+        # paths on): workers, and the web's `.delay()`, which builds a Job handle per call.
+        rq_compat.install_speedups()
         # Jobs enqueued while serving a request reach Redis once the response has gone.
         request_started.connect(dispatch.on_request_started, dispatch_uid="queueing-dispatch-start")
         request_finished.connect(dispatch.on_request_finished, dispatch_uid="queueing-dispatch-finish")

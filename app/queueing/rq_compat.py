@@ -22,6 +22,7 @@ The fast paths:
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib
 import json
 import logging
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import rq
 import rq.serializers
 import rq.utils
+from redis.exceptions import NoScriptError
 from rq.exceptions import DuplicateJobError
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
@@ -185,30 +187,54 @@ end
 return #pushed
 """
 _SCRIPT_CHUNK = 1000  # jobs per script call: a few ms of Redis time at most
-_script: Any = None  # one Script object: it is always called with the caller's pipeline as client
+_SCRIPT_SHA = hashlib.sha1(_PUSH_SCRIPT.encode()).hexdigest()
+# Per (queue, serializer, job spec): the job hash's fields that do not depend on the call, as RQ
+# builds them, with the positions of its two timestamps (set again for every batch).
+_templates: dict[tuple[str, Any, Any], tuple[list[Any], list[int]]] = {}
+_TIMESTAMP_FIELDS = ("created_at", "enqueued_at")
 
 
 def push_if_absent(connection: Redis, batches: Sequence[tuple[Queue, Sequence[Push]]]) -> int:
     """Push each batch (one function, one queue) unless Redis holds the job; returns how many were new."""
     fast = fast_paths()
     pushed = 0
-    scripted: list[tuple[Queue, Sequence[Push]]] = []
+    calls: list[tuple[list[str], list[Any]]] = []
     for queue, pushes in batches:
         _check_ids(pushes)
         if fast and queue.is_async and pushes[0].due_at is None:
-            scripted.append((queue, pushes))
+            for start in range(0, len(pushes), _SCRIPT_CHUNK):
+                calls.append(_script_call(queue, pushes[start : start + _SCRIPT_CHUNK]))
         else:
             pushed += sum(_push_with_rq(queue, push) for push in pushes)
-    if scripted:
-        global _script
-        script = _script
-        if script is None:
-            script = _script = connection.register_script(_PUSH_SCRIPT)
-        with connection.pipeline() as pipe:
-            for queue, pushes in scripted:
-                for start in range(0, len(pushes), _SCRIPT_CHUNK):
-                    _queue_batch(script, pipe, queue, pushes[start : start + _SCRIPT_CHUNK])
-            pushed += sum(pipe.execute())
+    if calls:
+        pushed += _run_scripts(connection, calls)
+    return pushed
+
+
+def _run_scripts(connection: Redis, calls: list[tuple[list[str], list[Any]]]) -> int:
+    """All script calls in one round trip, by their SHA: no SCRIPT EXISTS before each pipeline (as
+    redis-py's Script does) and no MULTI/EXEC (each call is atomic on its own; a push cut short
+    leaves pending rows, which the outbox sends). A server that lost its script cache (a restart,
+    a failover) answers NOSCRIPT: the script is loaded and those calls sent again, which is safe
+    because a call writes nothing for a job Redis already holds."""
+    pushed, todo = 0, calls
+    for attempt in (1, 2):
+        with connection.pipeline(transaction=False) as pipe:
+            for keys, args in todo:
+                pipe.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
+            answers = pipe.execute(raise_on_error=False)
+        missing = []
+        for call, answer in zip(todo, answers, strict=True):
+            if isinstance(answer, NoScriptError) and attempt == 1:
+                missing.append(call)
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                pushed += int(answer)
+        if not missing:
+            break
+        connection.script_load(_PUSH_SCRIPT)
+        todo = missing
     return pushed
 
 
@@ -237,32 +263,48 @@ def _push_with_rq(queue: Queue, push: Push) -> int:
     return 1
 
 
-def _queue_batch(script: Any, pipe: Any, queue: Queue, pushes: Sequence[Push]) -> None:
-    """Add one script call for `pushes` (one function, one queue) to `pipe`."""
-    first = pushes[0]
-    job = _build(queue, first)
+def _template(queue: Queue, push: Push) -> tuple[list[Any], list[int], str | None]:
+    """The call-independent fields of the hash RQ writes for `push`'s job, built by RQ once.
+
+    When it is built here, RQ has drawn `push`'s retry intervals: they are returned too, so the
+    call takes them rather than drawing again (the same draws as RQ's own path, in order)."""
+    key = (queue.name, queue.serializer, push.spec)
+    cached = _templates.get(key)
+    if cached is not None:
+        return cached[0], cached[1], None
+    job = _build(queue, push)
     queue._prepare_for_queue(job)  # origin, enqueued_at, timeout, status: what RQ sets before saving
     if job.ttl or job._dependency_ids or job.repeats_left is not None or job.rate_limit_key:
         # RQ would also expire keys, register dependencies, schedule repeats or take a rate-limit
         # slot for such a job; the template below would skip that.
-        raise ValueError(f"{first.spec.path}: a job with a ttl, dependencies, repeats or a rate limit needs RQ's own enqueue")
-    template = job.to_dict()
-    first_values = [template.pop(name, "") for name in PER_CALL_FIELDS]
-    retries = bool(first_values[2])
-    dumps = job.serializer.dumps
-    args: list[Any] = [Job.redis_job_namespace_prefix, len(template)]
-    for name, value in template.items():
-        args.extend((name, value))
-    args.extend((first.job_id, *first_values))
-    spec, path = first.spec, first.spec.path
-    for push in pushes[1:]:
-        args.extend((
-            push.job_id,
-            zlib.compress(dumps((path, None, push.args, push.kwargs))),
-            describe(path, push.args),
-            json.dumps(spec.retry_intervals()) if retries else "",
-        ))
-    script(keys=[queue.key, queue.redis_queues_keys], args=args, client=pipe)
+        raise ValueError(f"{push.spec.path}: a job with a ttl, dependencies, repeats or a rate limit needs RQ's own enqueue")
+    fields = job.to_dict()
+    drawn = [fields.pop(name, "") for name in PER_CALL_FIELDS][2]
+    pairs: list[Any] = []
+    for name, value in fields.items():
+        pairs.extend((name, value))
+    stamps = [index + 1 for index in range(0, len(pairs), 2) if pairs[index] in _TIMESTAMP_FIELDS]
+    _templates[key] = (pairs, stamps)
+    return pairs, stamps, str(drawn)
+
+
+def _script_call(queue: Queue, pushes: Sequence[Push]) -> tuple[list[str], list[Any]]:
+    """One script call that pushes `pushes` (one function, one queue): its keys and arguments."""
+    template, stamps, drawn = _template(queue, pushes[0])
+    pairs = list(template)
+    moment = utcformat(now())  # the jobs of a batch are created and enqueued together
+    for index in stamps:
+        pairs[index] = moment
+    args: list[Any] = [Job.redis_job_namespace_prefix, len(pairs) // 2, *pairs]
+    spec = pushes[0].spec
+    path, dumps, retries = spec.path, queue.serializer.dumps, spec.max_retries > 0
+    for push in pushes:
+        if drawn is not None:
+            intervals, drawn = drawn, None
+        else:
+            intervals = json.dumps(spec.retry_intervals()) if retries else ""
+        args.extend((push.job_id, zlib.compress(dumps((path, None, push.args, push.kwargs))), describe(path, push.args), intervals))
+    return [queue.key, queue.redis_queues_keys], args
 
 
 # -- worker bookkeeping -------------------------------------------------------------------------

@@ -46,7 +46,6 @@ else:
 
 logger = logging.getLogger(__name__)
 
-rq_compat.install_speedups()
 
 
 class ProjectWorkerMixin(_WorkerBase):
@@ -62,11 +61,11 @@ class ProjectWorkerMixin(_WorkerBase):
         if classify_failure not in handlers:
             handlers.insert(0, classify_failure)
         kwargs["exception_handlers"] = handlers
-        # RQ's maintenance (registry cleaning, and here the abandoned-job sweep) every 15 s
-        # instead of 10 minutes, and an idle worker looping every 20 s (worker_ttl - 15)
+        # RQ's maintenance (registry cleaning, and here the abandoned-job sweep) every 10 s
+        # instead of 10 minutes, and an idle worker looping every 10 s (worker_ttl - 15)
         # rather than blocking 7 minutes in one BLPOP, so it gets to run it.
-        kwargs.setdefault("maintenance_interval", 15)
-        kwargs["worker_ttl"] = min(int(kwargs.get("worker_ttl") or 35), 35)
+        kwargs.setdefault("maintenance_interval", 10)
+        kwargs["worker_ttl"] = min(int(kwargs.get("worker_ttl") or 25), 25)
         super().__init__(*args, **kwargs)
 
     def run_maintenance_tasks(self) -> None:

@@ -21,11 +21,13 @@ from typing import Any
 import psycopg
 import redis
 
+from app.queueing.liveness import LIVENESS_TTL
+
 from .stack import ChaosStack, alive, children, descendants, faketime_available
 
 logger = logging.getLogger(__name__)
 
-LEASE = 20  # the workers' liveness TTL (app/queueing/liveness.py LIVENESS_TTL)
+LEASE = LIVENESS_TTL  # the workers' lease
 STOP_SECONDS = LEASE + 6  # a SIGSTOP longer than the lease: the job is re-run elsewhere meanwhile
 SLOW_REQUEST_SECONDS = 15  # longer than the reconciler's MIN_AGE (10 s) plus a scheduler pass
 CLOCK_OFFSET = "-15s"  # the web host's clock behind the scheduler's by more than MIN_AGE

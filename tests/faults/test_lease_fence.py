@@ -55,4 +55,4 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
         time.sleep(8)  # the frozen copy had 4 s of work left: it would have written by now
         writers = {int(line) for line in marker.read_text().split()} if marker.exists() else set()
         assert not writers & set(frozen), (writers, frozen, logs(log_dir))  # a legitimate re-run may have written
-        assert "past its 20 s lease" in logs(log_dir)
+        assert f"past its {LIVENESS_TTL} s lease" in logs(log_dir)

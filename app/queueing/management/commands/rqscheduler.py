@@ -22,7 +22,7 @@ class Command(BaseCommand):
     help = "Run rq-scheduler: registers the recurring jobs (idempotently) and enqueues due jobs."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--interval", "-i", type=int, default=10, help="Seconds between two scheduling passes.")
+        parser.add_argument("--interval", "-i", type=int, default=5, help="Seconds between two scheduling passes.")
         parser.add_argument("--burst", action="store_true", help="One pass, then exit.")
         parser.add_argument("--register-only", action="store_true", help="Register the schedules and exit.")
 
