@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,10 +164,15 @@ def summary(results: list[SeedResult]) -> dict[str, Any]:
     violations: Counter[str] = Counter()
     apart: Counter[str] = Counter()
     worst = [r.report.figures.get("worst re-run after the fault, s") for r in results]
+    worst_by_fault: dict[str, float] = {}
+    reruns = 0
     for r in results:
         injected.update(r.fault_log.injected)
         violations.update(r.report.counts)
         apart.update(r.report.apart)
+        reruns += sum(1 for a in r.fault_log.abandoned if a.rerun_after is not None)
+        for kind, seconds in (r.report.figures.get("worst re-run by fault, s") or {}).items():
+            worst_by_fault[kind] = max(seconds, worst_by_fault.get(kind, 0.0))
     return {
         "seeds": len(results),
         "failing seeds": [r.seed for r in results if not r.ok],
@@ -172,7 +180,10 @@ def summary(results: list[SeedResult]) -> dict[str, Any]:
         "kinds never injected": sorted(set(faults.KINDS) - set(injected)),
         "violations": dict(sorted(violations.items())),
         "uncertain window (apart)": dict(apart),
+        "jobs re-run after their worker died": reruns,
         "worst re-run, s": max((w for w in worst if w is not None), default=None),
+        "worst re-run by fault, s": dict(sorted(worst_by_fault.items())),
+        "seconds": round(sum(r.seconds for r in results)),
         "replay": [r.replay() for r in results if not r.ok],
     }
 
@@ -184,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=100, help="outbox rows of load per seed (about)")
     parser.add_argument("--keep", action="store_true", help="keep each seed's directory (logs, media, AOF)")
     parser.add_argument("--quick", action="store_true", help="one seed, 30 jobs")
+    parser.add_argument("--parallel", type=int, default=1, help="seeds run at once, each on its own stack (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if not pg_available():
@@ -196,10 +208,23 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(first, first + how_many))
     jobs = 30 if args.quick else args.jobs
     results = []
-    for seed in seeds:
-        result = run_seed(seed, jobs, keep=args.keep)
-        print_seed(result)
-        results.append(result)
+    if args.parallel > 1:
+        # Each seed has its own Redis, database, sink and ports: seeds do not share anything but
+        # the machine's cores (which slows recovery a little: the figures are worst cases).
+        with ProcessPoolExecutor(max_workers=args.parallel, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(run_seed, seed, jobs, None, None, None, args.keep) for seed in seeds]
+            for future in as_completed(futures):
+                result = future.result()
+                print_seed(result)
+                sys.stdout.flush()
+                results.append(result)
+        results.sort(key=lambda r: r.seed)
+    else:
+        for seed in seeds:
+            result = run_seed(seed, jobs, keep=args.keep)
+            print_seed(result)
+            sys.stdout.flush()
+            results.append(result)
     print("\n=== campaign summary")
     print(json.dumps(summary(results), indent=2))
     return 0 if all(r.ok for r in results) else 1
