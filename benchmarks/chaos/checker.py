@@ -10,6 +10,7 @@ at-most-once kind whose row is still `attempting`, follows the policy; anything 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,7 +24,7 @@ from .stack import ChaosStack
 
 WELCOME = "app.jobs.emails.send_welcome_email"
 BULK = "app.jobs.emails.send_bulk_email"
-RENDITIONS = ("fitted", "webp", "thumbnail")
+RENDITIONS = ("display", "display_webp", "thumbnail")  # the names clients get (app/services/images.py)
 
 
 @dataclass
@@ -122,20 +123,26 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
 
     # -- images -----------------------------------------------------------------------------
     media = Path(stack.env["EGOEJO_VAR_DIR"]) / "media"
-    images = sql("SELECT original_path, status, job_id FROM egoejo_uploadedimage")
+    images = sql("SELECT original_path, status, job_id, renditions FROM egoejo_uploadedimage")
     stems = set()
-    for original, status, job_id in images:
+    for original, status, job_id, published in images:
         stem = Path(original).stem
         stems.add(stem)
-        files = sorted(p.name.split("-")[0] for p in (media / "uploads" / "renditions" / stem).glob("*") if not p.name.startswith("."))
+        published = json.loads(published) if isinstance(published, str) else (published or {})
+        # Each published rendition is a file under the image's one current version; no other
+        # version is left beside it (a superseded set is deleted once the new one is published).
+        present = {name for name, entry in published.items() if (media / entry.get("key", "?")).is_file()}
+        versions = [d.name for d in (media / "uploads" / "renditions" / stem).glob("*") if d.is_dir()]
         if job_id not in jobs:
             report.violation("image without its job", f"{original}")
-        elif files != sorted(RENDITIONS) or status != "done":
-            report.violation("lost image rendition", f"{original}: status {status}, files {files}, job {jobs[job_id][2]}")
+        elif status != "done" or present != set(RENDITIONS):
+            report.violation("lost image rendition", f"{original}: status {status}, published {sorted(present)}, job {jobs[job_id][2]}")
+        elif len(versions) != 1:
+            report.violation("superseded rendition set left behind", f"{original}: versions {versions}")
     for directory in (media / "uploads" / "renditions").glob("*"):
         if directory.name not in stems:
             report.violation("rendition of no committed upload", directory.name)
-    leftovers = list((media / "uploads" / "renditions").glob("*/.*.tmp"))
+    leftovers = list((media / "uploads" / "renditions").glob("**/.*.tmp"))
     if leftovers:
         report.violation("half-written file", ", ".join(p.name for p in leftovers[:5]))
     report.figures["images"] = len(images)

@@ -44,6 +44,8 @@ def test_short_campaign_keeps_every_invariant(seed: int, tmp_path: Path) -> None
     assert sum(result.fault_log.injected.values()) >= len(faults.KINDS) - 4, result.fault_log.skipped
     # The load went through: members registered, mails expected and checked.
     assert report.figures["mails expected"] > 0
+    requests = result.load_log.requests
+    assert requests["login 200"] > 0 and requests["contribute 201"] + requests["upload 202"] > 0, dict(requests)
     # The invariants: nothing lost, nothing twice (outside the documented uncertain window),
     # dashboards right, quiescence reached with no pending row and no queued/started job.
     assert result.quiescent_after is not None, report.figures.get("at quiescence")
