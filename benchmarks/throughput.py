@@ -96,6 +96,17 @@ def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
     def rq_pipeline(offset: int) -> None:
         enqueue_noops(queue, count)
 
+    from django_rq.connection_utils import get_redis_connection
+    from django_rq.queues import DjangoRQ
+
+    def stock_django_rq(offset: int) -> None:
+        # What django_rq.enqueue does without this project: get_queue builds a new Redis client
+        # (and pool, so a new TCP connection) per call, then RQ's enqueue; no outbox, no deferral.
+        config = settings.RQ_QUEUES["metrics"]
+        for index in range(offset, offset + count):
+            with transaction.atomic():
+                DjangoRQ("metrics", connection=get_redis_connection(config), serializer=queue.serializer).enqueue("benchmarks.jobs.noop", index)
+
     def project_one_by_one(offset: int) -> None:
         for index in range(offset, offset + count):
             with transaction.atomic():
@@ -120,6 +131,7 @@ def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
     paths = {
         "rq enqueue, one by one": rq_one_by_one,
         "rq enqueue_many, one pipeline": rq_pipeline,
+        "stock django-rq: django_rq.enqueue without this project, one by one": stock_django_rq,
         "project .delay() (outbox row + push), one by one": project_one_by_one,
         "django_rq.enqueue() (same path, via QUEUE_CLASS), one by one": django_rq_one_by_one,
         "project .delay_many() (bulk rows + one conditional push)": project_bulk,
