@@ -154,3 +154,31 @@ def test_a_run_overlapping_a_refused_one_keeps_its_record(smtp_sink, run_worker,
     )
     run_worker("emails")
     assert len(smtp_sink.messages) == 1
+
+
+def _run_due_retries(run_worker) -> None:  # type: ignore[no-untyped-def]
+    queue = django_rq.get_queue("emails")
+    for retry in queue.scheduled_job_registry.get_job_ids():
+        queue.scheduled_job_registry.remove(retry)
+        queue.enqueue_job(queue.fetch_job(retry))
+    run_worker("emails")
+
+
+def test_a_refusal_after_an_unfinished_attempt_keeps_the_unfinished_attempt(smtp_sink, run_worker, django_capture_on_commit_callbacks):
+    """Attempt 1 is kept by the server but its 250 never arrives (outcome unknown); attempt 2 is
+    refused at RCPT. The refusal says nothing about attempt 1: the row must stay `attempting`
+    (it was deleted, so attempt 3 started afresh and the second delivery looked like a first)."""
+    user = member("rosa")
+    smtp_sink.script_faults("drop_after_store", "421")
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = enqueue(emails.send_welcome_email, user.pk)
+    message_id = mail.message_id_for(job_id, user.email)
+    run_worker("emails")  # attempt 1: kept by the server, the connection dropped before the 250
+    assert SentMail.objects.get(message_id=message_id).state == SentMail.State.ATTEMPTING
+    _run_due_retries(run_worker)  # attempt 2: 421 at RCPT
+    row = SentMail.objects.get(message_id=message_id)  # not released: attempt 1 may have gone out
+    assert (row.state, row.attempts) == (SentMail.State.ATTEMPTING, 2)
+    _run_due_retries(run_worker)  # attempt 3: delivered again, at-least-once, the same Message-ID
+    assert [m["Message-ID"] for _, m in smtp_sink.messages] == [message_id, message_id]
+    row = SentMail.objects.get(message_id=message_id)
+    assert (row.state, row.attempts) == (SentMail.State.SENT, 3)

@@ -177,6 +177,7 @@ def send_once(
     message while this one is on the wire); over SMTP they are sent as they are.
     """
     message_id = message.extra_headers.get("Message-ID")
+    prior: str | None = None
     if message_id:
         prior = SentMail.claim(message_id, job_id, message.to[0], message.subject)
         if prior == SentMail.State.SENT:
@@ -193,8 +194,11 @@ def send_once(
         _deliver(connection(verify=verify_connection), message, data, progress)
     except BaseException as exc:
         definite = not progress.data_started or isinstance(exc, (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused))
-        if message_id and definite:
-            SentMail.release(message_id)  # refused, or never reached DATA: a retry may send it
+        if message_id and definite and prior is None:
+            # Refused, or never reached DATA: this attempt sent nothing, and its row goes, so a
+            # retry may send. A row an earlier attempt left `attempting` stays as it is: this
+            # refusal says nothing about whether that attempt's mail went out.
+            SentMail.release(message_id)
         if isinstance(exc, (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)):
             raise  # the server answered (4xx/5xx): the session itself is fine, keep it
         if isinstance(exc, OSError):  # includes SMTPServerDisconnected and socket errors
