@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from benchmarks.common import median, parse_args, print_table, private_redis_db, setup_django
@@ -121,29 +122,25 @@ def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
         with transaction.atomic():
             metrics.update_impact_dashboard_metrics.delay_many([[i] for i in range(offset, offset + count)])
 
-    def project_one_by_one_rq_paths(offset: int) -> None:
-        settings.QUEUEING_FAST_PATHS = False
-        try:
-            project_one_by_one(offset)
-        finally:
-            settings.QUEUEING_FAST_PATHS = True
+    def with_rq_paths(path: Callable[[int], None]) -> Callable[[int], None]:
+        def run(offset: int) -> None:
+            settings.QUEUEING_FAST_PATHS = False
+            try:
+                path(offset)
+            finally:
+                settings.QUEUEING_FAST_PATHS = True
 
-    def project_bulk_rq_paths(offset: int) -> None:
-        settings.QUEUEING_FAST_PATHS = False
-        try:
-            project_bulk(offset)
-        finally:
-            settings.QUEUEING_FAST_PATHS = True
+        return run
 
     paths = {
         "rq enqueue, one by one": rq_one_by_one,
         "rq enqueue_many, one pipeline": rq_pipeline,
         "stock django-rq: django_rq.enqueue without this project, one by one": stock_django_rq,
         "project .delay() (outbox row + push), one by one": project_one_by_one,
-        "project .delay(), RQ's own unique enqueue (fast paths off)": project_one_by_one_rq_paths,
+        "project .delay(), RQ's own unique enqueue (fast paths off)": with_rq_paths(project_one_by_one),
         "django_rq.enqueue() (same path, via QUEUE_CLASS), one by one": django_rq_one_by_one,
         "project .delay_many() (bulk rows + one conditional push)": project_bulk,
-        "project .delay_many(), RQ's own unique enqueue (fast paths off)": project_bulk_rq_paths,
+        "project .delay_many(), RQ's own unique enqueue (fast paths off)": with_rq_paths(project_bulk),
     }
     samples: dict[str, list[float]] = {name: [] for name in paths}
     offset = 0
