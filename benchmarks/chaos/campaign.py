@@ -119,6 +119,7 @@ def run_seed(seed: int, jobs: int, directory: Path | None = None, kinds: tuple[s
         quiet = wait_quiescent(stack, QUIESCENCE_TIMEOUT)
         injector.stop_watching()
         report = checker.check(stack, injector.log)
+        checker.check_rolled_back(stack, report, load_log.rolled_back)
         restarts = {name: len(proc.deaths) for name, proc in stack.processes.items()}
         for name, proc in stack.processes.items():
             if proc.orphans and name != "web":  # gunicorn's workers notice a dead master themselves, later
@@ -137,7 +138,8 @@ def print_seed(result: SeedResult) -> None:
     r = result.report
     print(f"\n=== seed {result.seed}: {result.jobs} jobs, {result.seconds:.0f} s, "
           f"{'OK' if result.ok else f'{len(r.violations)} VIOLATION(S)'}")
-    print(f"  load: {dict(sorted(result.load_log.requests.items()))}; bulk jobs {len(result.load_log.bulk_jobs)}")
+    print(f"  load: {dict(sorted(result.load_log.requests.items()))}; bulk jobs {len(result.load_log.bulk_jobs)}; "
+          f"jobs enqueued in rolled-back transactions {len(result.load_log.rolled_back)}")
     print(f"  faults injected: {dict(sorted(result.fault_log.injected.items()))}")
     if result.fault_log.skipped:
         print(f"  faults without a target then: {dict(sorted(result.fault_log.skipped.items()))}")

@@ -210,3 +210,24 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
                 report.violation("abandoned job never re-run", f"{a.job_id} after {a.kind}")
     report.figures["worst re-run by fault, s"] = {k: round(max(v), 1) for k, v in sorted(by_kind.items())}
     return report
+
+
+def check_rolled_back(stack: ChaosStack, report: Report, job_ids: list[str]) -> None:
+    """A job enqueued in a transaction that rolled back has no row, no job in Redis and no effect."""
+    report.figures["jobs enqueued in rolled-back transactions"] = len(job_ids)
+    if not job_ids:
+        return
+    rows = stack.sql("SELECT id FROM egoejo_backgroundjob WHERE id = ANY(%s)", [job_ids])
+    for (job_id,) in rows:
+        report.violation("row of a rolled-back job", job_id)
+    try:
+        client = stack.redis_client()
+        for job_id in job_ids:
+            if client.exists(f"rq:job:{job_id}"):
+                report.violation("rolled-back job pushed to Redis", job_id)
+    except redis.RedisError as exc:
+        report.violation("rolled-back jobs not checked in Redis", str(exc))
+    with stack.sink.lock:
+        ids = {str(message["Message-ID"]).strip("<>").split(".", 1)[0] for _, message in stack.sink.messages}
+    for job_id in set(job_ids) & ids:
+        report.violation("mail of a rolled-back job", job_id)

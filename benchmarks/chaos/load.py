@@ -96,6 +96,7 @@ class Client:
 class LoadLog:
     requests: Counter[str] = field(default_factory=Counter)  # "register 201", "upload 0", ...
     bulk_jobs: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)  # ids of jobs enqueued in transactions rolled back on purpose
 
 
 def setup_project(stack: ChaosStack) -> int:
@@ -123,6 +124,31 @@ def queue_bulk_mail(stack: ChaosStack) -> list[str]:
     return []
 
 
+_ROLLBACK = (
+    "import json\nimport django_rq\nfrom django.contrib.auth import get_user_model\nfrom django.db import transaction\n"
+    "from app.jobs.emails import send_welcome_email\nfrom app.jobs.metrics import update_impact_dashboard_metrics\n"
+    "ids = []\nuser_id = get_user_model().objects.order_by('pk').values_list('pk', flat=True).first()\n"
+    "try:\n"
+    "    with transaction.atomic():\n"
+    "        ids.append(send_welcome_email.delay(user_id).id)\n"
+    "        ids.append(django_rq.enqueue(update_impact_dashboard_metrics, user_id).id)\n"
+    "        raise RuntimeError('rolled back on purpose')\n"
+    "except RuntimeError:\n"
+    "    pass\n"
+    "print(json.dumps(ids))\n"
+)
+
+
+def rolled_back_enqueues(stack: ChaosStack) -> list[str]:
+    """A welcome mail and a dashboard refresh enqueued (the project's idiom and django-rq's) in a
+    transaction that then rolls back: neither may run. Their ids go to the checker."""
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", _ROLLBACK], cwd=ROOT, env=stack.env,
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        return []  # the database or Redis was mid-fault: nothing was enqueued
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
 def run_load(stack: ChaosStack, seed: int, jobs: int, project_id: int, duration: float, clients: int = 3) -> LoadLog:
     """About `jobs` outbox rows over `duration` seconds: half registrations, a third contributions,
     the rest uploads, and one bulk mail half-way."""
@@ -136,6 +162,7 @@ def run_load(stack: ChaosStack, seed: int, jobs: int, project_id: int, duration:
     started = time.monotonic()
     pace = duration / max(1, len(plan))
     bulk_at = len(plan) // 2
+    rollback_at = {len(plan) // 4, len(plan) * 3 // 4}
 
     def note(what: str) -> None:
         with lock:
@@ -151,6 +178,10 @@ def run_load(stack: ChaosStack, seed: int, jobs: int, project_id: int, duration:
             if position == bulk_at:
                 with lock:
                     log.bulk_jobs.extend(queue_bulk_mail(stack))
+            if position in rollback_at:
+                ids = rolled_back_enqueues(stack)
+                with lock:
+                    log.rolled_back.extend(ids)
             if action != "register" and not members:
                 action = "register"
             if action == "register":
