@@ -45,6 +45,7 @@ _PR_SET_PDEATHSIG = 1
 
 class LivenessMixin(_WorkerBase):
     _liveness_stop: threading.Event | None = None
+    fenced_job_id: str | None = None  # the job whose horse the fence killed
 
     # -- liveness ---------------------------------------------------------------------------
 
@@ -74,6 +75,8 @@ class LivenessMixin(_WorkerBase):
         logger.error("worker %s was silent %.0f s, past its %d s lease: its job runs elsewhere now; stopping this copy",
                      self.name, silent_for, LIVENESS_TTL)
         if horse_pid:
+            # The horse's death is then no failure of the job: the worker hands it back (workers.py).
+            self.fenced_job_id = getattr(self, "running_job_id", None)
             try:
                 os.kill(horse_pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -141,6 +144,8 @@ class LivenessMixin(_WorkerBase):
         # and run again elsewhere, so a work-horse still running it must not go on: stop it.
         horse_pid = getattr(self, "horse_pid", 0)  # forking workers only
         if horse_pid:
+            # The horse's death is then no failure of the job: the worker hands it back (workers.py).
+            self.fenced_job_id = getattr(self, "running_job_id", None)
             try:
                 os.kill(horse_pid, signal.SIGKILL)
                 os.waitpid(horse_pid, 0)

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from typing import cast
 
 from redis import Redis
-from rq.job import JobStatus
+from rq import Queue
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -88,33 +89,49 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                     continue
                 if job.worker_name and connection.exists(rq_compat.worker_key(job.worker_name)):
                     continue  # its worker is alive and working on it
-                if not connection.zrem(started_key, entry):
-                    continue  # another sweep got there first: it requeues, not us
-                abandons = int(job.meta.get("abandoned", 0)) + 1
-                job.meta["abandoned"] = abandons
-                job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
-                if abandons > MAX_ABANDONS:
-                    reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
-                    with connection.pipeline() as pipe:
-                        job.set_status(JobStatus.FAILED, pipeline=pipe)
-                        FailedJobRegistry(name, connection=connection, serializer=JSONSerializer).add(
-                            job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe
-                        )
-                        pipe.execute()
-                    mark_ended(job.id, failed=True, reason=reason)
-                    logger.error("job %s failed: %s", job.id, reason)
-                    continue
-                rq_compat.requeue_at_front(queue, job)
-                connection.hincrby(ABANDONED_REQUEUES_KEY, name, 1)  # for the alert on requeues
-                logger.warning(
-                    "job %s (%s) was abandoned by dead worker %s: requeued (%d/%d)",
-                    job.id, job.func_name, job.worker_name, abandons, MAX_ABANDONS,
-                )
-                recovered.append(job.id)
+                if _take_back(connection, queue, job, entry, "was abandoned by dead worker"):
+                    recovered.append(job.id)
         for name in queue_names:
             if name in declared:
                 recovered.extend(_requeue_stuck_in_intermediate(connection, name))
     return recovered
+
+
+def give_back(connection: Redis, queue: Queue, job: Job) -> bool:
+    """A worker whose lease lapsed while it ran `job` (it was frozen) and that stopped its copy
+    hands the job back: requeued at the front, as a sweep would, unless a sweep already did.
+    Not a failure of the job: no retry is spent, no backoff waited."""
+    started_key = rq_compat.started_key(queue.name)
+    entries = [raw.decode() for raw in cast("list[bytes]", connection.zrange(started_key, 0, -1))]
+    for entry in entries:
+        if rq_compat.started_entry_job_id(entry) == job.id:
+            return _take_back(connection, queue, job, entry, "was stopped on its worker past the lease")
+    return False  # a sweep requeued it already
+
+
+def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) -> bool:
+    """Requeue a started job at the front of its queue, or fail it after MAX_ABANDONS; only the
+    caller whose ZREM removed the registry entry acts (another sweep got there first otherwise)."""
+    if not connection.zrem(rq_compat.started_key(queue.name), entry):
+        return False
+    abandons = int(job.meta.get("abandoned", 0)) + 1
+    job.meta["abandoned"] = abandons
+    job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+    if abandons > MAX_ABANDONS:
+        reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
+        with connection.pipeline() as pipe:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            FailedJobRegistry(queue.name, connection=connection, serializer=JSONSerializer).add(
+                job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe
+            )
+            pipe.execute()
+        mark_ended(job.id, failed=True, reason=reason)
+        logger.error("job %s failed: %s", job.id, reason)
+        return False
+    rq_compat.requeue_at_front(queue, job)
+    connection.hincrby(ABANDONED_REQUEUES_KEY, queue.name, 1)  # for the alert on requeues
+    logger.warning("job %s (%s) %s %s: requeued (%d/%d)", job.id, job.func_name, why, job.worker_name, abandons, MAX_ABANDONS)
+    return True
 
 
 def _seen_twice(connection: Redis, detector: str, job_id: str) -> bool:

@@ -36,7 +36,7 @@ from .ends import mark_cancelled, mark_ended
 from .errors import PermanentJobError, TransientJobError
 from .jobclass import QueueingJob, refusal_of
 from .liveness import LIVENESS_TTL, LivenessMixin
-from .recovery import sweep
+from .recovery import give_back, sweep
 from .status import last_line
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class ProjectWorkerMixin(_WorkerBase):
     """What every worker of the project does around RQ's own work."""
 
     running_job_id: str | None = None
+    fenced_job_id: str | None = None  # set by the liveness fence (liveness.py)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # django-rq's rqworker always passes its --serializer default (pickle): override it.
@@ -92,6 +93,7 @@ class ProjectWorkerMixin(_WorkerBase):
             self._refuse(job, queue, refusal)
             return
         self.running_job_id = job.id  # read by the liveness thread's fence (liveness.py)
+        self.fenced_job_id = None  # a fence that fired after its job had ended concerns no later job
         try:
             super().execute_job(job, queue)
         finally:
@@ -130,6 +132,14 @@ class ProjectWorkerMixin(_WorkerBase):
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
     ) -> None:
+        if job.id == self.fenced_job_id:
+            # Our lease lapsed while we were frozen and the fence killed the horse: the job is not
+            # ours any more. Failing or retrying it here would spend a retry and wait its backoff
+            # (a minute, for images) while a sweep has requeued it or is about to.
+            self.fenced_job_id = None
+            if give_back(self.connection, queue, job):
+                logger.warning("job %s handed back to its queue after this worker's lease lapsed", job.id)
+            return
         # Every failure ends here, a work-horse's death included: close the row once RQ has decided.
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution)
         status = job.get_status(refresh=False)

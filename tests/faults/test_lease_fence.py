@@ -56,3 +56,11 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
         writers = {int(line) for line in marker.read_text().split()} if marker.exists() else set()
         assert not writers & set(frozen), (writers, frozen, logs(log_dir))  # a legitimate re-run may have written
         assert f"past its {LIVENESS_TTL} s lease" in logs(log_dir)
+        # The job is handed back, not failed: it runs again at once (no retry spent, no backoff
+        # waited — a minute for images before), once, and finishes.
+        deadline = time.monotonic() + 30
+        while job.get_status(refresh=True) != JobStatus.FINISHED and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert job.get_status() == JobStatus.FINISHED, (job.get_status(), logs(log_dir))
+        assert len(marker.read_text().split()) == 1, marker.read_text()
+        assert Queue("metrics", connection=redis_conn, serializer=JSONSerializer).failed_job_registry.count == 0
