@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import django_rq
 import pytest
 from django.db import transaction
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 
 from app.jobs import emails, images, metrics
@@ -222,3 +222,29 @@ def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
         assert held
         redis_conn.set(recovery.LOCK_KEY, "someone-else")  # ours expired; another sweep took it
     assert redis_conn.get(recovery.LOCK_KEY) == b"someone-else"
+
+
+def test_an_earlier_runs_entry_is_dropped_so_rqs_cleanup_never_retries_the_running_job(redis_conn):
+    """A job whose first worker died was requeued and runs again on a live worker. The dead run's
+    entry stays in the started registry; when it expired, RQ's own cleanup saw a STARTED job and
+    retried it while the new run went on (the campaign's "ran twice, 70 s apart"). The sweep
+    drops such an entry; the live run's own entry stays."""
+    from rq import Queue
+    from rq.registry import StartedJobRegistry
+
+    from app.queueing import recovery
+
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.say_hello", "x", retry=Retry(max=3))
+    redis_conn.lrem("rq:queue:metrics", 0, job.id)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = "live-worker"
+    job.save()
+    redis_conn.hset("rq:worker:live-worker", "state", "busy")  # alive
+    redis_conn.sadd("rq:worker:live-worker:executions", f"{job.id}:run2")
+    redis_conn.zadd("rq:wip:metrics", {f"{job.id}:run1": 1, f"{job.id}:run2": 9999999999})  # run1's expired
+    assert recovery.sweep(redis_conn, ["metrics"]) == []  # nothing to requeue: it is running
+    assert [m.decode() for m in redis_conn.zrange("rq:wip:metrics", 0, -1)] == [f"{job.id}:run2"]
+    StartedJobRegistry("metrics", connection=redis_conn, serializer=JSONSerializer).cleanup()  # RQ's own
+    assert job.get_status(refresh=True) == JobStatus.STARTED and job.retries_left == 3  # not retried
+    assert redis_conn.zcard("rq:scheduled:metrics") == 0 and redis_conn.llen("rq:queue:metrics") == 0

@@ -88,7 +88,15 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                             recovered.append(job_id)
                     continue
                 if job.worker_name and connection.exists(rq_compat.worker_key(job.worker_name)):
-                    continue  # its worker is alive and working on it
+                    if connection.sismember(rq_compat.worker_executions_key(job.worker_name), entry):
+                        continue  # its worker is alive and working on it
+                    # An earlier run's entry (its worker died; the job was requeued and runs again
+                    # on a live worker). Left there, RQ's own registry cleanup would treat it as an
+                    # abandoned run of a STARTED job once it expires, and retry the job while its
+                    # new run goes on: the same job twice.
+                    if connection.zrem(started_key, entry):
+                        logger.info("job %s: entry %s of an earlier run dropped (it runs on %s now)", job_id, entry, job.worker_name)
+                    continue
                 if _take_back(connection, queue, job, entry, "was abandoned by dead worker"):
                     recovered.append(job.id)
         for name in queue_names:

@@ -35,7 +35,7 @@ import rq.serializers
 import rq.utils
 from redis.exceptions import NoScriptError
 from rq.exceptions import DuplicateJobError
-from rq.executions import Execution
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE, Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus, validate_job_id
 from rq.rate_limit import release_slot
@@ -112,6 +112,11 @@ def failed_key(name: str) -> str:
 
 def worker_key(name: str) -> str:
     return f"rq:worker:{name}"
+
+
+def worker_executions_key(name: str) -> str:
+    """The set of a worker's running executions, members `<job id>:<execution id>` like the started registry's."""
+    return WORKER_EXECUTIONS_KEY_TEMPLATE.format(name)
 
 
 def workers_of_queue_key(name: str) -> str:
