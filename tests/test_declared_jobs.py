@@ -248,3 +248,30 @@ def test_an_earlier_runs_entry_is_dropped_so_rqs_cleanup_never_retries_the_runni
     StartedJobRegistry("metrics", connection=redis_conn, serializer=JSONSerializer).cleanup()  # RQ's own
     assert job.get_status(refresh=True) == JobStatus.STARTED and job.retries_left == 3  # not retried
     assert redis_conn.zcard("rq:scheduled:metrics") == 0 and redis_conn.llen("rq:queue:metrics") == 0
+
+
+@pytest.mark.parametrize("status", [JobStatus.FINISHED, JobStatus.QUEUED])
+def test_rqs_intermediate_cleanup_never_fails_or_retries_a_job(redis_conn, status):
+    """A horse killed before it took its id out of `<queue>:intermediate` leaves the id there. A
+    minute later RQ's own cleanup called handle_job_failure on the job whatever its status: a job
+    that had finished meanwhile was retried and ran again (the campaign's "ran twice, 70-90 s
+    apart"). Now a finished job is left alone, and one still waiting to start is requeued."""
+    import time as _time
+
+    from rq import Queue
+
+    from app.queueing.workers import ForkingWorker
+
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.say_hello", "x", retry=Retry(max=3))
+    redis_conn.lrem("rq:queue:metrics", 0, job.id)
+    job.set_status(status)
+    redis_conn.rpush("rq:queue:metrics:intermediate", job.id)
+    redis_conn.set(queue.intermediate_queue.get_first_seen_key(job.id), _time.time() - 120)  # seen 2 minutes ago
+    worker = ForkingWorker([queue], connection=redis_conn)
+    worker.clean_registries()
+    assert redis_conn.llen("rq:queue:metrics:intermediate") == 0  # the stale id is gone
+    assert redis_conn.zcard("rq:scheduled:metrics") == 0 and queue.failed_job_registry.count == 0  # not retried, not failed
+    job.refresh()
+    assert job.get_status() == status and job.retries_left == 3
+    assert redis_conn.lrange("rq:queue:metrics", 0, -1) == ([job.id.encode()] if status == JobStatus.QUEUED else [])

@@ -137,6 +137,16 @@ def requeue_at_front(queue: Queue, job: Job, pipeline: Any = None) -> None:
     queue._enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
+# What RQ 3.0's IntermediateQueue.cleanup passes to `worker.handle_job_failure` for an id it found
+# in `<queue>:intermediate` for over a minute, whatever the job's status (rq/intermediate_queue.py).
+_STUCK_IN_INTERMEDIATE = "Job was stuck in intermediate queue."
+
+
+def is_intermediate_cleanup(exc_string: str) -> bool:
+    """Whether a failure is RQ's intermediate-list cleanup rather than a failure of the job."""
+    return exc_string == _STUCK_IN_INTERMEDIATE
+
+
 def stop_requested(worker: Any) -> bool:
     return bool(worker._stop_requested)
 

@@ -140,6 +140,16 @@ class ProjectWorkerMixin(_WorkerBase):
             if give_back(self.connection, queue, job):
                 logger.warning("job %s handed back to its queue after this worker's lease lapsed", job.id)
             return
+        if rq_compat.is_intermediate_cleanup(exc_string):
+            # RQ's intermediate-list cleanup fails (and so retries) any job whose id it found left
+            # there for a minute, even one that finished since: a horse killed before it took the
+            # id out leaves it behind, and the job ran twice 70-90 s apart (the chaos campaign).
+            # A job still waiting to start goes back to the front of its queue; any other is left
+            # as it is. RQ removes the stale id itself.
+            if job.get_status(refresh=True) == JobStatus.QUEUED and self.connection.lpos(queue.key, job.id) is None:
+                rq_compat.requeue_at_front(queue, job)
+                logger.warning("job %s was stuck between dequeue and start: requeued", job.id)
+            return
         # Every failure ends here, a work-horse's death included: close the row once RQ has decided.
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution)
         status = job.get_status(refresh=False)
