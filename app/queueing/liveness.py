@@ -144,8 +144,6 @@ class LivenessMixin(_WorkerBase):
         # and run again elsewhere, so a work-horse still running it must not go on: stop it.
         horse_pid = getattr(self, "horse_pid", 0)  # forking workers only
         if horse_pid:
-            # The horse's death is then no failure of the job: the worker hands it back (workers.py).
-            self.fenced_job_id = getattr(self, "running_job_id", None)
             try:
                 os.kill(horse_pid, signal.SIGKILL)
                 os.waitpid(horse_pid, 0)

@@ -294,13 +294,16 @@ def _template(queue: Queue, push: Push) -> tuple[list[Any], list[int], str | Non
         # slot for such a job; the template below would skip that.
         raise ValueError(f"{push.spec.path}: a job with a ttl, dependencies, repeats or a rate limit needs RQ's own enqueue")
     fields = job.to_dict()
-    drawn = [fields.pop(name, "") for name in PER_CALL_FIELDS][2]
+    for name in PER_CALL_FIELDS:
+        if name != "retry_intervals":
+            fields.pop(name, None)
+    drawn = str(fields.pop("retry_intervals", ""))  # "" for a job without retries
     pairs: list[Any] = []
     for name, value in fields.items():
         pairs.extend((name, value))
     stamps = [index + 1 for index in range(0, len(pairs), 2) if pairs[index] in _TIMESTAMP_FIELDS]
     _templates[key] = (pairs, stamps)
-    return pairs, stamps, str(drawn)
+    return pairs, stamps, drawn
 
 
 def _script_call(queue: Queue, pushes: Sequence[Push]) -> tuple[list[str], list[Any]]:

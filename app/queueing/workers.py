@@ -47,7 +47,6 @@ else:
 logger = logging.getLogger(__name__)
 
 
-
 class ProjectWorkerMixin(_WorkerBase):
     """What every worker of the project does around RQ's own work."""
 
