@@ -8,6 +8,11 @@
 - Redis outages: where RQ's work loop logs "unhandled exception, quitting" and exits, the
   worker waits for Redis to answer again and resumes under a new name (its old registration,
   and any job it was running, then read as abandoned and are recovered like a crash).
+- Death seen on the same host: a worker records which process it is (kernel boot, pid
+  namespace, pid, start time). A sweep running in the same kernel and pid namespace reads that
+  process's state itself, so a worker killed there (the OOM killer, a crash, a killed pool) is
+  dead at once, not when its key expires. Elsewhere the key's TTL decides, as before: a process
+  in another container or on another host is never judged from here.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,6 +47,8 @@ logger = logging.getLogger(__name__)
 LIVENESS_TTL = 12  # seconds a dead worker's key outlives it
 LIVENESS_INTERVAL = 3  # seconds between two beats of the liveness thread
 _PR_SET_PDEATHSIG = 1
+# The field of RQ's worker hash that says which process the worker is (see process_identity).
+PROCESS_FIELD = "egoejo_process"
 
 
 class LivenessMixin(_WorkerBase):
@@ -92,6 +100,12 @@ class LivenessMixin(_WorkerBase):
     def _stop_liveness(self) -> None:
         if self._liveness_stop is not None:
             self._liveness_stop.set()
+
+    def register_birth(self) -> None:
+        super().register_birth()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+        identity = process_identity()
+        if identity is not None:
+            self.connection.hset(self.key, PROCESS_FIELD, identity)
 
     # -- orphaned horses ----------------------------------------------------------------------
 
@@ -156,7 +170,7 @@ class LivenessMixin(_WorkerBase):
 
 
 def wait_for_redis(connection: Any, should_stop: Callable[[], bool] = lambda: False) -> bool:
-    """Block until Redis answers (back-off 0.5 s → 5 s); False if `should_stop` said so first."""
+    """Block until Redis answers (a ping every 0.5 s, then every 1 s); False if `should_stop` said so first."""
     delay = 0.5
     while True:
         try:
@@ -166,4 +180,66 @@ def wait_for_redis(connection: Any, should_stop: Callable[[], bool] = lambda: Fa
             if should_stop():
                 return False
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            # Capped at 1 s: a ping a second per process costs Redis nothing, and every second
+            # waited past its return delays the jobs of every worker (a restart takes 3 s).
+            delay = min(delay * 2, 1.0)
+
+
+# -- death seen on the same host ------------------------------------------------------------
+
+_scopes: dict[int, str | None] = {}  # per process: a forked child has its own entry
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of `pid` from /proc; None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 (state) on
+    return fields[0], int(fields[19])  # field 22: starttime
+
+
+def _host_scope() -> str | None:
+    """The kernel boot and pid namespace this process lives in: where a pid names one process.
+    None where /proc cannot tell (not Linux, or a /proc of another pid namespace)."""
+    pid = os.getpid()
+    if pid not in _scopes:
+        try:
+            boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+            namespace = os.readlink("/proc/self/ns/pid")
+            own = int(Path("/proc/self/stat").read_text().split(maxsplit=1)[0]) == pid
+            _scopes[pid] = f"{boot}/{namespace}" if own else None
+        except (OSError, ValueError):
+            _scopes[pid] = None
+    return _scopes[pid]
+
+
+def process_identity(pid: int | None = None) -> str | None:
+    """Which process `pid` (default: this one) is, in a form a sweep on any host can read:
+    `<boot id>/<pid namespace>/<pid>/<start time>`; None where /proc cannot tell."""
+    pid = pid or os.getpid()
+    scope, stat = _host_scope(), _proc_stat(pid)
+    if scope is None or stat is None:
+        return None
+    return f"{scope}/{pid}/{stat[1]}"
+
+
+def gone_here(identity: str | None) -> bool:
+    """True only if `identity` names a process of this kernel boot and pid namespace that has
+    died: no such pid, a zombie, or a newer process under its pid. A process anywhere else, or
+    one that cannot be read, is not ours to judge (False). A stopped process (SIGSTOP, a frozen
+    cgroup) is alive: its lease, and the fence, decide."""
+    scope = _host_scope()
+    if not identity or scope is None:
+        return False
+    where, _, rest = identity.rpartition("/")  # rest: the start time
+    where, _, pid_text = where.rpartition("/")
+    if where != scope:
+        return False
+    try:
+        pid, started = int(pid_text), int(rest)
+    except ValueError:
+        return False
+    stat = _proc_stat(pid)
+    return stat is None or stat[0] in ("Z", "X") or stat[1] != started

@@ -1,7 +1,8 @@
 """Recover jobs whose worker died mid-job, or that fell between two of RQ's steps.
 
 - A job in a queue's started registry whose worker has no live key (liveness.py: the key of a
-  dead worker expires within LIVENESS_TTL) goes back to the front of its queue, once: only the
+  dead worker expires within LIVENESS_TTL), or whose worker's process is seen dead on this host
+  (liveness.gone_here), goes back to the front of its queue, once: only the
   sweep whose ZREM removed the entry requeues it. A job that keeps killing its workers (say, out
   of memory) fails with a readable reason after MAX_ABANDONS.
 - A job that says `queued` but sits in no queue list (a worker died between its pop and the
@@ -30,6 +31,7 @@ from . import registry, rq_compat
 from .connections import get_queue
 from .ends import mark_ended
 from .jobclass import QueueingJob
+from .liveness import PROCESS_FIELD, gone_here
 from .stats import ABANDONED_REQUEUES_KEY
 
 logger = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                             logger.warning("job %s was queued in no queue: requeued", job_id)
                             recovered.append(job_id)
                     continue
-                if job.worker_name and connection.exists(rq_compat.worker_key(job.worker_name)):
+                if job.worker_name and _worker_alive(connection, job.worker_name):
                     if connection.sismember(rq_compat.worker_executions_key(job.worker_name), entry):
                         continue  # its worker is alive and working on it
                     # An earlier run's entry (its worker died; the job was requeued and runs again
@@ -103,6 +105,17 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
             if name in declared:
                 recovered.extend(_requeue_stuck_in_intermediate(connection, name))
     return recovered
+
+
+def _worker_alive(connection: Redis, name: str) -> bool:
+    """A worker lives while its key does (liveness.py), unless its process ran in this kernel and
+    pid namespace and is gone: then it is dead now, not when its key expires."""
+    key = rq_compat.worker_key(name)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.exists(key)
+        pipe.hget(key, PROCESS_FIELD)
+        exists, identity = pipe.execute()
+    return bool(exists) and not gone_here(identity.decode() if identity else None)
 
 
 def give_back(connection: Redis, queue: Queue, job: Job) -> bool:

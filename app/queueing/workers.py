@@ -10,7 +10,7 @@
   died), a stop; an operator's delete or cancel closes it as cancelled.
 - `ForkingWorker` forks a work-horse per job (hostile input); `InProcessWorker` runs jobs itself
   with RQ's bookkeeping fast paths (rq_compat); `RecyclingWorker` is the latter, replaced by its
-  pool after N jobs or M MiB.
+  pool (`RecyclingWorkerPool`) after N jobs or M MiB.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.worker_pool import WorkerPool
 
 from . import rq_compat, stats
 from .ends import mark_cancelled, mark_ended
@@ -246,6 +247,21 @@ class RecyclingWorker(InProcessWorker):
             if self._jobs_done >= self.max_jobs or memory >= self.max_memory_mb:
                 logger.info("worker %s recycles after %d jobs at %.0f MiB", self.name, self._jobs_done, memory)
                 rq_compat.set_stop_requested(self, True)  # finish this job, leave; the pool starts a fresh process
+
+
+class RecyclingWorkerPool(WorkerPool):
+    """RQ's pool of RecyclingWorkers that hands a dead member's job back as soon as it reaps the
+    member (the OOM killer, a crash): the member's process is gone on this host, so the sweep
+    sees it dead at once (liveness.gone_here) instead of waiting for its key to expire."""
+
+    def handle_dead_worker(self, worker_data: Any) -> None:
+        super().handle_dead_worker(worker_data)
+        try:
+            recovered = sweep(self.connection, [queue.name for queue in self.queues])
+        except RedisError:
+            return  # Redis is away: the next sweep, anywhere, does it
+        if recovered:
+            logger.warning("pool member %s (pid %d) died mid-job; handed back: %s", worker_data.name, worker_data.pid, ", ".join(recovered))
 
 
 # -- failure triage -----------------------------------------------------------------------------

@@ -8,12 +8,11 @@ from django.core.management.base import BaseCommand
 from django_rq.utils import reset_db_connections
 from rq.logutils import setup_loghandlers
 from rq.serializers import JSONSerializer
-from rq.worker_pool import WorkerPool
 
 from app.queueing import process_tree
 from app.queueing.connections import get_queue
 from app.queueing.jobclass import QueueingJob
-from app.queueing.workers import RecyclingWorker
+from app.queueing.workers import RecyclingWorker, RecyclingWorkerPool
 
 
 class Command(BaseCommand):
@@ -33,7 +32,7 @@ class Command(BaseCommand):
         RecyclingWorker.max_jobs = options["max_jobs"]
         RecyclingWorker.max_memory_mb = float(options["max_memory"])
         queues = [get_queue(name) for name in options["queues"]]
-        pool = WorkerPool(
+        pool = RecyclingWorkerPool(
             queues=queues,
             connection=queues[0].connection,
             num_workers=options["workers"],

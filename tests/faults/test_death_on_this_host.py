@@ -1,0 +1,146 @@
+"""A worker whose process died on this host is dead at once, not when its key expires.
+
+The key's TTL (LIVENESS_TTL) is the only death notice a worker on another host or in another
+container gives. On the host where it ran, its process can be read: gone, a zombie, or its pid
+taken by a newer process. The sweep then hands its job back at once; a stopped process, or one
+of another kernel or pid namespace, is left to its lease as before (liveness.gone_here).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue, Worker
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from app.queueing import recovery, rq_compat
+from app.queueing.liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, process_identity
+from tests import redis_db
+from tests.e2e.processes import logs, manage, running, stack_env
+from tests.faults.test_lease_fence import children
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def test_gone_here_reads_the_process_itself():
+    child = _sleeper()
+    identity = process_identity(child.pid)
+    assert identity is not None and identity.endswith(f"/{child.pid}/{identity.rsplit('/', 1)[1]}")
+    try:
+        assert not gone_here(identity)  # running
+        os.kill(child.pid, signal.SIGSTOP)
+        assert not gone_here(identity)  # stopped (a frozen container): alive, its lease decides
+        os.kill(child.pid, signal.SIGCONT)
+        where, _, started = identity.rpartition("/")
+        assert gone_here(f"{where}/{int(started) + 1}")  # its pid now names a newer process
+        boot, rest = identity.split("/", 1)
+        assert not gone_here(f"00000000-0000-0000-0000-000000000000/{rest}")  # another kernel: not ours to judge
+        namespace, rest = rest.split("/", 1)
+        assert not gone_here(f"{boot}/pid:[1]/{rest}")  # another pid namespace (a container)
+        assert not gone_here(None) and not gone_here("garbage")
+        child.kill()
+        time.sleep(0.2)
+        assert gone_here(identity)  # a zombie: dead, though its parent has not reaped it yet
+    finally:
+        child.kill()
+        child.wait()
+    assert gone_here(identity)  # reaped: no such pid
+
+
+def _abandoned_by(connection: redis.Redis, worker: str, identity: str | None) -> Job:
+    """A started job whose worker `worker` still has a live key (as after a SIGKILL)."""
+    queue = Queue("metrics", connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.say_hello", "x")
+    connection.lrem(rq_compat.queue_key("metrics"), 0, job.id)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = worker
+    job.save()
+    connection.hset(rq_compat.worker_key(worker), mapping={"state": "busy", **({PROCESS_FIELD: identity} if identity else {})})
+    connection.expire(rq_compat.worker_key(worker), LIVENESS_TTL)
+    connection.sadd(rq_compat.worker_executions_key(worker), f"{job.id}:exec1")
+    connection.zadd(rq_compat.started_key("metrics"), {f"{job.id}:exec1": 9999999999})
+    return job
+
+
+@pytest.mark.parametrize("state", ["killed", "stopped", "other host", "no identity"])
+def test_the_sweep_hands_back_only_the_job_of_a_process_dead_here(redis_conn, state):
+    child = _sleeper()
+    identity = process_identity(child.pid)
+    assert identity is not None
+    if state == "other host":
+        identity = "00000000-0000-0000-0000-000000000000/" + identity.split("/", 1)[1]
+    job = _abandoned_by(redis_conn, "w1", None if state == "no identity" else identity)
+    try:
+        if state == "stopped":
+            os.kill(child.pid, signal.SIGSTOP)
+        else:
+            child.kill()
+            child.wait()
+        recovered = recovery.sweep(redis_conn, ["metrics"])
+    finally:
+        child.kill()
+        child.wait()
+    assert redis_conn.exists(rq_compat.worker_key("w1"))  # its key has not expired
+    if state == "killed":
+        assert recovered == [job.id]
+        assert job.get_status(refresh=True) == JobStatus.QUEUED
+        assert redis_conn.lrange(rq_compat.queue_key("metrics"), 0, -1) == [job.id.encode()]
+    else:  # not ours to judge: the key's TTL decides, as for any worker elsewhere
+        assert recovered == []
+        assert job.get_status(refresh=True) == JobStatus.STARTED
+
+
+def test_workers_record_which_process_they_are(tmp_path: Path, redis_db_index: int, redis_conn: redis.Redis):
+    env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index)
+    log_dir = tmp_path / "logs"
+    with running(env, ["manage.py", "rqworker", "metrics"], ["manage.py", "rqpool", "metrics", "--workers", "1"], log_dir=log_dir) as procs:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            fields = [redis_conn.hmget(worker.key, "pid", PROCESS_FIELD) for worker in Worker.all(connection=redis_conn)]
+            recorded = {int(pid): identity for pid, identity in fields if identity}
+            if len(recorded) == 2:
+                break
+            time.sleep(0.2)
+        pool_member = children(procs[1].pid)
+        assert set(recorded) == {procs[0].pid, *pool_member}, (recorded, logs(log_dir))
+        assert all(identity.decode() == process_identity(pid) for pid, identity in recorded.items())
+
+
+def test_a_pool_member_killed_mid_job_is_handed_back_at_once(tmp_path: Path, redis_db_index: int, redis_conn: redis.Redis):
+    """The OOM killer takes a pool member mid-job: its pool hands the job back when it reaps the
+    member, and the replacement member runs it, while the dead member's key still lives."""
+    env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index)
+    manage(env, "migrate", "--noinput")
+    marker = tmp_path / "effect"
+    job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.sleep_then_mark", 30, str(marker))
+    log_dir = tmp_path / "logs"
+    with running(env, ["manage.py", "rqpool", "metrics", "--workers", "1"], log_dir=log_dir) as [pool]:
+        deadline = time.monotonic() + 60
+        while job.get_status(refresh=True) != JobStatus.STARTED and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert job.get_status() == JobStatus.STARTED, logs(log_dir)
+        job.refresh()
+        first_worker = job.worker_name
+        [member] = children(pool.pid)
+        os.kill(member, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            job.refresh()
+            if job.get_status() == JobStatus.STARTED and job.worker_name != first_worker:
+                break
+            assert time.monotonic() < deadline, logs(log_dir)
+            time.sleep(0.1)
+        # Re-run by the new member before the dead one's key expired: the pool knew, not the TTL.
+        assert redis_conn.exists(rq_compat.worker_key(first_worker)), logs(log_dir)
+        assert "died mid-job; handed back" in logs(log_dir)
+        assert job.meta["abandoned"] == 1
