@@ -59,7 +59,8 @@ def snapshot(connection: redis.Redis, keep_ids: set[str]) -> dict[str, Any]:
         key = mask(raw_key).decode()
         kind = connection.type(raw_key).decode()
         if kind == "hash":
-            value: Any = {mask(k): mask(v) for k, v in connection.hgetall(raw_key).items() if k != b"ip_address"}  # a port per client
+            # ip_address: a port per client; the process a worker records (liveness.PROCESS_FIELD): a pid per run
+            value: Any = {mask(k): mask(v) for k, v in connection.hgetall(raw_key).items() if k not in (b"ip_address", b"egoejo_process")}
             if key.startswith("egoejo:jobstats:"):  # which bucket a duration falls in is timing: counts only
                 buckets = Counter()
                 for field in [f for f in value if b"_bucket:" in f]:

@@ -25,6 +25,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
+from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from . import registry, rq_compat
@@ -36,7 +37,11 @@ from .stats import ABANDONED_REQUEUES_KEY
 
 logger = logging.getLogger(__name__)
 
-MAX_ABANDONS = 3
+# A job whose workers died running it this many times fails (a job that kills its worker: out of
+# memory, a crash). Not fewer: a dead worker's job now runs again within a second or two, so a
+# burst of kills (a host being drained, the fault suite's four kills in ten seconds) can land
+# on the same healthy job several times.
+MAX_ABANDONS = 5
 LOCK_KEY = "egoejo:abandoned-sweep"
 LOCK_SECONDS = 30
 STUCK_AFTER_SECONDS = 10
@@ -145,6 +150,8 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
             FailedJobRegistry(queue.name, connection=connection, serializer=JSONSerializer).add(
                 job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe
             )
+            # The reason operators read (failedjobs, the dashboards) is the latest result's.
+            Result.create_failure(job, job.failure_ttl, reason, worker_name=job.worker_name or "", pipeline=pipe)
             pipe.execute()
         mark_ended(job.id, failed=True, reason=reason)
         logger.error("job %s failed: %s", job.id, reason)

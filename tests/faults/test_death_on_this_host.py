@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 from rq import Queue, Worker
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from app.queueing import recovery, rq_compat
@@ -144,3 +144,34 @@ def test_a_pool_member_killed_mid_job_is_handed_back_at_once(tmp_path: Path, red
         assert redis_conn.exists(rq_compat.worker_key(first_worker)), logs(log_dir)
         assert "died mid-job; handed back" in logs(log_dir)
         assert job.meta["abandoned"] == 1
+
+
+@pytest.mark.django_db
+def test_a_job_whose_workers_keep_dying_fails_after_the_abandon_limit(redis_conn):
+    """A job that kills its worker (out of memory, a crash) is not re-run forever: the sweep
+    requeues it MAX_ABANDONS times, then fails it with a reason that says so."""
+    job = None
+    for death in range(1, recovery.MAX_ABANDONS + 2):
+        child = _sleeper()
+        identity = process_identity(child.pid)
+        child.kill()
+        child.wait()
+        worker = f"w{death}"
+        if job is None:
+            job = _abandoned_by(redis_conn, worker, identity)
+        else:  # run again, on another worker that dies too
+            assert redis_conn.lrem(rq_compat.queue_key("metrics"), 0, job.id) == 1
+            job.refresh()
+            job.set_status(JobStatus.STARTED)
+            job.worker_name = worker
+            job.save()
+            redis_conn.hset(rq_compat.worker_key(worker), mapping={"state": "busy", PROCESS_FIELD: identity})
+            redis_conn.zadd(rq_compat.started_key("metrics"), {f"{job.id}:exec{death}": 9999999999})
+        recovered = recovery.sweep(redis_conn, ["metrics"])
+        if death <= recovery.MAX_ABANDONS:
+            assert recovered == [job.id] and job.get_status(refresh=True) == JobStatus.QUEUED
+    assert recovered == []
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    failed = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).failed_job_registry
+    assert job.id in failed.get_job_ids()
+    assert f"its worker died {recovery.MAX_ABANDONS + 1} times" in job.latest_result().exc_string
