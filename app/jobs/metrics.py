@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from rq import get_current_job
 
 from app.queueing import Retries, declare_queue, job, recurring
 from app.services import impact
@@ -17,7 +18,11 @@ metrics = declare_queue("metrics", timeout=600, result_ttl=3_600, retries=Retrie
 
 @job(metrics, owner="user_id")
 def update_impact_dashboard_metrics(user_id: int) -> dict[str, object]:
-    impact.clear_pending(user_id)  # first: a trigger from now on must lead to one more run
+    current = get_current_job()
+    waiting = impact.start_refresh(user_id, current.id if current else None)
+    if waiting is not None:
+        logger.info("impact refresh of user %s skipped: %s waits behind it and will see the same", user_id, waiting)
+        return {"user_id": user_id, "updated": False, "joined": waiting}
     dashboard = impact.recompute_for_user(user_id)
     if dashboard is None:
         logger.info("impact refresh skipped: no user %s", user_id)

@@ -16,16 +16,17 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, Max, Sum
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from app.models import Contribution, ImpactDashboard
 from app.queueing.connections import redis_connection
 
 logger = logging.getLogger(__name__)
 
-# A queued refresh is remembered under this key (value: its job id) so that any number of
-# triggers while it waits lead to one run; the job deletes the key when it starts, so a
-# trigger arriving during the run queues exactly one more.
+# The newest waiting refresh is remembered under this key (value: its job id), so that any number
+# of triggers while it waits lead to one run: a trigger outside a transaction joins it, a
+# refresh recorded with a contribution claims the key and the earlier ones skip when they run.
+# The job releases the key when it starts, so a trigger arriving during the run queues exactly
+# one more.
 PENDING_KEY = "egoejo:impact:pending:{user_id}"
 # Bounds how long a lost marker (job vanished with Redis data) can hold back new refreshes.
 PENDING_TTL_SECONDS = 600
@@ -131,9 +132,34 @@ def is_stale(dashboard: ImpactDashboard | None) -> bool:
     return newest is not None and (dashboard.last_contribution_at is None or newest > dashboard.last_contribution_at)
 
 
-def clear_pending(user_id: int) -> None:
-    """Called when a refresh starts: later triggers must queue a new run, they can't join this one."""
-    try:
-        redis_connection().delete(PENDING_KEY.format(user_id=user_id))
-    except RedisError:
-        logger.warning("could not clear the pending-refresh marker of user %s", user_id)
+# At a run's start: the marker is released if it names this run (a trigger from now on must
+# queue one more run, it can't join this one); otherwise the marker's value is returned.
+_START = """
+local marker = redis.call('GET', KEYS[1])
+if marker == ARGV[1] then redis.call('DEL', KEYS[1]) return false end
+return marker
+"""
+
+
+def start_refresh(user_id: int, job_id: str | None) -> str | None:
+    """The first step of a refresh run. Returns the id of another refresh of this member that
+    waits behind this one (the marker names it and its outbox row is pending): that run starts
+    later, so it sees every commit this one would, and this run can be skipped. None: go on.
+
+    A run that cannot reach Redis fails (transient, retried) rather than going on: its marker,
+    left in place, would let later requests skip for a run whose query may predate them.
+    """
+    if job_id is None:
+        return None  # called directly, not as a queued run: nothing to coalesce with
+    marker = redis_connection().eval(_START, 1, PENDING_KEY.format(user_id=user_id), job_id)
+    if marker is None:
+        return None
+    other = marker.decode()
+    return other if refresh_waiting(other) else None
+
+
+def refresh_waiting(job_id: str) -> bool:
+    """Whether the refresh a marker names is recorded and not ended (the outbox row is the truth)."""
+    from app.queueing.models import BackgroundJob
+
+    return BackgroundJob.objects.filter(pk=job_id, state=BackgroundJob.State.PENDING).exists()

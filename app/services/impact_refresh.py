@@ -18,17 +18,32 @@ from . import impact
 logger = logging.getLogger(__name__)
 
 
-def request_refresh(user_id: int) -> str | None:
-    """Ask for a recomputation of `user_id`'s dashboard, coalesced with any refresh already queued.
+def request_refresh(user_id: int) -> str:
+    """Ask for a recomputation of `user_id`'s dashboard, coalesced with any refresh waiting.
 
-    Inside a transaction the request waits for the commit (a rolled-back contribution
-    changes nothing). Returns the id of the queued refresh — new or already waiting — or
-    None when deferred to the commit.
+    Inside a transaction (a contribution) the refresh is recorded in it, so it commits with what
+    calls for it: a process killed right after the commit used to lose it (the trigger ran in an
+    on-commit hook). It can't join a waiting refresh there, since that one might run before the
+    commit; instead, after the commit, it claims the marker, and the earlier waiting refreshes
+    skip when they run (impact.start_refresh). A rolled-back transaction leaves nothing.
+    Outside a transaction it joins a waiting refresh, or queues one. Returns the refresh's id.
     """
     if connection.in_atomic_block:
-        transaction.on_commit(lambda: _trigger(user_id), robust=True)
-        return None
+        job_id = uuid4().hex
+        # The claim is registered before the push: on-commit hooks run in order, and this run
+        # must find the marker naming it when it starts (else it would leave the marker to
+        # name a run already going, and a later request could skip for it).
+        transaction.on_commit(lambda: _claim_marker(user_id, job_id), robust=True)
+        return update_impact_dashboard_metrics.with_options(job_id=job_id).delay(user_id).id
     return _trigger(user_id)
+
+
+def _claim_marker(user_id: int, job_id: str) -> None:
+    try:
+        redis_connection().set(impact.PENDING_KEY.format(user_id=user_id), job_id, ex=impact.PENDING_TTL_SECONDS)
+    except RedisError:
+        # The refresh still runs (it is recorded); the earlier ones just run too.
+        logger.warning("Redis unavailable: impact refresh %s of user %s not coalesced", job_id, user_id)
 
 
 def _trigger(user_id: int) -> str:
@@ -39,7 +54,7 @@ def _trigger(user_id: int) -> str:
         redis = redis_connection()
         if not redis.set(key, job_id, nx=True, ex=impact.PENDING_TTL_SECONDS):
             existing = redis.get(key)
-            if existing is not None and _is_pending(existing.decode()):
+            if existing is not None and impact.refresh_waiting(existing.decode()):
                 return existing.decode()
             # The marker names no waiting job (its INSERT failed, or its process died before
             # it): take it over rather than hold refreshes back until it expires.
@@ -65,13 +80,6 @@ def _release_marker(redis: Any, key: str, job_id: str) -> None:
         redis.eval(_RELEASE, 1, key, job_id)
     except RedisError:
         logger.warning("could not release the pending-refresh marker %s: the next trigger checks the outbox", key)
-
-
-def _is_pending(job_id: str) -> bool:
-    """Whether the job a marker names is recorded and not ended (the outbox row is the truth)."""
-    from app.queueing.models import BackgroundJob
-
-    return BackgroundJob.objects.filter(pk=job_id, state=BackgroundJob.State.PENDING).exists()
 
 
 def dashboard_payload(user_id: int) -> tuple[dict[str, Any], str | None]:

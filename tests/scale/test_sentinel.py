@@ -146,7 +146,7 @@ while True:
             raise
         time.sleep(0.2)
 before, after = cache.get("before"), cache.get("after")
-impact.clear_pending(user.pk)  # as the refresh job does when it starts
+impact.start_refresh(user.pk, first)  # as the refresh job does when it starts
 third, fourth = impact_refresh.request_refresh(user.pk), impact_refresh.request_refresh(user.pk)
 marker = redis_connection().get(impact.PENDING_KEY.format(user_id=user.pk))
 print("after", before, after, third != first, third == fourth, marker is not None and marker.decode() == third, flush=True)
