@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from django.db import connections as db_connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -260,6 +261,8 @@ class RecyclingWorkerPool(WorkerPool):
             recovered = sweep(self.connection, [queue.name for queue in self.queues])
         except RedisError:
             return  # Redis is away: the next sweep, anywhere, does it
+        finally:
+            db_connections.close_all()  # the abandon limit writes its row: no socket may pass to the next fork
         if recovered:
             logger.warning("pool member %s (pid %d) died mid-job; handed back: %s", worker_data.name, worker_data.pid, ", ".join(recovered))
 
