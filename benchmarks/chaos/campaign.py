@@ -22,6 +22,7 @@ from . import checker, faults, load
 from .stack import ChaosStack, faketime_available, pg_available
 
 QUIESCENCE_TIMEOUT = 180.0
+RERUN_GOAL = 30.0  # s from a worker's death to its job's next start (issue 15); a seed past it keeps its logs
 
 
 @dataclass
@@ -125,8 +126,11 @@ def run_seed(seed: int, jobs: int, directory: Path | None = None, kinds: tuple[s
             if proc.orphans and name != "web":  # gunicorn's workers notice a dead master themselves, later
                 report.violation("children outlived their killed parent", f"{name}: {len(proc.orphans)} process(es)")
         report.figures["orphans reaped at restart"] = {n: len(p.orphans) for n, p in stack.processes.items() if p.orphans}
-        if report.violations and verbose:
-            (base / f"seed-{seed}-logs.txt").write_text(stack.log_tail(20_000))
+        worst = report.figures.get("worst re-run after the fault, s")
+        if verbose and (report.violations or (worst is not None and worst > RERUN_GOAL)):
+            saved = base / f"seed-{seed}-logs.txt"
+            saved.write_text(stack.log_tail(400_000))
+            report.figures["logs kept in"] = str(saved)
         stack.stop()
         return SeedResult(seed, jobs, report, injector.log, load_log, quiet, time.monotonic() - began, restarts)
     finally:

@@ -209,6 +209,14 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
             if job is None or job[2] == "pending":
                 report.violation("abandoned job never re-run", f"{a.job_id} after {a.kind}")
     report.figures["worst re-run by fault, s"] = {k: round(max(v), 1) for k, v in sorted(by_kind.items())}
+    timed = [a for a in abandoned if a.rerun_after is not None]
+    if timed:
+        # What the slowest re-run waited through: the faults from its own to its next start.
+        worst = max(timed, key=lambda a: a.rerun_after or 0.0)
+        end = worst.at + (worst.rerun_after or 0.0)
+        meanwhile = [f"+{t - worst.at:.1f} s {kind} {detail}".strip() for t, kind, detail in faults.events if worst.at - 1 <= t <= end]
+        func = jobs[worst.job_id][0] if worst.job_id in jobs else "?"
+        report.figures["slowest re-run"] = f"{worst.job_id} ({func}) after {worst.kind}; faults from it to the re-run: {meanwhile}"
     return report
 
 
