@@ -118,6 +118,7 @@ def run_seed(seed: int, jobs: int, directory: Path | None = None, kinds: tuple[s
         with stack.sink.lock:
             stack.sink.script.clear()
         quiet = wait_quiescent(stack, QUIESCENCE_TIMEOUT)
+        stuck = stack.process_states() if quiet is None else ""
         injector.stop_watching()
         report = checker.check(stack, injector.log)
         checker.check_rolled_back(stack, report, load_log.rolled_back)
@@ -129,7 +130,7 @@ def run_seed(seed: int, jobs: int, directory: Path | None = None, kinds: tuple[s
         worst = report.figures.get("worst re-run after the fault, s")
         if verbose and (report.violations or (worst is not None and worst > RERUN_GOAL)):
             saved = base / f"seed-{seed}-logs.txt"
-            saved.write_text(stack.log_tail(400_000))
+            saved.write_text(stack.log_tail(400_000) + (f"\n--- processes when the wait for quiescence ended\n{stuck}" if stuck else ""))
             report.figures["logs kept in"] = str(saved)
         stack.stop()
         return SeedResult(seed, jobs, report, injector.log, load_log, quiet, time.monotonic() - began, restarts)

@@ -277,5 +277,25 @@ class ChaosStack:
                 out.update(descendants(pid))
         return out
 
+    def process_states(self) -> str:
+        """Each process of the stack: its state and, per thread, where the kernel has it waiting;
+        with py-spy on PATH, its Python stacks too. For a seed that never became quiescent."""
+        lines = []
+        spy = shutil.which("py-spy")
+        for name, proc in self.processes.items():
+            if proc.process is None:
+                continue
+            for pid in [proc.process.pid, *descendants(proc.process.pid)]:
+                try:
+                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    waits = {t: Path(f"/proc/{pid}/task/{t}/wchan").read_text() for t in os.listdir(f"/proc/{pid}/task")}
+                except OSError:
+                    continue
+                lines.append(f"{name} pid {pid} state {state} threads waiting in {waits}{' (paused by the campaign)' if pid in self.paused else ''}")
+                if spy:
+                    dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+                    lines.append(dump.stdout + dump.stderr)
+        return "\n".join(lines)
+
     def log_tail(self, chars: int = 3000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(self.logs.glob("*.log")))
