@@ -180,8 +180,10 @@ class Injector:
             for key in client.scan_iter("rq:wip:*"):
                 for member in client.zrange(key, 0, -1):
                     job_id = member.decode().split(":")[0]
-                    worker = client.hget(f"rq:job:{job_id}", "worker_name")
-                    if worker and worker.decode() in names:
+                    worker, status = client.hmget(f"rq:job:{job_id}", "worker_name", "status")
+                    # Running, not merely named: a job that failed a moment ago keeps its last
+                    # worker's name while it waits its retry's backoff, which no kill lengthens.
+                    if worker and worker.decode() in names and status == b"started":
                         jobs.append(job_id)
             return names, jobs
         except redis.RedisError:
