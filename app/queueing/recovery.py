@@ -2,8 +2,8 @@
 
 - A job in a queue's started registry whose worker has no live key (liveness.py: the key of a
   dead worker expires within LIVENESS_TTL), or whose worker's process is seen dead on this host
-  (liveness.gone_here), goes back to the front of its queue, once: only the
-  sweep whose ZREM removed the entry requeues it. A job that keeps killing its workers (say, out
+  (liveness.gone_here), goes back to the front of its queue, once: only the sweep whose ZREM
+  removed the entry requeues it. A job that keeps killing its workers (say, out
   of memory) fails with a readable reason after MAX_ABANDONS.
 - A job that says `queued` but sits in no queue list (a worker died between its pop and the
   start, a failover lost the push), or that sits in a queue's intermediate list, goes back to its

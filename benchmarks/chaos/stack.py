@@ -224,14 +224,6 @@ class ChaosStack:
         except Exception:  # noqa: BLE001
             pass
         self.redis.stop()
-        # Two restarts at once (a seed can schedule them) start a second server whose handle
-        # replaces the first's: stop every redis-server running in this seed's directory.
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(str(self.directory)) and (entry / "comm").read_text().startswith("redis-server"):
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                continue
         self._drop_database()
         if not keep:
             shutil.rmtree(self.directory, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class RedisServer:
         self.port = free_port()
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
+        self._starting = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -34,12 +36,17 @@ class RedisServer:
         return redis.Redis.from_url(f"{self.url}/{db}")
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", *self.extra_binds, "--dir", str(self.directory),
-             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-             *(["--requirepass", self.password] if self.password else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        # One server at a time: two restarts at once (the chaos campaign can schedule them) used
+        # to start a second server, which failed to bind and replaced the handle of the first,
+        # left running untracked (the restarts after it did nothing; it outlived its test).
+        with self._starting:
+            if self.process is None or self.process.poll() is not None:
+                self.process = subprocess.Popen(
+                    ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", *self.extra_binds, "--dir", str(self.directory),
+                     "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+                     *(["--requirepass", self.password] if self.password else [])],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

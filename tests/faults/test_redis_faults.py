@@ -120,3 +120,17 @@ def test_redis_away_for_10_s_at_the_end_of_a_job(tmp_path: Path, private_redis, 
         assert stack.workers[0].poll() is None, "the worker exited"
     finally:
         stack.stop()
+
+
+def test_two_restarts_in_a_row_leave_one_server_that_stop_stops(private_redis):
+    """The chaos campaign can inject two Redis restarts a second apart: the second kill finds
+    nothing to kill, then both restarts come. The second used to start another redis-server,
+    which failed to bind and took the handle of the first, left running past its test."""
+    private_redis.kill()
+    private_redis.kill()
+    private_redis.start()
+    first = private_redis.process
+    private_redis.start()
+    assert private_redis.process is first and private_redis.client().ping()
+    private_redis.stop()
+    assert first is not None and first.poll() is not None
