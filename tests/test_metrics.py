@@ -248,3 +248,18 @@ def test_a_refresh_skips_only_for_one_that_waits_behind_it(run_worker, redis_con
     second = impact_refresh.request_refresh(user.pk)  # takes the stale marker over
     BackgroundJob.objects.filter(pk=second).update(state=BackgroundJob.State.FINISHED)  # ended meanwhile
     assert impact.start_refresh(user.pk, "a-third-run") is None  # an ended run is waited for by no one
+
+
+def test_a_refresh_that_cannot_reach_redis_at_its_start_fails_transiently(monkeypatch):
+    """Going on would leave the marker naming this run, and a later request could skip for a
+    run whose query predates it: the run fails with a transient error and is retried."""
+    import redis
+
+    from app.queueing.workers import is_transient
+    from tests.smtp import free_port
+
+    unreachable = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1, retry_on_error=[])
+    monkeypatch.setattr(impact, "redis_connection", lambda: unreachable)
+    with pytest.raises(redis.exceptions.ConnectionError) as error:
+        impact.start_refresh(1, "a-run")
+    assert is_transient(error.value)
