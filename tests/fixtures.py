@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from app.queueing import job
@@ -85,3 +86,36 @@ def sleep_then_mark(seconds: float, path: str) -> str:
     with open(path, "a") as marker:
         marker.write(f"{os.getpid()}\n")
     return path
+
+
+@job("metrics", timeout=1)
+def swallow_timeout(seconds: float) -> float:
+    """A retry loop that catches everything, RQ's timeout included: it runs on past its timeout."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.1)
+        except Exception:  # noqa: BLE001, S110 - the bug this fixture stands for
+            pass
+    return seconds
+
+
+def _stalling_worker_class() -> type:
+    from app.queueing.workers import ForkingWorker
+
+    class WorkLoopStalls(ForkingWorker):
+        """Registered, its liveness thread beating, its work loop stuck: seed 34's images worker
+        (the cause there is unknown; any stuck lock or socket looks the same from outside)."""
+
+        def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> None:
+            self.heartbeat()
+            threading.Event().wait()  # nothing ends this wait
+
+    return WorkLoopStalls
+
+
+def __getattr__(name: str) -> type:
+    # Built on first use, not at import: this module is imported by settings-less tooling too.
+    if name == "WorkLoopStalls":
+        return _stalling_worker_class()
+    raise AttributeError(name)

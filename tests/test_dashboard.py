@@ -92,7 +92,7 @@ def test_a_job_deleted_in_the_dashboard_stays_deleted(dashboard, redis_conn, dja
     states = dict(BackgroundJob.objects.values_list("id", "state"))
     assert states == {deleted.id: "cancelled", emptied.id: "cancelled"}
     redis_conn.flushdb()  # even when Redis later loses everything, nothing comes back
-    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["resent"] == 0
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=0)["resent"] == 0
 
 
 def test_fields_rq_dashboard_escapes_itself_arrive_raw_everything_else_escaped(dashboard, redis_conn):

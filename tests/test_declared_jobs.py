@@ -4,6 +4,7 @@ outbox row in the caller's transaction, the push after commit, the declared poli
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import django_rq
@@ -132,7 +133,7 @@ def test_delayed_jobs_are_scheduled_and_come_back_for_their_due_time_after_redis
     assert queued("emails") == [] and row(later.id).due_at == due
     score = redis_conn.zscore("rq:scheduled:emails", later.id)
     redis_conn.flushdb()  # Redis loses everything
-    counts = outbox.reconcile(redis_conn, min_age=timedelta(0))
+    counts = outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=0)
     assert counts["resent"] == 2
     assert registry_ids("emails") == [later.id] and redis_conn.zscore("rq:scheduled:emails", later.id) == score
     assert queued("emails") == []  # still waiting for its due time
@@ -145,7 +146,7 @@ def test_a_job_pushed_twice_is_queued_and_run_once(redis_conn, run_worker, smtp_
     dispatch.on_request_started()
     with django_capture_on_commit_callbacks(execute=True):
         job = emails.send_welcome_email.delay(user.pk)
-    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["resent"] == 1  # the slow request's row
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=0)["resent"] == 1  # the slow request's row
     dispatch.on_request_finished()  # the request's own push, after its response
     assert queued("emails") == [job.id]
     redis_conn.rpush("rq:queue:emails", job.id)  # even a duplicate id in the list ...
@@ -167,8 +168,25 @@ def test_an_operators_delete_or_cancel_is_final(redis_conn, django_capture_on_co
     for job in (deleted, cancelled, emptied):
         assert row(job.id).state == BackgroundJob.State.CANCELLED
     redis_conn.flushdb()
-    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["resent"] == 0
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=0)["resent"] == 0
     assert queued("emails") == [] and queued("metrics") == []
+
+
+def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs_it(redis_conn, django_capture_on_commit_callbacks):
+    """A flush while a job runs takes its hash: re-sending it at the first sighting ran a second
+    copy beside the first (the chaos campaign's seed 31). The running worker claims it again
+    within a liveness beat; the reconciler waits for a second sighting and leaves claimed jobs."""
+    from app.queueing.liveness import running_key
+
+    with django_capture_on_commit_callbacks(execute=True):
+        running, lost = metrics.update_impact_dashboard_metrics.delay_many([[1], [2]])
+    redis_conn.flushdb()
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=1)["resent"] == 0  # first sighting
+    redis_conn.set(running_key(running), "worker-a", ex=12)  # its worker's next beat
+    time.sleep(2.1)
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=1)["resent"] == 1
+    assert queued("metrics") == [lost]
+    assert not redis_conn.exists(f"rq:job:{running}") and row(running).state == BackgroundJob.State.PENDING
 
 
 def test_every_end_in_redis_closes_the_row_and_the_reconciler_pages_through_all_rows(redis_conn, django_capture_on_commit_callbacks):
@@ -179,7 +197,7 @@ def test_every_end_in_redis_closes_the_row_and_the_reconciler_pages_through_all_
     redis_conn.delete(f"rq:job:{ids[4]}")  # lost
     seen = []
     for _ in range(4):  # 3 rows a pass: every row is seen within ceil(7 / 3) passes
-        counts = outbox.reconcile(redis_conn, min_age=timedelta(0), page=3)
+        counts = outbox.reconcile(redis_conn, min_age=timedelta(0), page=3, missing_after=0)
         seen.append(counts["seen"])
     states = dict(BackgroundJob.objects.values_list("id", "state"))
     assert [states[job_id] for job_id in ids[:4]] == ["finished", "failed", "cancelled", "cancelled"]

@@ -228,7 +228,7 @@ def test_a_process_killed_right_after_a_contribution_commits_loses_no_refresh(ru
         contribute_service(user_id=user.pk, project_id=project.pk, amount="12.00")
     assert Contribution.objects.filter(user=user).count() == 1
     assert django_rq.get_queue("metrics").count == 0  # nothing pushed, no marker claimed
-    outbox.reconcile(redis_conn, min_age=timedelta(0))  # the scheduler's pass sends the recorded refresh
+    outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=0)  # the scheduler's pass sends the recorded refresh
     run_worker("metrics")
     assert ImpactDashboard.objects.get(user=user).total_contributed == Decimal("12.00")
 

@@ -8,6 +8,13 @@
 - Redis outages: where RQ's work loop logs "unhandled exception, quitting" and exits, the
   worker waits for Redis to answer again and resumes under a new name (its old registration,
   and any job it was running, then read as abandoned and are recovered like a crash).
+- A stalled work loop: the liveness thread beats whatever the main thread does, so a work loop
+  stuck outside any job (a lock, a socket that never answers, a bug) would keep its worker
+  registered, alive and idle forever while its queue waits (seed 34 of the chaos campaign). The
+  thread watches the loop too: when its heartbeats stop for longer than the stall limit
+  (settings.QUEUEING_WORK_LOOP_STALL_SECONDS; an in-process job gets its own timeout on top), it
+  writes every thread's stack to stderr and ends the process; its pool or orchestrator starts a
+  fresh one, and what it was running is recovered as abandoned.
 - Death seen on the same host: a worker records which process it is (kernel boot, pid
   namespace, pid, start time). A sweep running in the same kernel and pid namespace reads that
   process's state itself, so a worker killed there (the OOM killer, a crash, a killed pool) is
@@ -18,9 +25,11 @@
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -47,25 +56,55 @@ logger = logging.getLogger(__name__)
 LIVENESS_TTL = 12  # seconds a dead worker's key outlives it
 LIVENESS_INTERVAL = 3  # seconds between two beats of the liveness thread
 _PR_SET_PDEATHSIG = 1
+# Three times the longest gap between two heartbeats of a healthy work loop: an idle BLPOP
+# (10 s, workers.py), a forking worker's horse monitoring (30 s), Redis outages (2 s, workers.py).
+DEFAULT_STALL_LIMIT = 90
+EX_SOFTWARE = 70  # the exit status of a worker that left because its work loop stalled
 # The field of RQ's worker hash that says which process the worker is (see process_identity).
 PROCESS_FIELD = "egoejo_process"
+
+
+def running_key(job_id: str) -> str:
+    """Set by a worker's liveness thread while it runs the job: a claim that outlives a flush of
+    Redis (the thread writes it again within LIVENESS_INTERVAL), read by the outbox reconciler."""
+    return f"egoejo:running:{job_id}"
 
 
 class LivenessMixin(_WorkerBase):
     _liveness_stop: threading.Event | None = None
     fenced_job_id: str | None = None  # the job whose horse the fence killed
+    _loop_moved = 0.0  # monotonic time of the work loop's last heartbeat (or attempt at one)
+    # Set by an in-process worker while its main thread runs a job: that job's timeout (RQ's
+    # death penalty ends it then) is added to the stall limit; None = no timeout, no limit.
+    in_process_job_timeout: float | None = 0.0
 
     # -- liveness ---------------------------------------------------------------------------
 
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        self._loop_moved = time.monotonic()  # an attempt counts: a Redis outage is no stall
+        super().heartbeat(*args, **kwargs)
+
     def _liveness_loop(self, stop: threading.Event) -> None:
-        last_beat = time.monotonic()
+        last_beat = last_tick = time.monotonic()
         while not stop.wait(LIVENESS_INTERVAL):
-            if time.monotonic() - last_beat > LIVENESS_TTL:
-                self._lease_lapsed(time.monotonic() - last_beat)
+            tick = time.monotonic()
+            if tick - last_tick > 2 * LIVENESS_INTERVAL:
+                # This thread was frozen too (SIGSTOP, a paused container): the whole process
+                # was, so the work loop's silence meanwhile is no stall of its own.
+                self._loop_moved += tick - last_tick - LIVENESS_INTERVAL
+            last_tick = tick
+            if tick - last_beat > LIVENESS_TTL:
+                self._lease_lapsed(tick - last_beat)
+            self._check_work_loop()
+            running = getattr(self, "running_job_id", None)
             try:
                 with self.connection.pipeline(transaction=False) as pipe:
                     pipe.expire(self.key, LIVENESS_TTL)
                     pipe.expire(self.executions_key, LIVENESS_TTL)
+                    if running:
+                        # A FLUSHDB or a failover that lost the job's hash must not make the
+                        # reconciler send a second copy while this one runs (outbox.py).
+                        pipe.set(running_key(running), self.name, ex=LIVENESS_TTL)
                     pipe.execute()
                 last_beat = time.monotonic()
             except RedisError:
@@ -92,7 +131,36 @@ class LivenessMixin(_WorkerBase):
         else:
             os._exit(75)  # EX_TEMPFAIL: restarted by the pool or the orchestrator
 
+    def _check_work_loop(self) -> None:
+        from django.conf import settings
+
+        limit = float(getattr(settings, "QUEUEING_WORK_LOOP_STALL_SECONDS", DEFAULT_STALL_LIMIT))
+        job_timeout = self.in_process_job_timeout
+        if job_timeout is None:
+            return  # an in-process job without a timeout: nothing bounds the loop's silence
+        stalled_for = time.monotonic() - self._loop_moved
+        if stalled_for <= limit + job_timeout:
+            return
+        message = (
+            f"worker {self.name}: its work loop has not moved for {stalled_for:.0f} s "
+            f"(limit {limit + job_timeout:.0f} s) while its liveness thread ran: leaving, to be started "
+            f"afresh; the stacks of its threads follow\n"
+        )
+        # The log record from a thread of its own, waited for 2 s at most: a stalled main thread
+        # may hold a logging lock. The stacks go straight to the file descriptor, no lock taken.
+        # Then out at once, however the main thread is stuck: the horse and the scheduler child
+        # die with this process (process_tree), and the sweep recovers what it was running.
+        reporter = threading.Thread(target=logger.critical, args=(message.strip(),), daemon=True)
+        reporter.start()
+        reporter.join(2)
+        try:
+            os.write(sys.stderr.fileno(), message.encode())
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        finally:
+            os._exit(EX_SOFTWARE)
+
     def _start_liveness(self) -> None:
+        self._loop_moved = time.monotonic()
         self._liveness_stop = threading.Event()
         thread = threading.Thread(target=self._liveness_loop, args=(self._liveness_stop,), daemon=True, name="liveness")
         thread.start()
@@ -150,7 +218,12 @@ class LivenessMixin(_WorkerBase):
 
     def _wait_for_redis(self) -> None:
         logger.error("worker %s lost Redis; waiting for it to come back", self.name)
-        if wait_for_redis(self.connection, should_stop=lambda: rq_compat.stop_requested(self)):
+
+        def should_stop() -> bool:
+            self._loop_moved = time.monotonic()  # waiting for Redis is no stall
+            return rq_compat.stop_requested(self)
+
+        if wait_for_redis(self.connection, should_stop=should_stop):
             logger.warning("worker %s: Redis is back, resuming", self.name)
 
     def _start_again_under_a_new_name(self) -> None:

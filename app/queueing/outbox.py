@@ -10,7 +10,10 @@ once per cycle, whatever its age):
 - ended in Redis (finished, failed, stopped, canceled) → the row is closed as such (the worker's
   own write was missed: a database error, a killed process);
 - unknown to Redis (lost with a flush, a failover, a restart without persistence, or never
-  pushed because the process died first) → pushed again, conditionally (dispatch.send);
+  pushed because the process died first) and seen so twice MISSING_AFTER apart → pushed again,
+  conditionally (dispatch.send), unless a worker still claims it: a job running when Redis lost
+  its hash is claimed again by its worker's liveness thread within LIVENESS_INTERVAL
+  (liveness.running_key), and a second copy would run beside it;
 - queued but in no queue, seen so twice 10 s apart → pushed to its queue again;
 - anything else (queued, started, scheduled, deferred) → left alone.
 """
@@ -27,8 +30,9 @@ from django.utils import timezone
 
 from . import dispatch, registry, rq_compat
 from .ends import _close, mark_ended
+from .liveness import LIVENESS_INTERVAL, running_key
 from .models import BackgroundJob
-from .recovery import orphaned
+from .recovery import orphaned, seen_twice
 from .registry import Push
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,9 @@ MIN_AGE = timedelta(seconds=10)
 PAGE = 500
 KEEP_ENDED = timedelta(days=7)
 CURSOR_KEY = "egoejo:outbox:cursor"
+# Two beats of a worker's liveness thread: a job whose hash was lost while it ran is claimed
+# again (liveness.running_key) before the reconciler's second sighting.
+MISSING_AFTER = 2 * LIVENESS_INTERVAL
 
 State = BackgroundJob.State
 _CLOSED_BY_STATUS = {
@@ -48,7 +55,7 @@ _CLOSED_BY_STATUS = {
 }
 
 
-def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE) -> dict[str, int]:
+def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, missing_after: int = MISSING_AFTER) -> dict[str, int]:
     """One bounded pass over the next page of pending rows; returns counts of what it did."""
     counts = {"seen": 0, "closed": 0, "resent": 0, "requeued": 0}
     cursor = connection.get(CURSOR_KEY)
@@ -69,6 +76,11 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE) -
         for job_id, *_ in batch:
             pipe.hget(rq_compat.job_key(job_id), "status")
         statuses = pipe.execute()
+    missing = [job_id for (job_id, *_), raw in zip(batch, statuses, strict=True) if raw is None]
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in missing:
+            pipe.exists(running_key(job_id))
+        claimed = {job_id for job_id, held in zip(missing, pipe.execute(), strict=True) if held}
     pushes: list[Push] = []
     for (job_id, queue, func, args, kwargs, due_at), raw in zip(batch, statuses, strict=True):
         status = raw.decode() if raw is not None else None
@@ -81,6 +93,8 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE) -
                 mark_ended(job_id, failed=True, reason=f"UndeclaredJobError: {func!r} is no longer a declared job")
                 counts["closed"] += 1
                 continue
+            if job_id in claimed or not seen_twice(connection, "missing", job_id, after=missing_after):
+                continue  # still running on a worker, or not yet seen missing long enough
             pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at))
         elif status == "queued" and orphaned(connection, queue, job_id):
             # Its hash survived but the queue entry didn't (a failover lost the old master's

@@ -88,7 +88,7 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                 if status != JobStatus.STARTED:
                     # An entry left behind by a run that was cut off by a Redis outage; a job that
                     # says QUEUED but sits in no queue would wait forever.
-                    if status == JobStatus.QUEUED and not _waiting(connection, name, job_id) and _seen_twice(connection, "started", job_id):
+                    if status == JobStatus.QUEUED and not _waiting(connection, name, job_id) and seen_twice(connection, "started", job_id):
                         if connection.zrem(started_key, entry):
                             rq_compat.requeue_at_front(queue, job)
                             logger.warning("job %s was queued in no queue: requeued", job_id)
@@ -162,13 +162,15 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
     return True
 
 
-def _seen_twice(connection: Redis, detector: str, job_id: str) -> bool:
-    """True from the second sighting at least STUCK_AFTER_SECONDS after the first one (per detector)."""
+def seen_twice(connection: Redis, detector: str, job_id: str, after: int = STUCK_AFTER_SECONDS) -> bool:
+    """True from the second sighting at least `after` seconds after the first one (per detector)."""
+    if after <= 0:
+        return True
     seen_key = f"egoejo:stuck-seen:{detector}:{job_id}"
-    if connection.set(seen_key, 1, nx=True, ex=STUCK_AFTER_SECONDS * 6):
+    if connection.set(seen_key, 1, nx=True, ex=after * 6):
         return False  # first sighting: give the worker time to register it
-    if connection.ttl(seen_key) > STUCK_AFTER_SECONDS * 5:
-        return False  # first seen less than STUCK_AFTER_SECONDS ago
+    if connection.ttl(seen_key) > after * 5:
+        return False  # first seen less than `after` seconds ago
     connection.delete(seen_key)
     return True
 
@@ -180,7 +182,7 @@ def orphaned(connection: Redis, name: str, job_id: str) -> bool:
     ):
         connection.delete(f"egoejo:stuck-seen:outbox:{job_id}")  # healthy now: a later sighting starts afresh
         return False
-    return _seen_twice(connection, "outbox", job_id)
+    return seen_twice(connection, "outbox", job_id)
 
 
 def _waiting(connection: Redis, name: str, job_id: str) -> bool:
@@ -203,7 +205,7 @@ def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
         job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
             continue
-        if not _seen_twice(connection, "intermediate", job_id):
+        if not seen_twice(connection, "intermediate", job_id):
             continue
         if not connection.eval(_MOVE_BACK, 2, intermediate_key, queue_key, job_id):
             continue  # a worker took it meanwhile

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import resource
 import smtplib
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -54,6 +55,9 @@ class ProjectWorkerMixin(_WorkerBase):
 
     running_job_id: str | None = None
     fenced_job_id: str | None = None  # set by the liveness fence (liveness.py)
+    # RQ's dequeue retries a lost Redis with a backoff up to 60 s: each second waited past the
+    # server's return delays every job of this worker (a restart takes 3 s), and a ping is cheap.
+    max_connection_wait_time = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # django-rq's rqworker always passes its --serializer default (pickle): override it.
@@ -217,6 +221,17 @@ def _warm_database_modules() -> None:
 
 class InProcessWorker(ProjectWorkerMixin, rq_compat.FastInProcessMixin, LivenessMixin, rq_compat.FastBeatsMixin, SimpleWorker):
     """Runs jobs in the worker process itself: no fork per job, lean bookkeeping (rq_compat)."""
+
+    def execute_job(self, job: Job, queue: Any) -> None:
+        # The main thread runs the job: its work loop is silent for as long as the job may run
+        # (liveness.py's stall limit). -1 is RQ's "no timeout"; None, the queue's default.
+        timeout = job.timeout if job.timeout is not None else queue.DEFAULT_TIMEOUT
+        self.in_process_job_timeout = None if timeout is None or int(timeout) < 0 else float(timeout)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self.in_process_job_timeout = 0.0
+            self._loop_moved = time.monotonic()
 
 
 def resident_memory_mb() -> float:

@@ -198,6 +198,9 @@ RQ_EXCEPTION_HANDLERS = ["app.queueing.workers.classify_failure"]
 QUEUEING_FAST_PATHS = env_bool("RQ_FAST_PATHS", True)
 # Modules declaring jobs outside an app's `jobs` module (the test suite's fixtures); empty in production.
 QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
+# A worker whose work loop has not moved for this long (plus a running in-process job's timeout)
+# while its liveness thread beats leaves, with every thread's stack on stderr, to be restarted.
+QUEUEING_WORK_LOOP_STALL_SECONDS = env_int("QUEUEING_WORK_LOOP_STALL_SECONDS", 90)
 # Called by forking workers once before their loop: work-horses inherit the media storage's client.
 QUEUEING_BEFORE_WORK = ["app.media_storage.warm_up"]
 RQ_SHOW_ADMIN_LINK = True

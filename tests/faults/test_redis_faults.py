@@ -101,6 +101,39 @@ def test_redis_flushed_mid_run(busy_stack: Stack, private_redis, sink):
     print(f"FLUSHDB: all done {recovered:.1f} s after the flush (outbox re-sent the lost jobs)")
 
 
+def test_a_job_running_when_redis_is_flushed_runs_once(tmp_path: Path, private_redis, sink):
+    """The flush takes the running job's hash and its registry entry; its outbox row is pending
+    and older than the reconciler's minimum age. The reconciler must not send a second copy to
+    the idle worker while the first still runs (seed 31 of the chaos campaign's goal run)."""
+    stack = Stack(tmp_path, private_redis, sink.port)
+    marker = tmp_path / "effect"
+    try:
+        stack.start_workers(2, queues=("metrics",))
+        stack.start_scheduler()
+        job_id = stack.shell(f"""
+from django.db import transaction
+from tests import fixtures
+with transaction.atomic():
+    job = fixtures.sleep_then_mark.delay(16, {str(marker)!r})
+print(job.id)""")
+        client = private_redis.client()
+        deadline = time.monotonic() + 30
+        while client.hget(f"rq:job:{job_id}", "status") != b"started" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.hget(f"rq:job:{job_id}", "status") == b"started", stack.log_text()
+        # Past the reconciler's minimum age (10 s from the row's INSERT): a lost job is re-sent now.
+        while stack.query(f"select (julianday('now') - julianday(created_at)) * 86400 from egoejo_backgroundjob where id = '{job_id}'")[0][0] < 11:
+            time.sleep(0.2)
+        client.flushdb()
+        wait_all_finished(stack, 1, timeout=40)
+        time.sleep(16)  # a copy sent after the flush would have finished by now
+        runs = marker.read_text().split()
+        assert len(runs) == 1, (runs, stack.log_text())
+        assert stack.query("select count(*) from egoejo_backgroundjob where state = 'pending'")[0][0] == 0
+    finally:
+        stack.stop()
+
+
 def test_redis_away_for_10_s_at_the_end_of_a_job(tmp_path: Path, private_redis, sink):
     sink.rcpt_delay = 1.0
     stack = Stack(tmp_path, private_redis, sink.port)
