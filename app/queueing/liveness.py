@@ -66,7 +66,9 @@ PROCESS_FIELD = "egoejo_process"
 
 def running_key(job_id: str) -> str:
     """Set by a worker's liveness thread while it runs the job: a claim that outlives a flush of
-    Redis (the thread writes it again within LIVENESS_INTERVAL), read by the outbox reconciler."""
+    Redis (the thread writes it again within LIVENESS_INTERVAL), read by the outbox reconciler.
+    Dropped when the job ends here, so that a job lost after its run (a fenced copy, a flush at
+    its end) is not held back for the claim's TTL; a beat racing the end leaves it LIVENESS_TTL."""
     return f"egoejo:running:{job_id}"
 
 
@@ -74,6 +76,7 @@ class LivenessMixin(_WorkerBase):
     _liveness_stop: threading.Event | None = None
     fenced_job_id: str | None = None  # the job whose horse the fence killed
     _loop_moved = 0.0  # monotonic time of the work loop's last heartbeat (or attempt at one)
+    claimed_job_id: str | None = None  # the job this worker's liveness thread claimed (running_key)
     # Set by an in-process worker while its main thread runs a job: that job's timeout (RQ's
     # death penalty ends it then) is added to the stall limit; None = no timeout, no limit.
     in_process_job_timeout: float | None = 0.0
@@ -104,6 +107,7 @@ class LivenessMixin(_WorkerBase):
                     if running:
                         # A FLUSHDB or a failover that lost the job's hash must not make the
                         # reconciler send a second copy while this one runs (outbox.py).
+                        self.claimed_job_id = running  # the work loop drops the claim at the job's end
                         pipe.set(running_key(running), self.name, ex=LIVENESS_TTL)
                     pipe.execute()
                 last_beat = time.monotonic()

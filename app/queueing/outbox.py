@@ -10,7 +10,7 @@ once per cycle, whatever its age):
 - ended in Redis (finished, failed, stopped, canceled) → the row is closed as such (the worker's
   own write was missed: a database error, a killed process);
 - unknown to Redis (lost with a flush, a failover, a restart without persistence, or never
-  pushed because the process died first) and seen so twice MISSING_AFTER apart → pushed again,
+  pushed because the process died first) and seen so twice MISSING_AFTER (5 s) apart → pushed again,
   conditionally (dispatch.send), unless a worker still claims it: a job running when Redis lost
   its hash is claimed again by its worker's liveness thread within LIVENESS_INTERVAL
   (liveness.running_key), and a second copy would run beside it;
@@ -42,9 +42,9 @@ MIN_AGE = timedelta(seconds=10)
 PAGE = 500
 KEEP_ENDED = timedelta(days=7)
 CURSOR_KEY = "egoejo:outbox:cursor"
-# Two beats of a worker's liveness thread: a job whose hash was lost while it ran is claimed
-# again (liveness.running_key) before the reconciler's second sighting.
-MISSING_AFTER = 2 * LIVENESS_INTERVAL
+# A beat of a worker's liveness thread and 2 s to spare: a job whose hash was lost while it ran
+# is claimed again (liveness.running_key) before the reconciler's second sighting, one 5 s pass on.
+MISSING_AFTER = LIVENESS_INTERVAL + 2
 
 State = BackgroundJob.State
 _CLOSED_BY_STATUS = {

@@ -38,7 +38,7 @@ from . import rq_compat, stats
 from .ends import mark_cancelled, mark_ended
 from .errors import PermanentJobError, TransientJobError
 from .jobclass import QueueingJob, refusal_of
-from .liveness import LIVENESS_TTL, LivenessMixin
+from .liveness import LIVENESS_TTL, LivenessMixin, running_key
 from .recovery import give_back, sweep
 from .status import last_line
 
@@ -55,6 +55,7 @@ class ProjectWorkerMixin(_WorkerBase):
 
     running_job_id: str | None = None
     fenced_job_id: str | None = None  # set by the liveness fence (liveness.py)
+    claimed_job_id: str | None = None  # set by the liveness thread's claim (liveness.running_key)
     # RQ's dequeue retries a lost Redis with a backoff up to 60 s: each second waited past the
     # server's return delays every job of this worker (a restart takes 3 s), and a ping is cheap.
     max_connection_wait_time = 2.0
@@ -103,6 +104,12 @@ class ProjectWorkerMixin(_WorkerBase):
             super().execute_job(job, queue)
         finally:
             self.running_job_id = None
+            if self.claimed_job_id == job.id:  # jobs longer than a beat only
+                self.claimed_job_id = None
+                try:
+                    self.connection.delete(running_key(job.id))
+                except RedisError:
+                    pass  # it expires within LIVENESS_TTL
 
     def _refuse(self, job: Job, queue: Any, reason: str) -> None:
         logger.error("job %s refused on '%s': %s", job.id, queue.name, reason, extra={"job_id": job.id, "queue": queue.name})

@@ -126,6 +126,11 @@ print(job.id)""")
             time.sleep(0.2)
         client.flushdb()
         wait_all_finished(stack, 1, timeout=40)
+        claim = f"egoejo:running:{job_id}"
+        deadline = time.monotonic() + 3
+        while client.exists(claim) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not client.exists(claim)  # dropped at the job's end, not left for its 12 s TTL
         time.sleep(16)  # a copy sent after the flush would have finished by now
         runs = marker.read_text().split()
         assert len(runs) == 1, (runs, stack.log_text())
