@@ -189,6 +189,23 @@ def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs
     assert not redis_conn.exists(f"rq:job:{running}") and row(running).state == BackgroundJob.State.PENDING
 
 
+def test_a_failure_the_worker_could_not_record_is_closed_with_its_reason(redis_conn, django_capture_on_commit_callbacks):
+    """The worker failed the job (SMTP 550) but its write of the row failed (the database was
+    restarting): the reconciler closes the row from Redis, with the reason the worker would have
+    written, not a pointer to the failed registry (the chaos campaign counted such a 550 as an
+    unexplained failure)."""
+    from rq.results import Result
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = emails.send_welcome_email.delay(7).id
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    refusal = "SMTPRecipientsRefused: {'m@example.org': (550, b'5.1.1 No such mailbox')}"
+    Result.create_failure(job, 600, f"Traceback (most recent call last):\n  ...\n{refusal}\n", worker_name="w1")
+    job.set_status(JobStatus.FAILED)
+    outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=0)
+    assert (row(job_id).state, row(job_id).failure_reason) == (BackgroundJob.State.FAILED, refusal)
+
+
 def test_every_end_in_redis_closes_the_row_and_the_reconciler_pages_through_all_rows(redis_conn, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         ids = metrics.update_impact_dashboard_metrics.delay_many([[i] for i in range(7)])

@@ -65,3 +65,18 @@ def test_a_scheduler_never_frees_the_lock_another_one_holds(redis_conn: redis.Re
     assert not ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn).acquire_lock()
     second.remove_lock()
     assert not redis_conn.exists(second.scheduler_lock_key)
+
+
+def test_a_scheduler_resuming_after_an_outage_passes_at_once(redis_conn: redis.Redis):
+    """Redis went away mid-pass: the lock could not be released, and a Redis restarted from its
+    AOF still holds it for up to 15 s. The resumed loop used to skip its passes ("Lock already
+    taken") for that long, sweeps and re-sends included (the chaos campaign's seed 5)."""
+    from app.queueing.scheduling import ProjectScheduler
+
+    cut = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
+    assert cut.acquire_lock()  # the pass the outage cut short: its release never reached Redis
+    resumed = cut.successor()
+    assert resumed is not cut and resumed._interval == 5 and resumed.queue_name == "metrics"
+    assert resumed.acquire_lock()
+    other = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
+    assert not other.acquire_lock()  # still one scheduler at a time

@@ -27,13 +27,18 @@ from typing import Any
 from django.db.models import DateTimeField, ExpressionWrapper, Value
 from django.db.models.functions import Now
 from django.utils import timezone
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.serializers import JSONSerializer
 
 from . import dispatch, registry, rq_compat
 from .ends import _close, mark_ended
+from .jobclass import QueueingJob
 from .liveness import LIVENESS_INTERVAL, running_key
 from .models import BackgroundJob
 from .recovery import orphaned, seen_twice
 from .registry import Push
+from .status import last_line
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +91,8 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
         status = raw.decode() if raw is not None else None
         if status in _CLOSED_BY_STATUS:
             state, reason = _CLOSED_BY_STATUS[status]
+            if status == "failed":
+                reason = _failure_reason(connection, job_id) or reason
             counts["closed"] += _close([job_id], state, reason)
             continue
         if status is None:
@@ -107,6 +114,17 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
         if counts["resent"]:
             logger.warning("%d job(s) were missing from Redis: re-sent (first: %s)", counts["resent"], pushes[0].job_id)
     return counts
+
+
+def _failure_reason(connection: Any, job_id: str) -> str:
+    """The reason the worker would have recorded: its latest result's last traceback line (a 550
+    refusal, a missing row), read back when the worker's own write of the row failed."""
+    try:
+        job = QueueingJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        result = job.latest_result()
+    except (NoSuchJobError, RedisError, ValueError):
+        return ""
+    return last_line(result.exc_string) if result is not None else ""
 
 
 PURGE_MARK_KEY = "egoejo:outbox:purged"

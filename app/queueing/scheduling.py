@@ -53,6 +53,17 @@ class ProjectScheduler(DjangoScheduler):
             self.connection.eval(_RELEASE, 1, self.scheduler_lock_key, self._lock_token)
             self._lock_acquired = False
 
+    def successor(self) -> ProjectScheduler:
+        """A fresh scheduler to run after a Redis outage cut this one's loop. A pass cut short
+        could not release rq-scheduler's lock, and a Redis restarted from its AOF still holds it
+        (its TTL is the interval plus 10 s): released here by this process's token, or the fresh
+        loop would skip its passes, and with them the sweeps and re-sends, until it expired."""
+        try:
+            self.remove_lock()
+        except RedisError:
+            pass  # gone again: the lock expires by itself
+        return type(self)(queue_name=self.queue_name, interval=self._interval, connection=self.connection)
+
     def _fire_due_retries(self, queue_names: list[str]) -> None:
         """Move due retries and delayed jobs to their queues when no worker's RQ scheduler does it.
 

@@ -47,7 +47,7 @@ class Command(BaseCommand):
                 # re-sends lost jobs and requeues abandoned ones, so it must outlive an outage.
                 logger.error("scheduler lost Redis (%s); waiting for it to come back", exc)
                 wait_for_redis(connection)
-                scheduler = ProjectScheduler(queue_name=_home_queue(), interval=options["interval"], connection=connection)
+                scheduler = scheduler.successor()
 
 
 def _home_queue() -> str:
