@@ -76,6 +76,7 @@ class LivenessMixin(_WorkerBase):
     _liveness_stop: threading.Event | None = None
     fenced_job_id: str | None = None  # the job whose horse the fence killed
     _loop_moved = 0.0  # monotonic time of the work loop's last heartbeat (or attempt at one)
+    _stall_limit = float(DEFAULT_STALL_LIMIT)  # read from the settings once, when the thread starts
     claimed_job_id: str | None = None  # the job this worker's liveness thread claimed (running_key)
     # Set by an in-process worker while its main thread runs a job: that job's timeout (RQ's
     # death penalty ends it then) is added to the stall limit; None = no timeout, no limit.
@@ -136,9 +137,7 @@ class LivenessMixin(_WorkerBase):
             os._exit(75)  # EX_TEMPFAIL: restarted by the pool or the orchestrator
 
     def _check_work_loop(self) -> None:
-        from django.conf import settings
-
-        limit = float(getattr(settings, "QUEUEING_WORK_LOOP_STALL_SECONDS", DEFAULT_STALL_LIMIT))
+        limit = self._stall_limit
         job_timeout = self.in_process_job_timeout
         if job_timeout is None:
             return  # an in-process job without a timeout: nothing bounds the loop's silence
@@ -164,6 +163,9 @@ class LivenessMixin(_WorkerBase):
             os._exit(EX_SOFTWARE)
 
     def _start_liveness(self) -> None:
+        from django.conf import settings
+
+        self._stall_limit = float(getattr(settings, "QUEUEING_WORK_LOOP_STALL_SECONDS", DEFAULT_STALL_LIMIT))
         self._loop_moved = time.monotonic()
         self._liveness_stop = threading.Event()
         thread = threading.Thread(target=self._liveness_loop, args=(self._liveness_stop,), daemon=True, name="liveness")

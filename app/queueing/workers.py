@@ -238,6 +238,8 @@ class InProcessWorker(ProjectWorkerMixin, rq_compat.FastInProcessMixin, Liveness
             super().execute_job(job, queue)
         finally:
             self.in_process_job_timeout = 0.0
+            # Now, not at RQ's heartbeat after the job: a job longer than the stall limit would
+            # otherwise read as a stall in the moment between the two.
             self._loop_moved = time.monotonic()
 
 
