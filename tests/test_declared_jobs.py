@@ -189,6 +189,40 @@ def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs
     assert not redis_conn.exists(f"rq:job:{running}") and row(running).state == BackgroundJob.State.PENDING
 
 
+@pytest.mark.parametrize("status", ["started", "scheduled"])
+def test_a_job_that_says_started_or_scheduled_while_nothing_holds_it_is_requeued_and_runs_once(
+    status, redis_conn, run_worker, django_capture_on_commit_callbacks
+):
+    """The second goal run's seed 27: a job whose hash said it ran (or waited for its retry) while
+    no registry, list or worker held it, because a Redis restart or a killed sweeper cut off the
+    step that moves it, stayed pending forever. The reconciler requeues it on its second sighting;
+    one that a registry or a running worker still holds stays where it is."""
+    from app.queueing.liveness import running_key
+
+    with django_capture_on_commit_callbacks(execute=True):
+        in_registry, claimed, unheld = metrics.update_impact_dashboard_metrics.delay_many([[1], [2], [3]])
+    for job_id in (in_registry, claimed, unheld):
+        redis_conn.lrem("rq:queue:metrics", 0, job_id)
+        redis_conn.hset(f"rq:job:{job_id}", "status", status)
+    if status == "started":
+        redis_conn.zadd("rq:wip:metrics", {f"{in_registry}:run1": time.time() + 60})
+    else:
+        redis_conn.zadd("rq:scheduled:metrics", {in_registry: time.time() + 60})
+    redis_conn.set(running_key(claimed), "worker-a", ex=12)
+
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=1)["requeued"] == 0  # first sighting
+    time.sleep(1.1)
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=1)["requeued"] == 1
+    assert queued("metrics") == [unheld]
+    time.sleep(1.1)
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=1)["requeued"] == 0  # waiting now: held
+    assert queued("metrics") == [unheld]
+    assert redis_conn.hget(f"rq:job:{unheld}", "status") == b"queued"
+    run_worker("metrics")
+    assert row(unheld).state == BackgroundJob.State.FINISHED
+    assert row(claimed).state == BackgroundJob.State.PENDING  # its worker runs it
+
+
 def test_a_failure_the_worker_could_not_record_is_closed_with_its_reason(redis_conn, django_capture_on_commit_callbacks):
     """The worker failed the job (SMTP 550) but its write of the row failed (the database was
     restarting): the reconciler closes the row from Redis, with the reason the worker would have

@@ -367,3 +367,19 @@ def test_a_stopped_job_leaves_what_rqs_own_bookkeeping_leaves(tmp_path, redis_db
                     value.pop(b"pid", None)
         snapshots.append(state)
     assert_same(*snapshots)
+
+
+def test_the_key_formats_are_rqs_own(redis_conn):
+    """The sweeps and the reconciler read RQ's keys by name; each name is the one RQ's objects use."""
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+    from rq.worker import Worker
+
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    worker = Worker([queue], connection=redis_conn, name="w-1")
+    assert rq_compat.queue_key("metrics") == queue.key
+    assert rq_compat.intermediate_key("metrics") == queue.intermediate_queue.key
+    assert rq_compat.started_key("metrics") == StartedJobRegistry("metrics", connection=redis_conn).key
+    assert rq_compat.scheduled_key("metrics") == ScheduledJobRegistry("metrics", connection=redis_conn).key
+    assert rq_compat.failed_key("metrics") == FailedJobRegistry("metrics", connection=redis_conn).key
+    assert rq_compat.worker_key("w-1") == worker.key
+    assert rq_compat.job_key("abc") == Job.key_for("abc")

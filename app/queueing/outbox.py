@@ -15,7 +15,11 @@ once per cycle, whatever its age):
   its hash is claimed again by its worker's liveness thread within LIVENESS_INTERVAL
   (liveness.running_key), and a second copy would run beside it;
 - queued but in no queue, seen so twice 10 s apart → pushed to its queue again;
-- anything else (queued, started, scheduled, deferred) → left alone.
+- started or scheduled while nothing holds it (no started-registry entry, no running worker's
+  claim, not in the scheduled registry, in no list: a take-back or a retry cut off by a Redis
+  restart), seen so twice MISSING_AFTER apart → back to the front of its queue (a retry's
+  remaining backoff is not waited);
+- anything else (queued, started, scheduled, deferred, each held where RQ expects) → left alone.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from .ends import _close, mark_ended
 from .jobclass import QueueingJob
 from .liveness import LIVENESS_INTERVAL, running_key
 from .models import BackgroundJob
-from .recovery import orphaned, seen_twice
+from .connections import get_queue
+from .recovery import orphaned, seen_twice, unbacked
 from .registry import Push
 from .status import last_line
 
@@ -108,6 +113,13 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
             # last writes, say): nothing would ever run it.
             connection.lpush(rq_compat.queue_key(queue), job_id)
             logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
+            counts["requeued"] += 1
+        elif status in ("started", "scheduled") and unbacked(connection, queue, job_id, after=missing_after):
+            job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+            if job is None:
+                continue  # it ended and expired meanwhile: the next pass sees it missing
+            rq_compat.requeue_at_front(get_queue(queue), job)
+            logger.warning("job %s (%s) said %s but nothing held it: requeued", job_id, func, status)
             counts["requeued"] += 1
     if pushes:
         counts["resent"] = dispatch.send(pushes)

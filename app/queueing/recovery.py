@@ -32,7 +32,7 @@ from . import registry, rq_compat
 from .connections import get_queue
 from .ends import mark_ended
 from .jobclass import QueueingJob
-from .liveness import PROCESS_FIELD, gone_here
+from .liveness import PROCESS_FIELD, gone_here, running_key
 from .stats import ABANDONED_REQUEUES_KEY
 
 logger = logging.getLogger(__name__)
@@ -183,6 +183,26 @@ def orphaned(connection: Redis, name: str, job_id: str) -> bool:
         connection.delete(f"egoejo:stuck-seen:outbox:{job_id}")  # healthy now: a later sighting starts afresh
         return False
     return seen_twice(connection, "outbox", job_id)
+
+
+def unbacked(connection: Redis, name: str, job_id: str, after: int = STUCK_AFTER_SECONDS) -> bool:
+    """A job whose hash says started or scheduled while nothing holds it, seen so twice: in no
+    started registry entry, claimed by no running worker, in no scheduled registry, in no list.
+
+    A take-back cut off between its ZREM and its push (the sweeper or Redis died between the two),
+    or a worker's writes half lost with a Redis restart, leaves that: the sweep reads only the
+    registries and RQ's scheduler only its own, so nothing else would ever run the job.
+    """
+    held = (
+        connection.exists(running_key(job_id))
+        or connection.zscore(rq_compat.scheduled_key(name), job_id) is not None
+        or _waiting(connection, name, job_id)
+        or any(rq_compat.started_entry_job_id(m) == job_id for m in cast("list[bytes]", connection.zrange(rq_compat.started_key(name), 0, -1)))
+    )
+    if held:
+        connection.delete(f"egoejo:stuck-seen:unbacked:{job_id}")  # healthy: a later sighting starts afresh
+        return False
+    return seen_twice(connection, "unbacked", job_id, after=after)
 
 
 def _waiting(connection: Redis, name: str, job_id: str) -> bool:

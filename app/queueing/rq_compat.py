@@ -110,6 +110,10 @@ def failed_key(name: str) -> str:
     return f"rq:failed:{name}"
 
 
+def scheduled_key(name: str) -> str:
+    return f"rq:scheduled:{name}"
+
+
 def worker_key(name: str) -> str:
     return f"rq:worker:{name}"
 

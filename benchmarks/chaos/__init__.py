@@ -3,7 +3,7 @@
     scripts/bench chaos [--seeds N] [--jobs M] [--seed S] [--keep] [--quick]
 
 Each seed gets its own redis-server (AOF), PostgreSQL database, SMTP sink and the project's four
-processes (gunicorn, the light-queue pool, the forking images worker, the scheduler), restarted
+processes (gunicorn, the light-queue pool, two forking images workers, the scheduler), restarted
 1 s after they die. Load goes through the public HTTP API; faults are signals, Redis and
 PostgreSQL commands, SMTP answers, a database lock and the web's clock (faults.KINDS). Afterwards
 the checker (checker.py) reads SQL, the sink, the files and Redis. A failing seed prints how

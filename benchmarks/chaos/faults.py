@@ -140,11 +140,11 @@ class Injector:
         pool = self.stack.pid("pool")
         for member in children(pool) if pool else []:
             found.update(children(member))
-        images = self.stack.pid("images")
         registered = self._scheduler_pids()
-        for child in children(images) if images else []:
-            if child in registered or age(child) > 3:
-                found.add(child)
+        for images in self._images_workers():
+            for child in children(images):
+                if child in registered or age(child) > 3:
+                    found.add(child)
         return found
 
     def _busy_target(self, candidates: Any, seconds: float = 6) -> int | None:
@@ -239,6 +239,9 @@ class Injector:
         pid = self.stack.pid(name)
         return [pid] if pid else []
 
+    def _images_workers(self) -> list[int]:
+        return self._one("images") + self._one("images-2")
+
     def _pool_members(self) -> list[int]:
         pool = self.stack.pid("pool")
         return children(pool) if pool else []
@@ -250,15 +253,15 @@ class Injector:
         self._kill("kill_pool_child", self._busy_target(self._pool_members))
 
     def kill_images_worker(self) -> None:
-        self._kill("kill_images_worker", self._busy_target(lambda: self._one("images")))
+        self._kill("kill_images_worker", self._busy_target(self._images_workers))
 
     def kill_horse(self) -> None:
         deadline = time.monotonic() + 8  # a horse lives while an image job runs: wait for one
         while time.monotonic() < deadline:
-            worker = self.stack.pid("images")
-            horses = [p for p in children(worker) if p not in self._scheduler_children()] if worker else []
+            scheduler_children = self._scheduler_children()
+            horses = [p for worker in self._images_workers() for p in children(worker) if p not in scheduler_children]
             if horses:
-                self._kill("kill_horse", horses[0])
+                self._kill("kill_horse", self.rng.choice(horses))
                 return
             time.sleep(0.05)
         self.log.skipped["kill_horse"] += 1
@@ -270,7 +273,7 @@ class Injector:
         self._kill("kill_scheduler", self.stack.pid("scheduler"), note_jobs=False)
 
     def sigstop_worker(self) -> None:
-        pid = self._busy_target(lambda: self._pool_members() + self._one("images"))
+        pid = self._busy_target(lambda: self._pool_members() + self._images_workers())
         if pid is None:
             self.log.skipped["sigstop_worker"] += 1
             return
