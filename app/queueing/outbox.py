@@ -36,11 +36,11 @@ from rq.exceptions import NoSuchJobError
 from rq.serializers import JSONSerializer
 
 from . import dispatch, registry, rq_compat
+from .connections import get_queue
 from .ends import _close, mark_ended
 from .jobclass import QueueingJob
 from .liveness import LIVENESS_INTERVAL, running_key
 from .models import BackgroundJob
-from .connections import get_queue
 from .recovery import orphaned, seen_twice, unbacked
 from .registry import Push
 from .status import last_line
