@@ -37,6 +37,7 @@ def test_django_rq_enqueue_lands_on_the_declared_queue_after_commit_and_mails_on
         assert queued("emails") == []  # not before the commit
         assert row(job.id).state == BackgroundJob.State.PENDING  # but recorded in this transaction
     assert len(callbacks) == 1
+    assert job.origin == "emails"  # the handle names the queue, as RQ's returned job does
     assert queued("emails") == [job.id]
     assert django_rq.get_queue("default").get_job_ids() == []  # django-rq's default: nothing there
     assert row(job.id).owner_id == user.pk  # declared owner="user_id"

@@ -99,6 +99,7 @@ def _handle(spec: JobSpec, job_id: str) -> Job:
     """An RQ Job for the caller to keep (`.id`, `.get_status()`); its hash exists once pushed."""
     queue = get_queue(spec.queue_name)
     job: Job = queue.job_class(job_id, connection=queue.connection, serializer=queue.serializer)
+    job.origin = spec.queue_name  # what RQ's own enqueue returns: the caller may read the queue from it
     return job
 
 
