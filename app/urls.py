@@ -3,6 +3,8 @@ from django.urls import include, path
 
 from app.views import auth, health, images, impact, jobs, metrics, projects, schema
 
+handler500 = "app.views.http.server_error"
+
 urlpatterns = [
     path("api/auth/csrf/", auth.csrf, name="csrf"),
     path("api/auth/register/", auth.register, name="register"),

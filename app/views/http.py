@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# A backend that cannot be reached for a moment (a restart, a failover, a terminated connection):
+# the client may try again. Anything else is a fault of ours.
+_UNAVAILABLE = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+RETRY_AFTER_SECONDS = 5
 
 
 def json_body(request: HttpRequest) -> dict[str, Any] | None:
@@ -50,3 +59,18 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from django.views.csrf import csrf_failure as django_csrf_failure
 
     return django_csrf_failure(request, reason)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500. The API answers in JSON: 503 with Retry-After when the database or Redis could
+    not be reached (a client may simply try again; a registration that did commit then answers
+    that the address is taken), 500 for anything else. Other pages keep Django's."""
+    if not request.path_info.startswith("/api/"):
+        from django.views.defaults import server_error as django_server_error
+
+        return django_server_error(request)
+    if isinstance(sys.exc_info()[1], _UNAVAILABLE):
+        response = error(503, _("The service is briefly unavailable; try again in a few seconds."))
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return error(500, _("Internal error; it has been reported."))
