@@ -101,3 +101,43 @@ def test_a_queue_receives_its_jobs_in_the_order_they_were_enqueued():
                             ("tests.fixtures.echo_call", "tests.fixtures.say_hello", "tests.fixtures.echo_call"))
     assert dispatch.send([first, second, third]) == 3
     assert queued("metrics") == [first.job_id, second.job_id, third.job_id]
+
+
+def test_a_late_push_leaves_a_job_that_ended_meanwhile_alone(redis_conn, run_worker, monkeypatch):
+    """A response slower than the reconciler: the reconciler sent the job, it ran and ended, then
+    Redis lost its hash (a flush, a failover) before the request's own push went. The conditional
+    push found no hash and queued the job a second time; a late push now asks the database first."""
+    monkeypatch.setattr(dispatch, "LATE_AFTER", 0.0, raising=False)
+    dispatch.on_request_started()
+    try:
+        with transaction.atomic():
+            ended = enqueue(metrics.update_impact_dashboard_metrics, 1)
+            waiting = enqueue(metrics.update_impact_dashboard_metrics, 2)
+        # The request is still writing its response; the reconciler sends the first job meanwhile.
+        dispatch.send([dispatch.Push(registry.spec_for(metrics.update_impact_dashboard_metrics), ended, [1], {}, None)])
+        run_worker("metrics")
+        assert BackgroundJob.objects.get(pk=ended).state == BackgroundJob.State.FINISHED
+        redis_conn.flushdb()
+    finally:
+        dispatch.on_request_finished()
+    assert queued("metrics") == [waiting]  # the ended job is not queued again; the pending one goes
+
+
+def test_a_late_push_that_cannot_ask_the_database_leaves_its_jobs_to_the_reconciler(redis_conn, monkeypatch):
+    from django.db import OperationalError
+    from django.db.models.query import QuerySet
+
+    monkeypatch.setattr(dispatch, "LATE_AFTER", 0.0, raising=False)
+    dispatch.on_request_started()
+    with transaction.atomic():
+        job_id = enqueue(emails.send_welcome_email, 3)
+
+    def database_gone(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("the database is restarting")
+
+    monkeypatch.setattr(QuerySet, "values_list", database_gone)
+    dispatch.on_request_finished()
+    monkeypatch.undo()
+    assert queued("emails") == []
+    assert reconcile(redis_conn, min_age=timedelta(0), missing_after=0)["resent"] == 1
+    assert queued("emails") == [job_id]

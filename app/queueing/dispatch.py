@@ -8,12 +8,20 @@ client never waits for Redis, and all the jobs of one request go in one round tr
 The window this opens is the one the outbox already covers: a process killed between the
 response and the push leaves the job recorded but not in Redis, and the outbox reconciler sends
 it (outbox.py, at most MIN_AGE plus one scheduler tick later).
+
+A push that comes late (its response took longer than LATE_AFTER after the commit: a slow client,
+a session save waiting on a lock) may come after the reconciler sent the job, after the job ran
+and after Redis lost its hash (a flush, a failover): the conditional push would then queue it a
+second time. So a late push first asks the database which of its rows are still pending and
+pushes only those; when the database cannot answer, it pushes nothing and leaves the rows to the
+reconciler.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +33,10 @@ from .registry import Push
 
 logger = logging.getLogger(__name__)
 
+# Seconds after the commit past which a request's push checks its rows first (normal requests
+# answer in milliseconds; the reconciler re-sends a row after MIN_AGE plus a second sighting).
+LATE_AFTER = 5.0
+
 
 # Per thread: WSGI servers serve one request per thread at a time (gunicorn sync/gthread, runserver).
 _state = threading.local()
@@ -35,22 +47,45 @@ def after_commit(pushes: Sequence[Push]) -> None:
     if pending is None:
         send(pushes)
     else:
+        if not pending:
+            _state.committed_at = time.monotonic()
         pending.extend(pushes)
 
 
 def on_request_started(**_: Any) -> None:
-    # Anything left from a request whose response was never closed goes now rather than never.
+    # Anything left from a request whose response was never closed goes now rather than never:
+    # late by definition.
     leftover = getattr(_state, "pending", None)
     _state.pending = []
     if leftover:
-        send(leftover)
+        send(_still_pending(leftover))
 
 
 def on_request_finished(**_: Any) -> None:
     pending: list[Push] | None = getattr(_state, "pending", None)
     _state.pending = None
     if pending:
-        send(pending)
+        late = time.monotonic() - getattr(_state, "committed_at", 0.0) > LATE_AFTER
+        send(_still_pending(pending) if late else pending)
+
+
+def _still_pending(pushes: Sequence[Push]) -> list[Push]:
+    """The pushes whose outbox row is still pending; none when the database cannot say."""
+    from django.db import DatabaseError
+
+    from .models import BackgroundJob
+
+    try:
+        open_ids = set(
+            BackgroundJob.objects.filter(pk__in=[push.job_id for push in pushes], state=BackgroundJob.State.PENDING)
+            .values_list("pk", flat=True)
+        )
+    except DatabaseError as exc:
+        logger.warning("%d late push(es) left to the outbox reconciler: the database did not answer (%s)", len(pushes), exc)
+        return []
+    if len(open_ids) < len(pushes):
+        logger.info("%d late push(es) skipped: their jobs ended meanwhile", len(pushes) - len(open_ids))
+    return [push for push in pushes if push.job_id in open_ids]
 
 
 def send(pushes: Sequence[Push]) -> int:
@@ -61,6 +96,8 @@ def send(pushes: Sequence[Push]) -> int:
     A Redis outage is logged, not raised: the records stay pending and the outbox reconciler
     sends them when Redis is back.
     """
+    if not pushes:
+        return 0
     # Consecutive pushes of one function on one queue make a batch; the batches keep the pushes'
     # order, so a queue receives its jobs in the order they were enqueued.
     batches: list[list[Push]] = []
