@@ -294,6 +294,45 @@ def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
     assert redis_conn.get(recovery.LOCK_KEY) == b"someone-else"
 
 
+def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis_conn):
+    """The third goal run's seed 4: a scheduler killed mid-sweep left the lock for 30 s, and no
+    sweep requeued a frozen worker's image meanwhile. Overlapping sweeps are safe (each acts only
+    where its own ZREM removed the entry), so the lock is short."""
+    from app.queueing import recovery
+
+    with recovery._sweep_lock(redis_conn) as held:
+        assert held and 0 < redis_conn.ttl(recovery.LOCK_KEY) <= 5
+
+
+def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(redis_conn):
+    """A worker that lost Redis kills its horse and resumes under a new name. The old name's key
+    lived on until it expired (12 s), and the sweeps left the job it was running alone so long."""
+    from rq import Queue
+
+    from app.queueing import recovery
+    from app.queueing.workers import ForkingWorker
+
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    worker = ForkingWorker([queue], connection=redis_conn)
+    worker.register_birth()
+    old_name = worker.name
+    job = queue.enqueue("tests.fixtures.say_hello", "x")
+    redis_conn.lrem("rq:queue:metrics", 0, job.id)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = old_name
+    job.save()
+    redis_conn.zadd("rq:wip:metrics", {f"{job.id}:run1": time.time() + 300})
+    redis_conn.sadd(f"rq:worker:{old_name}:executions", f"{job.id}:run1")
+    assert recovery.sweep(redis_conn, ["metrics"]) == []  # its worker is alive and runs it
+
+    worker._start_again_under_a_new_name()
+    assert worker.name != old_name
+    assert not redis_conn.exists(f"rq:worker:{old_name}")
+    assert f"rq:worker:{old_name}".encode() not in redis_conn.smembers("rq:workers")
+    assert recovery.sweep(redis_conn, ["metrics"]) == [job.id]  # at the next sweep, not 12 s on
+    assert queued("metrics") == [job.id]
+
+
 def test_an_earlier_runs_entry_is_dropped_so_rqs_cleanup_never_retries_the_running_job(redis_conn):
     """A job whose first worker died was requeued and runs again on a live worker. The dead run's
     entry stays in the started registry; when it expired, RQ's own cleanup saw a STARTED job and

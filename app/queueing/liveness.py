@@ -233,8 +233,9 @@ class LivenessMixin(_WorkerBase):
             logger.warning("worker %s: Redis is back, resuming", self.name)
 
     def _start_again_under_a_new_name(self) -> None:
-        # The old name's key expires by itself; what it was running is recovered as abandoned
-        # and run again elsewhere, so a work-horse still running it must not go on: stop it.
+        # What the old name was running is recovered as abandoned and run again elsewhere, so a
+        # work-horse still running it must not go on: stop it. Then the old name is retired at
+        # once: left to expire, its key kept that job from the sweeps for up to LIVENESS_TTL.
         horse_pid = getattr(self, "horse_pid", 0)  # forking workers only
         if horse_pid:
             try:
@@ -242,6 +243,10 @@ class LivenessMixin(_WorkerBase):
                 os.waitpid(horse_pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
+        try:
+            rq_compat.retire_worker(self)
+        except RedisError:
+            pass  # gone again: the old key expires by itself
         self.name = uuid.uuid4().hex
         rq_compat.set_stop_requested(self, False)
         rq_compat.forget_worker_state(self)  # a new worker key: its state must be written again

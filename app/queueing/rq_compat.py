@@ -42,7 +42,7 @@ from rq.rate_limit import release_slot
 from rq.results import Result
 from rq.utils import now, utcformat
 from rq.worker.base import WorkerStatus
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY, unregister
 
 from . import stats
 from .registry import Push, describe, job_options
@@ -162,6 +162,16 @@ def set_stop_requested(worker: Any, value: bool) -> None:
 def callback_names(job: Job) -> list[str | None]:
     """The import paths of a job's callbacks, read without importing them."""
     return [job._success_callback_name, job._failure_callback_name, job._stopped_callback_name]
+
+
+def retire_worker(worker: Any) -> None:
+    """Take a worker's registration out of Redis at once (its key, its executions, the sets that
+    list it), without RQ's register_death, which keeps the key 60 s: a name given up must read as
+    dead now, so that what it was running is recovered as abandoned now."""
+    with worker.connection.pipeline() as pipe:
+        unregister(worker, pipeline=pipe)
+        pipe.delete(worker.key, worker_executions_key(worker.name))
+        pipe.execute()
 
 
 def forget_worker_state(worker: Any) -> None:

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SCHEDULE_ID_PREFIX = "schedule-"
 SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
+LOCK_SPARE_SECONDS = 3
 
 
 # Deletes rq-scheduler's lock only if it still holds this process's token: a pass that outlived
@@ -43,8 +44,12 @@ class ProjectScheduler(DjangoScheduler):
     _lock_token: str = ""
 
     def acquire_lock(self) -> bool:
+        # Held for one pass only (rq-scheduler releases it at the pass's end), so its TTL only
+        # matters when its holder dies: a scheduler restarted after a kill skipped its passes,
+        # sweeps and re-sends included, until it expired (interval + 10 s in rq-scheduler). A pass
+        # that outlives it may overlap the next scheduler's: every action of a pass is safe twice.
         self._lock_token = uuid.uuid4().hex
-        acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(self._interval) + 10, nx=True))
+        acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(self._interval) + LOCK_SPARE_SECONDS, nx=True))
         self._lock_acquired = acquired
         return acquired
 
