@@ -92,3 +92,31 @@ def test_a_scheduler_resuming_after_an_outage_passes_at_once(redis_conn: redis.R
     assert resumed.acquire_lock()
     other = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
     assert not other.acquire_lock()  # still one scheduler at a time
+
+
+def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: redis.Redis):
+    """rqscheduler fires due retries under RQ's per-queue scheduler locks (61 s). One killed
+    between taking and releasing them held up every retry of the light queues for up to 61 s
+    (the third goal run's seed 3: a welcome mail's retry fired 30 s late). Its successor takes
+    them over; a lock that a worker's own RQ scheduler holds is still left alone."""
+    from datetime import timedelta
+
+    from rq import Queue
+    from rq.scheduler import RQScheduler
+    from rq.serializers import JSONSerializer
+
+    from app.queueing.scheduling import RETRY_LOCK_OWNER, ProjectScheduler
+
+    emails = Queue("emails", connection=redis_conn, serializer=JSONSerializer)
+    images = Queue("images", connection=redis_conn, serializer=JSONSerializer)
+    due_mail = emails.enqueue_in(timedelta(seconds=-1), "tests.fixtures.say_hello", "x")
+    due_image = images.enqueue_in(timedelta(seconds=-1), "tests.fixtures.say_hello", "y")
+    killed = RQScheduler(["emails", "metrics"], connection=redis_conn, serializer=JSONSerializer, name=RETRY_LOCK_OWNER)
+    assert killed.acquire_locks() == {"emails", "metrics"}  # ... and never released them
+    worker_child = RQScheduler(["images"], connection=redis_conn, serializer=JSONSerializer)
+    assert worker_child.acquire_locks() == {"images"}  # a worker's live scheduler child
+
+    ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)._fire_due_retries(["emails", "metrics", "images"])
+    assert emails.get_job_ids() == [due_mail.id]
+    assert images.get_job_ids() == [] and redis_conn.zscore("rq:scheduled:images", due_image.id) is not None
+    assert not redis_conn.exists("rq:scheduler-lock:emails")  # released again

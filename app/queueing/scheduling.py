@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 SCHEDULE_ID_PREFIX = "schedule-"
 SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
 LOCK_SPARE_SECONDS = 3
+RETRY_LOCK_OWNER = "egoejo-rqscheduler"
 
 
 # Deletes rq-scheduler's lock only if it still holds this process's token: a pass that outlived
@@ -76,7 +77,11 @@ class ProjectScheduler(DjangoScheduler):
         queue; the light-queue pool runs none, and a child can die (it does on a Redis error).
         Taking only the locks nobody holds keeps one scheduler per queue at a time.
         """
-        scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JSONSerializer)
+        # One owner name for every rqscheduler process: RQ's per-queue locks live 61 s, and a
+        # scheduler killed between taking and releasing them held up every retry of the light
+        # queues that long under a random name (the third goal run's seed 3: 30 s). Only one
+        # rqscheduler passes at a time (rq-scheduler's lock), so its successor takes them over.
+        scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JSONSerializer, name=RETRY_LOCK_OWNER)
         if scheduler.acquire_locks(auto_start=False):  # type: ignore[no-untyped-call]  # rq leaves these untyped
             try:
                 scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
