@@ -40,6 +40,7 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus, validate_job_id
 from rq.rate_limit import release_slot
 from rq.results import Result
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
 from rq.utils import now, utcformat
 from rq.worker.base import WorkerStatus
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY, unregister
@@ -112,6 +113,17 @@ def failed_key(name: str) -> str:
 
 def scheduled_key(name: str) -> str:
     return f"rq:scheduled:{name}"
+
+
+def rq_scheduler_key(name: str) -> str:
+    """The hash an RQ scheduler (a worker's scheduler child) keeps, its `last_heartbeat` field
+    written every interval (1 s) while it lives."""
+    return SCHEDULER_KEY_TEMPLATE % name
+
+
+def rq_scheduler_lock_key(queue_name: str) -> str:
+    """RQ's per-queue scheduler lock; its value is the holding scheduler's name."""
+    return SCHEDULER_LOCKING_KEY_TEMPLATE % queue_name
 
 
 def worker_key(name: str) -> str:
