@@ -219,9 +219,35 @@ def test_a_job_that_says_started_or_scheduled_while_nothing_holds_it_is_requeued
     assert outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=1)["requeued"] == 0  # waiting now: held
     assert queued("metrics") == [unheld]
     assert redis_conn.hget(f"rq:job:{unheld}", "status") == b"queued"
+    assert redis_conn.hget(f"rq:job:{claimed}", "status") == redis_conn.hget(f"rq:job:{in_registry}", "status") == status.encode()
     run_worker("metrics")
     assert row(unheld).state == BackgroundJob.State.FINISHED
-    assert row(claimed).state == BackgroundJob.State.PENDING  # its worker runs it
+
+
+def test_a_partial_hash_that_nothing_holds_is_re_sent_from_its_row_and_breaks_no_pass(redis_conn, run_worker, django_capture_on_commit_callbacks):
+    """A worker's late write after Redis lost a job (a flush between its pop and its start) can
+    leave a hash with a status and no data. RQ cannot read it: the pass broke there, and the rows
+    after it (a lost one here) were never sent. Now the partial hash is dropped and the job sent
+    again from its row, and the rest of the page goes on."""
+    with django_capture_on_commit_callbacks(execute=True):
+        partial, lost = metrics.update_impact_dashboard_metrics.delay_many([[1], [2]])
+    redis_conn.delete(f"rq:job:{partial}", f"rq:job:{lost}", "rq:queue:metrics")
+    redis_conn.hset(f"rq:job:{partial}", "status", "started")
+    for _ in range(2):
+        outbox.reconcile(redis_conn, min_age=timedelta(0), missing_after=1)
+        time.sleep(1.1)
+    assert sorted(queued("metrics")) == sorted([partial, lost])
+    run_worker("metrics")
+    assert row(partial).state == row(lost).state == BackgroundJob.State.FINISHED
+
+
+def test_a_job_cancelled_while_the_reconciler_looks_is_not_requeued(redis_conn, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = metrics.update_impact_dashboard_metrics.delay(1).id
+    redis_conn.lrem("rq:queue:metrics", 0, job_id)
+    redis_conn.hset(f"rq:job:{job_id}", "status", "canceled")  # the pass read "started"; an operator cancelled since
+    assert outbox._requeue_unheld(redis_conn, "metrics", job_id, "started") == "changed"
+    assert queued("metrics") == [] and redis_conn.hget(f"rq:job:{job_id}", "status") == b"canceled"
 
 
 def test_a_failure_the_worker_could_not_record_is_closed_with_its_reason(redis_conn, django_capture_on_commit_callbacks):
@@ -302,12 +328,19 @@ def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis
 
     with recovery._sweep_lock(redis_conn) as held:
         assert held and 0 < redis_conn.ttl(recovery.LOCK_KEY) <= 5
+        redis_conn.expire(recovery.LOCK_KEY, 1)  # a slow sweep: its lock nearly out ...
+        held.extend()  # ... renewed between two queues
+        assert redis_conn.ttl(recovery.LOCK_KEY) > 1
+        redis_conn.set(recovery.LOCK_KEY, "another-sweep", ex=2)
+        held.extend()  # not ours any more: left as it is
+        assert redis_conn.ttl(recovery.LOCK_KEY) <= 2
 
 
 def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(redis_conn):
     """A worker that lost Redis kills its horse and resumes under a new name. The old name's key
     lived on until it expired (12 s), and the sweeps left the job it was running alone so long."""
     from rq import Queue
+    from rq.scheduler import RQScheduler
 
     from app.queueing import recovery
     from app.queueing.workers import ForkingWorker
@@ -316,6 +349,8 @@ def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(red
     worker = ForkingWorker([queue], connection=redis_conn)
     worker.register_birth()
     old_name = worker.name
+    worker.scheduler = RQScheduler([queue], connection=redis_conn, serializer=JSONSerializer)
+    assert worker.scheduler.acquire_locks() == {"metrics"}  # its scheduler child's lock (61 s)
     job = queue.enqueue("tests.fixtures.say_hello", "x")
     redis_conn.lrem("rq:queue:metrics", 0, job.id)
     job.set_status(JobStatus.STARTED)
@@ -331,6 +366,7 @@ def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(red
     assert f"rq:worker:{old_name}".encode() not in redis_conn.smembers("rq:workers")
     assert recovery.sweep(redis_conn, ["metrics"]) == [job.id]  # at the next sweep, not 12 s on
     assert queued("metrics") == [job.id]
+    assert not redis_conn.exists("rq:scheduler-lock:metrics")  # the next scheduler (a new name) takes the queue now
 
 
 def test_an_earlier_runs_entry_is_dropped_so_rqs_cleanup_never_retries_the_running_job(redis_conn):

@@ -383,8 +383,3 @@ def test_the_key_formats_are_rqs_own(redis_conn):
     assert rq_compat.failed_key("metrics") == FailedJobRegistry("metrics", connection=redis_conn).key
     assert rq_compat.worker_key("w-1") == worker.key
     assert rq_compat.job_key("abc") == Job.key_for("abc")
-    from rq.scheduler import RQScheduler
-
-    scheduler = RQScheduler(["metrics"], connection=redis_conn, name="s-1")
-    assert rq_compat.rq_scheduler_key("s-1") == scheduler.key
-    assert rq_compat.rq_scheduler_lock_key("metrics") == RQScheduler.get_locking_key("metrics")

@@ -121,33 +121,3 @@ def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: 
     assert images.get_job_ids() == [] and redis_conn.zscore("rq:scheduled:images", due_image.id) is not None
     assert not redis_conn.exists("rq:scheduler-lock:emails")  # released again
 
-
-def test_a_silent_rq_schedulers_queue_lock_is_taken_over_a_live_ones_is_not(redis_conn: redis.Redis, monkeypatch):
-    """A worker's RQ scheduler child that died keeps its queue's lock for 61 s, and no retry of
-    that queue fired meanwhile. rqscheduler releases a lock whose holder's heartbeat has not moved
-    for SILENT_SCHEDULER_SECONDS (0 here: two passes), and fires the retry; a live holder keeps it."""
-    from datetime import timedelta
-
-    from rq import Queue
-    from rq.scheduler import RQScheduler
-    from rq.serializers import JSONSerializer
-
-    from app.queueing import scheduling
-
-    monkeypatch.setattr(scheduling, "SILENT_SCHEDULER_SECONDS", 0.0)
-    images = Queue("images", connection=redis_conn, serializer=JSONSerializer)
-    due = images.enqueue_in(timedelta(seconds=-1), "tests.fixtures.say_hello", "y")
-    child = RQScheduler(["images"], connection=redis_conn, serializer=JSONSerializer)
-    assert child.acquire_locks() == {"images"}
-    child.register_birth()
-    child.heartbeat()
-    passes = scheduling.ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
-
-    passes._fire_due_retries(["images"])  # first sight of the holder and its heartbeat
-    child.heartbeat()  # alive: its heartbeat moved
-    passes._fire_due_retries(["images"])
-    assert images.get_job_ids() == [] and redis_conn.get("rq:scheduler-lock:images") == child.name.encode()
-
-    passes._fire_due_retries(["images"])  # the child died: same heartbeat as the pass before
-    assert images.get_job_ids() == [due.id]
-    assert not redis_conn.exists("rq:scheduler-lock:images")  # released after the pass

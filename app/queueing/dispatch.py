@@ -33,9 +33,10 @@ from .registry import Push
 
 logger = logging.getLogger(__name__)
 
-# Seconds after the commit past which a request's push checks its rows first (normal requests
-# answer in milliseconds; the reconciler re-sends a row after MIN_AGE plus a second sighting).
-LATE_AFTER = 5.0
+# Seconds after the commit past which a request's push checks its rows first. Normal requests
+# answer in milliseconds; the reconciler re-sends a row no sooner than its second sighting,
+# MISSING_AFTER (5 s, counted in whole seconds of a TTL, so 4 s at worst) after the first.
+LATE_AFTER = 2.0
 
 
 # Per thread: WSGI servers serve one request per thread at a time (gunicorn sync/gthread, runserver).

@@ -245,8 +245,9 @@ class LivenessMixin(_WorkerBase):
                 pass
         try:
             rq_compat.retire_worker(self)
+            rq_compat.stop_scheduler_child(self)  # the resumed work loop starts one under the new name
         except RedisError:
-            pass  # gone again: the old key expires by itself
+            pass  # gone again: the old key and locks expire by themselves
         self.name = uuid.uuid4().hex
         rq_compat.set_stop_requested(self, False)
         rq_compat.forget_worker_state(self)  # a new worker key: its state must be written again

@@ -31,8 +31,8 @@ from typing import Any
 from django.db.models import DateTimeField, ExpressionWrapper, Value
 from django.db.models.functions import Now
 from django.utils import timezone
-from redis.exceptions import RedisError
-from rq.exceptions import NoSuchJobError
+from redis.exceptions import RedisError, WatchError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.serializers import JSONSerializer
 
 from . import dispatch, registry, rq_compat
@@ -91,7 +91,27 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
         for job_id in missing:
             pipe.exists(running_key(job_id))
         claimed = {job_id for job_id, held in zip(missing, pipe.execute(), strict=True) if held}
+    unheld = unbacked(
+        connection,
+        [(job_id, queue) for (job_id, queue, *_), raw in zip(batch, statuses, strict=True) if raw in (b"started", b"scheduled")],
+        after=missing_after,
+    )
     pushes: list[Push] = []
+    try:
+        _reconcile_rows(connection, batch, statuses, claimed, unheld, pushes, counts, missing_after)
+    finally:
+        # What was found missing goes even if a later row broke the pass: its sightings are spent.
+        if pushes:
+            counts["resent"] = dispatch.send(pushes)
+            if counts["resent"]:
+                logger.warning("%d job(s) were missing from Redis: re-sent (first: %s)", counts["resent"], pushes[0].job_id)
+    return counts
+
+
+def _reconcile_rows(
+    connection: Any, batch: list[Any], statuses: list[Any], claimed: set[str], unheld: set[str],
+    pushes: list[Push], counts: dict[str, int], missing_after: int,
+) -> None:
     for (job_id, queue, func, args, kwargs, due_at), raw in zip(batch, statuses, strict=True):
         status = raw.decode() if raw is not None else None
         if status in _CLOSED_BY_STATUS:
@@ -114,18 +134,41 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
             connection.lpush(rq_compat.queue_key(queue), job_id)
             logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
             counts["requeued"] += 1
-        elif status in ("started", "scheduled") and unbacked(connection, queue, job_id, after=missing_after):
-            job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
-            if job is None:
-                continue  # it ended and expired meanwhile: the next pass sees it missing
-            rq_compat.requeue_at_front(get_queue(queue), job)
-            logger.warning("job %s (%s) said %s but nothing held it: requeued", job_id, func, status)
-            counts["requeued"] += 1
-    if pushes:
-        counts["resent"] = dispatch.send(pushes)
-        if counts["resent"]:
-            logger.warning("%d job(s) were missing from Redis: re-sent (first: %s)", counts["resent"], pushes[0].job_id)
-    return counts
+        elif job_id in unheld:
+            outcome = _requeue_unheld(connection, queue, job_id, status)
+            if outcome == "requeued":
+                logger.warning("job %s (%s) said %s but nothing held it: requeued", job_id, func, status)
+                counts["requeued"] += 1
+            elif outcome == "unreadable" and registry.is_declared(func):
+                # A partial hash (a worker's late write after Redis lost the job): dropped, the
+                # job is sent again from its row.
+                logger.warning("job %s (%s) said %s but its hash was partial: re-sent from its row", job_id, func, status)
+                pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at))
+
+
+def _requeue_unheld(connection: Any, queue: str, job_id: str, status: str | None) -> str:
+    """Requeue a job nothing holds, only if its hash still says what the pass read (an operator's
+    cancel meanwhile, or a worker that took it, wins); returns what was done."""
+    key = rq_compat.job_key(job_id)
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            now_status = pipe.hget(key, "status")
+            if now_status is None or now_status.decode() != status:
+                return "changed"
+            try:
+                job = QueueingJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
+            except (NoSuchJobError, DeserializationError, ValueError, TypeError, KeyError):
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+                return "unreadable"
+            pipe.multi()
+            rq_compat.requeue_at_front(get_queue(queue), job, pipeline=pipe)
+            pipe.execute()
+            return "requeued"
+        except WatchError:
+            return "changed"
 
 
 def _failure_reason(connection: Any, job_id: str) -> str:

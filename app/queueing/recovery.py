@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import cast
 
@@ -58,27 +58,46 @@ _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL
 _MOVE_BACK = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[1]) return 1 end return 0"
 
 
+# Extends the lock only if it still holds our token.
+_EXTEND = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0"
+
+
+class _SweepLock:
+    def __init__(self, connection: Redis) -> None:
+        self.connection = connection
+        self.token = uuid.uuid4().hex
+        self.held = bool(connection.set(LOCK_KEY, self.token, nx=True, ex=LOCK_SECONDS))
+
+    def __bool__(self) -> bool:
+        return self.held
+
+    def extend(self) -> None:
+        """Renewed between queues: a slow sweep (a paused or busy Redis) keeps it, a killed one loses it in LOCK_SECONDS."""
+        if self.held:
+            self.connection.eval(_EXTEND, 1, LOCK_KEY, self.token, LOCK_SECONDS)
+
+
 @contextmanager
-def _sweep_lock(connection: Redis) -> Iterator[bool]:
-    token = uuid.uuid4().hex
-    held = bool(connection.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS))
+def _sweep_lock(connection: Redis) -> Iterator[_SweepLock]:
+    lock = _SweepLock(connection)
     try:
-        yield held
+        yield lock
     finally:
-        if held:
-            connection.eval(_RELEASE, 1, LOCK_KEY, token)
+        if lock.held:
+            connection.eval(_RELEASE, 1, LOCK_KEY, lock.token)
 
 
 def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
     """Requeue (or finally fail) started jobs whose worker is gone; returns their ids."""
     recovered: list[str] = []
-    with _sweep_lock(connection) as held:
-        if not held:
+    with _sweep_lock(connection) as lock:
+        if not lock:
             return []  # another process is sweeping right now
         declared = registry.queues()
         for name in queue_names:
             if name not in declared:
                 continue
+            lock.extend()
             queue = get_queue(name)
             started_key = rq_compat.started_key(name)
             for raw in cast("list[bytes]", connection.zrange(started_key, 0, -1)):
@@ -188,24 +207,36 @@ def orphaned(connection: Redis, name: str, job_id: str) -> bool:
     return seen_twice(connection, "outbox", job_id)
 
 
-def unbacked(connection: Redis, name: str, job_id: str, after: int = STUCK_AFTER_SECONDS) -> bool:
-    """A job whose hash says started or scheduled while nothing holds it, seen so twice: in no
-    started registry entry, claimed by no running worker, in no scheduled registry, in no list.
+def unbacked(connection: Redis, jobs: Sequence[tuple[str, str]], after: int = STUCK_AFTER_SECONDS) -> set[str]:
+    """Of `jobs` ((job id, queue) whose hash says started or scheduled), those nothing holds, seen
+    so twice: in no started registry entry, claimed by no running worker, in no scheduled
+    registry, in no list.
 
     A take-back cut off between its ZREM and its push (the sweeper or Redis died between the two),
     or a worker's writes half lost with a Redis restart, leaves that: the sweep reads only the
-    registries and RQ's scheduler only its own, so nothing else would ever run the job.
+    registries and RQ's scheduler only its own, so nothing else would ever run the job. Cost per
+    pass: one ZRANGE per queue and one pipelined round trip for the claims and scheduled entries;
+    the list scans only for what is left.
     """
-    held = (
-        connection.exists(running_key(job_id))
-        or connection.zscore(rq_compat.scheduled_key(name), job_id) is not None
-        or _waiting(connection, name, job_id)
-        or any(rq_compat.started_entry_job_id(m) == job_id for m in cast("list[bytes]", connection.zrange(rq_compat.started_key(name), 0, -1)))
-    )
-    if held:
-        connection.delete(f"egoejo:stuck-seen:unbacked:{job_id}")  # healthy: a later sighting starts afresh
-        return False
-    return seen_twice(connection, "unbacked", job_id, after=after)
+    if not jobs:
+        return set()
+    running: dict[str, set[str]] = {}
+    for name in {queue for _, queue in jobs}:
+        members = cast("list[bytes]", connection.zrange(rq_compat.started_key(name), 0, -1))
+        running[name] = {rq_compat.started_entry_job_id(m) for m in members}
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id, name in jobs:
+            pipe.exists(running_key(job_id))
+            pipe.zscore(rq_compat.scheduled_key(name), job_id)
+        answers = pipe.execute()
+    found: set[str] = set()
+    for index, (job_id, name) in enumerate(jobs):
+        claimed, scheduled = answers[2 * index], answers[2 * index + 1]
+        if claimed or scheduled is not None or job_id in running[name] or _waiting(connection, name, job_id):
+            connection.delete(f"egoejo:stuck-seen:unbacked:{job_id}")  # healthy: a later sighting starts afresh
+        elif seen_twice(connection, "unbacked", job_id, after=after):
+            found.add(job_id)
+    return found
 
 
 def _waiting(connection: Redis, name: str, job_id: str) -> bool:

@@ -26,6 +26,8 @@ import hashlib
 import importlib
 import json
 import logging
+import os
+import signal
 import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,7 +42,6 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus, validate_job_id
 from rq.rate_limit import release_slot
 from rq.results import Result
-from rq.scheduler import SCHEDULER_KEY_TEMPLATE, SCHEDULER_LOCKING_KEY_TEMPLATE
 from rq.utils import now, utcformat
 from rq.worker.base import WorkerStatus
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY, unregister
@@ -115,17 +116,6 @@ def scheduled_key(name: str) -> str:
     return f"rq:scheduled:{name}"
 
 
-def rq_scheduler_key(name: str) -> str:
-    """The hash an RQ scheduler (a worker's scheduler child) keeps, its `last_heartbeat` field
-    written every interval (1 s) while it lives."""
-    return SCHEDULER_KEY_TEMPLATE % name
-
-
-def rq_scheduler_lock_key(queue_name: str) -> str:
-    """RQ's per-queue scheduler lock; its value is the holding scheduler's name."""
-    return SCHEDULER_LOCKING_KEY_TEMPLATE % queue_name
-
-
 def worker_key(name: str) -> str:
     return f"rq:worker:{name}"
 
@@ -184,6 +174,27 @@ def retire_worker(worker: Any) -> None:
         unregister(worker, pipeline=pipe)
         pipe.delete(worker.key, worker_executions_key(worker.name))
         pipe.execute()
+
+
+def stop_scheduler_child(worker: Any) -> None:
+    """Kill a worker's RQ scheduler child, then release the per-queue locks it held (by its name).
+
+    Killed, not asked to stop: a child that outlived a Redis outage could otherwise still run a
+    move of due jobs it prepared before, after another scheduler took the queue (a job moved
+    twice can run twice). Its locks, left alone, would keep the worker's next scheduler (a new
+    name) from its queues for 61 s.
+    """
+    scheduler = worker.scheduler
+    if scheduler is None:
+        return
+    process = scheduler._process
+    if process is not None and process.pid:
+        try:
+            os.kill(process.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        process.join(2)
+    scheduler.release_locks()
 
 
 def forget_worker_state(worker: Any) -> None:

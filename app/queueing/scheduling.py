@@ -23,7 +23,7 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq_scheduler import Scheduler
 
-from . import outbox, registry, rq_compat
+from . import outbox, registry
 from .jobclass import QueueingJob
 from .recovery import sweep
 
@@ -33,8 +33,6 @@ SCHEDULE_ID_PREFIX = "schedule-"
 SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
 LOCK_SPARE_SECONDS = 3
 RETRY_LOCK_OWNER = "egoejo-rqscheduler"
-# A live RQ scheduler beats every second; a Redis pause or a busy host may hold it up a few.
-SILENT_SCHEDULER_SECONDS = 10.0
 
 
 # Deletes rq-scheduler's lock only if it still holds this process's token: a pass that outlived
@@ -46,16 +44,12 @@ class ProjectScheduler(DjangoScheduler):
     job_class = QueueingJob
     _lock_token: str = ""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Per queue: the RQ scheduler lock's holder and heartbeat last read, and when they were first read so.
-        self._silent_holders: dict[str, tuple[tuple[str, bytes | None], float]] = {}
-
     def acquire_lock(self) -> bool:
         # Held for one pass only (rq-scheduler releases it at the pass's end), so its TTL only
         # matters when its holder dies: a scheduler restarted after a kill skipped its passes,
         # sweeps and re-sends included, until it expired (interval + 10 s in rq-scheduler). A pass
-        # that outlives it may overlap the next scheduler's: every action of a pass is safe twice.
+        # takes well under a second; only one longer than the lock, with a second scheduler
+        # process running (compose runs one), could overlap another.
         self._lock_token = uuid.uuid4().hex
         acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(self._interval) + LOCK_SPARE_SECONDS, nx=True))
         self._lock_acquired = acquired
@@ -75,9 +69,7 @@ class ProjectScheduler(DjangoScheduler):
             self.remove_lock()
         except RedisError:
             pass  # gone again: the lock expires by itself
-        fresh = type(self)(queue_name=self.queue_name, interval=self._interval, connection=self.connection)
-        fresh._silent_holders = self._silent_holders  # what was seen silent before the outage still counts
-        return fresh
+        return type(self)(queue_name=self.queue_name, interval=self._interval, connection=self.connection)
 
     def _fire_due_retries(self, queue_names: list[str]) -> None:
         """Move due retries and delayed jobs to their queues when no worker's RQ scheduler does it.
@@ -87,45 +79,18 @@ class ProjectScheduler(DjangoScheduler):
         Taking only the locks nobody holds keeps one scheduler per queue at a time.
         """
         # One owner name for every rqscheduler process: RQ's per-queue locks live 61 s, and a
-        # scheduler killed between taking and releasing them held up every retry of the light
-        # queues that long under a random name (the third goal run's seed 3: 30 s). Only one
-        # rqscheduler passes at a time (rq-scheduler's lock), so its successor takes them over.
+        # scheduler killed (or cut off from Redis) between taking and releasing them held up every
+        # retry of the light queues that long under a random name (the third goal run's seed 3:
+        # 30 s). Only one rqscheduler passes at a time (rq-scheduler's lock), so its successor
+        # takes them over. A lock held by a worker's scheduler child is never taken over here:
+        # one that was only frozen would run its stale move when it thaws, and a job moved twice
+        # can run twice; a dead child's lock expires after 61 s (docs/reliability.md).
         scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JSONSerializer, name=RETRY_LOCK_OWNER)
-        self._free_locks_of_silent_schedulers(queue_names)
         if scheduler.acquire_locks(auto_start=False):  # type: ignore[no-untyped-call]  # rq leaves these untyped
             try:
                 scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
             finally:
                 scheduler.release_locks()  # type: ignore[no-untyped-call]
-
-    def _free_locks_of_silent_schedulers(self, queue_names: list[str]) -> None:
-        """Release a queue's RQ scheduler lock whose holder stopped beating.
-
-        A worker's scheduler child refreshes its locks and its `last_heartbeat` every second; one
-        that died (with its worker, or on a Redis error) keeps its queues' locks for 61 s, and no
-        retry of those queues fires meanwhile. Its heartbeat field unchanged for
-        SILENT_SCHEDULER_SECONDS of this process's clock (no comparison across hosts' clocks), or
-        its hash gone, the lock is released if it still names that holder (one atomic step), and
-        this pass takes it. A holder that was only frozen finds its lock taken at its next beat
-        and stops scheduling that queue, as RQ's own heartbeat does.
-        """
-        seen = self._silent_holders
-        for name in queue_names:
-            key = rq_compat.rq_scheduler_lock_key(name)
-            raw = self.connection.get(key)
-            holder = raw.decode() if raw is not None else None
-            if holder is None or holder == RETRY_LOCK_OWNER:
-                seen.pop(name, None)
-                continue
-            beat = self.connection.hget(rq_compat.rq_scheduler_key(holder), "last_heartbeat")
-            previous = seen.get(name)
-            if previous is None or previous[0] != (holder, beat):
-                seen[name] = ((holder, beat), time.monotonic())
-                continue
-            silent_for = time.monotonic() - previous[1]
-            if silent_for >= SILENT_SCHEDULER_SECONDS and self.connection.eval(_RELEASE, 1, key, holder):
-                logger.warning("RQ scheduler %s held the lock of '%s' but was silent %.0f s: lock released", holder, name, silent_for)
-                seen.pop(name, None)
 
     def heartbeat(self) -> None:
         super().heartbeat()

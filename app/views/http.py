@@ -12,11 +12,12 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A backend that cannot be reached for a moment (a restart, a failover, a terminated connection):
 # the client may try again. Anything else is a fault of ours.
-_UNAVAILABLE = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+_UNAVAILABLE = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError, ReadOnlyError)  # ReadOnlyError: a replica during a failover
 RETRY_AFTER_SECONDS = 5
 
 
