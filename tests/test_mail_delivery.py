@@ -148,6 +148,8 @@ def test_bulk_to_1000_members_with_3_refused(smtp_sink, run_worker, django_captu
     assert sum(report["sent"] for report in reports) == 997
     assert len(set(smtp_sink.recipients())) == 997  # nobody twice
     assert len(smtp_sink.sessions) == 1  # one connection for the whole fan-out
+    # Each batch told the queueing layer how far it got (the abandon limit reads it).
+    assert [int(queue.connection.get(f"egoejo:progress:{job_id}")) for job_id in job_ids] == [report["sent"] for report in reports]
 
     # Re-running a batch sends nothing again.
     Queue("emails", connection=queue.connection, serializer=JSONSerializer).enqueue_call(

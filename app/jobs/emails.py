@@ -8,7 +8,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from app.queueing import Retries, TransientJobError, declare_queue, job
+from app.queueing import Retries, TransientJobError, declare_queue, job, report_progress
 from app.services import mail, mail_bulk
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def send_username_taken_email(to_email: str, language: str) -> dict[str, Any]:
 @job(emails)
 def send_bulk_email(template: str, user_ids: list[int]) -> dict[str, Any]:
     """One batch of a fan-out, over one SMTP connection; bad recipients are reported, not fatal."""
-    report = mail_bulk.send_bulk(template, user_ids, _job_id())
+    report = mail_bulk.send_bulk(template, user_ids, _job_id(), on_progress=report_progress)
     if report.deferred:
         # Retried with backoff; what this run sent is recorded and won't be sent again.
         raise TransientJobError(f"{len(report.deferred)} recipient(s) deferred by the server: {report.deferred}")

@@ -12,6 +12,9 @@ queues, jobs and schedules to it (app/jobs/). Public API:
 
     send_welcome_email.delay(user.pk)                     # after commit; or django_rq.enqueue(...)
     send_welcome_email.delay_in(timedelta(hours=1), user.pk)
+
+    report_progress(done)   # in a long job, as it goes: its workers' deaths then don't count
+                            # toward the abandon limit (recovery.py)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .declarations import DeclaredJob, job, recurring
     from .errors import PermanentJobError, TransientJobError, UndeclaredJobError, UnsupportedJobOption
+    from .recovery import report_progress
     from .registry import JobSpec, QueueSpec, Retries, declare_callback, declare_queue
 
 # Loaded on first use: settings import app.queueing.connections, which must not pull in django-rq
@@ -30,6 +34,7 @@ _PUBLIC = {
     "DeclaredJob": "declarations", "job": "declarations", "recurring": "declarations",
     "PermanentJobError": "errors", "TransientJobError": "errors", "UndeclaredJobError": "errors", "UnsupportedJobOption": "errors",
     "JobSpec": "registry", "QueueSpec": "registry", "Retries": "registry", "declare_callback": "registry", "declare_queue": "registry",
+    "report_progress": "recovery",
 }
 
 
@@ -51,4 +56,5 @@ __all__ = [
     "declare_queue",
     "job",
     "recurring",
+    "report_progress",
 ]

@@ -157,12 +157,37 @@ def give_back(connection: Redis, queue: Queue, job: Job) -> bool:
     return False  # a sweep requeued it already
 
 
+def progress_key(job_id: str) -> str:
+    return f"egoejo:progress:{job_id}"
+
+
+def report_progress(done: int) -> None:
+    """Called by a long job (a fan-out) as it goes: how many of its items it has done.
+
+    The abandon limit tells a job that kills its workers (a crash loop) from one that is merely
+    hit by worker deaths (a drained host, an outage, the fault campaign: a bulk mail batch whose
+    pool was killed six times in 3 minutes failed with AbandonedJobError). A job that moved on
+    since its last abandon is no crash loop: its count starts again. Outside a job, a no-op.
+    """
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None:
+        job.connection.set(progress_key(job.id), int(done), ex=max(int(job.timeout or 0), 60) * 2)
+
+
 def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) -> bool:
     """Requeue a started job at the front of its queue, or fail it after MAX_ABANDONS; only the
     caller whose ZREM removed the registry entry acts (another sweep got there first otherwise)."""
     if not connection.zrem(rq_compat.started_key(queue.name), entry):
         return False
-    abandons = int(job.meta.get("abandoned", 0)) + 1
+    raw_progress = cast("bytes | None", connection.get(progress_key(job.id)))
+    progress = raw_progress.decode() if raw_progress is not None else None
+    if progress is not None and progress != job.meta.get("abandoned_at_progress"):
+        abandons = 1  # it moved on since its last abandon: no crash loop
+        job.meta["abandoned_at_progress"] = progress
+    else:
+        abandons = int(job.meta.get("abandoned", 0)) + 1
     job.meta["abandoned"] = abandons
     job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
     if abandons > MAX_ABANDONS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +54,7 @@ class _Prepared:
     error: str | None = None  # a permanent problem found while composing (a bad address)
 
 
-def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
+def send_bulk(template: str, user_ids: list[int], job_id: str, on_progress: Callable[[int], None] = lambda done: None) -> BulkReport:
     """Send `template` to each member; see the module's docstring."""
     if template not in mail.TEMPLATES:
         raise PermanentJobError(f"unknown mail template {template!r}")
@@ -95,6 +95,7 @@ def send_bulk(template: str, user_ids: list[int], job_id: str) -> BulkReport:
             continue
         if sent:
             report.sent += 1
+            on_progress(report.sent)  # a run that sends is no crash loop, whatever kills its workers
         else:
             report.already_sent += 1
     return report

@@ -175,3 +175,32 @@ def test_a_job_whose_workers_keep_dying_fails_after_the_abandon_limit(redis_conn
     failed = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).failed_job_registry
     assert job.id in failed.get_job_ids()
     assert f"its worker died {recovery.MAX_ABANDONS + 1} times" in job.latest_result().exc_string
+
+
+@pytest.mark.django_db
+def test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_limit(redis_conn):
+    """The third goal run's seed 14: a bulk mail batch whose pool was killed six times while it
+    sent failed with AbandonedJobError, and its remaining recipients got nothing. A job that
+    reported progress since its last abandon is no crash loop: its count starts again."""
+    job = None
+    for death in range(1, recovery.MAX_ABANDONS + 3):
+        child = _sleeper()
+        identity = process_identity(child.pid)
+        child.kill()
+        child.wait()
+        worker = f"w{death}"
+        if job is None:
+            job = _abandoned_by(redis_conn, worker, identity)
+        else:
+            assert redis_conn.lrem(rq_compat.queue_key("metrics"), 0, job.id) == 1
+            job.refresh()
+            job.set_status(JobStatus.STARTED)
+            job.worker_name = worker
+            job.save()
+            redis_conn.hset(rq_compat.worker_key(worker), mapping={"state": "busy", PROCESS_FIELD: identity})
+            redis_conn.zadd(rq_compat.started_key("metrics"), {f"{job.id}:exec{death}": 9999999999})
+        redis_conn.set(recovery.progress_key(job.id), death * 10)  # it sent ten more mails before this death
+        assert recovery.sweep(redis_conn, ["metrics"]) == [job.id]
+        assert job.get_status(refresh=True) == JobStatus.QUEUED
+    job.refresh()
+    assert job.meta["abandoned"] == 1
