@@ -41,3 +41,7 @@ def test_pool_runs_jobs_in_long_lived_processes_and_recycles_them(tmp_path: Path
         assert wait_until(lambda: slow.get_status(refresh=True) == JobStatus.FAILED, timeout=20), logs(log_dir)
         assert "JobTimeoutException" in slow.latest_result().exc_string
         assert pool.poll() is None  # the pool outlives its members
+        # No member runs RQ's scheduler child: a killed member's child kept the pool's queue
+        # locks 61 s, and no retry of those queues fired meanwhile (rqscheduler fires them).
+        assert not redis_conn.exists("rq:scheduler-lock:metrics"), logs(log_dir)
+        assert list(redis_conn.scan_iter("rq:scheduler:*")) == [], logs(log_dir)
