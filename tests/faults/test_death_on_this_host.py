@@ -146,27 +146,32 @@ def test_a_pool_member_killed_mid_job_is_handed_back_at_once(tmp_path: Path, red
         assert job.meta["abandoned"] == 1
 
 
+def _runs_and_its_worker_dies(redis_conn, job, death: int):  # type: ignore[no-untyped-def]
+    """The job runs (again) on worker `w<death>`, whose process is then seen dead on this host."""
+    child = _sleeper()
+    identity = process_identity(child.pid)
+    child.kill()
+    child.wait()
+    worker = f"w{death}"
+    if job is None:
+        return _abandoned_by(redis_conn, worker, identity)
+    assert redis_conn.lrem(rq_compat.queue_key("metrics"), 0, job.id) == 1  # requeued by the last sweep
+    job.refresh()
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = worker
+    job.save()
+    redis_conn.hset(rq_compat.worker_key(worker), mapping={"state": "busy", PROCESS_FIELD: identity})
+    redis_conn.zadd(rq_compat.started_key("metrics"), {f"{job.id}:exec{death}": 9999999999})
+    return job
+
+
 @pytest.mark.django_db
 def test_a_job_whose_workers_keep_dying_fails_after_the_abandon_limit(redis_conn):
     """A job that kills its worker (out of memory, a crash) is not re-run forever: the sweep
     requeues it MAX_ABANDONS times, then fails it with a reason that says so."""
     job = None
     for death in range(1, recovery.MAX_ABANDONS + 2):
-        child = _sleeper()
-        identity = process_identity(child.pid)
-        child.kill()
-        child.wait()
-        worker = f"w{death}"
-        if job is None:
-            job = _abandoned_by(redis_conn, worker, identity)
-        else:  # run again, on another worker that dies too
-            assert redis_conn.lrem(rq_compat.queue_key("metrics"), 0, job.id) == 1
-            job.refresh()
-            job.set_status(JobStatus.STARTED)
-            job.worker_name = worker
-            job.save()
-            redis_conn.hset(rq_compat.worker_key(worker), mapping={"state": "busy", PROCESS_FIELD: identity})
-            redis_conn.zadd(rq_compat.started_key("metrics"), {f"{job.id}:exec{death}": 9999999999})
+        job = _runs_and_its_worker_dies(redis_conn, job, death)
         recovered = recovery.sweep(redis_conn, ["metrics"])
         if death <= recovery.MAX_ABANDONS:
             assert recovered == [job.id] and job.get_status(refresh=True) == JobStatus.QUEUED
@@ -184,21 +189,7 @@ def test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_lim
     reported progress since its last abandon is no crash loop: its count starts again."""
     job = None
     for death in range(1, recovery.MAX_ABANDONS + 3):
-        child = _sleeper()
-        identity = process_identity(child.pid)
-        child.kill()
-        child.wait()
-        worker = f"w{death}"
-        if job is None:
-            job = _abandoned_by(redis_conn, worker, identity)
-        else:
-            assert redis_conn.lrem(rq_compat.queue_key("metrics"), 0, job.id) == 1
-            job.refresh()
-            job.set_status(JobStatus.STARTED)
-            job.worker_name = worker
-            job.save()
-            redis_conn.hset(rq_compat.worker_key(worker), mapping={"state": "busy", PROCESS_FIELD: identity})
-            redis_conn.zadd(rq_compat.started_key("metrics"), {f"{job.id}:exec{death}": 9999999999})
+        job = _runs_and_its_worker_dies(redis_conn, job, death)
         redis_conn.set(recovery.progress_key(job.id), death * 10)  # it sent ten more mails before this death
         assert recovery.sweep(redis_conn, ["metrics"]) == [job.id]
         assert job.get_status(refresh=True) == JobStatus.QUEUED
