@@ -181,11 +181,10 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
     caller whose ZREM removed the registry entry acts (another sweep got there first otherwise)."""
     if not connection.zrem(rq_compat.started_key(queue.name), entry):
         return False
-    raw_progress = cast("bytes | None", connection.get(progress_key(job.id)))
-    progress = raw_progress.decode() if raw_progress is not None else None
-    if progress is not None and progress != job.meta.get("abandoned_at_progress"):
+    # The run that just ended reported progress if its key is there; taken away here, so the
+    # next take-back sees only what the next run reports.
+    if connection.delete(progress_key(job.id)):
         abandons = 1  # it moved on since its last abandon: no crash loop
-        job.meta["abandoned_at_progress"] = progress
     else:
         abandons = int(job.meta.get("abandoned", 0)) + 1
     job.meta["abandoned"] = abandons
@@ -255,12 +254,15 @@ def unbacked(connection: Redis, jobs: Sequence[tuple[str, str]], after: int = ST
             pipe.zscore(rq_compat.scheduled_key(name), job_id)
         answers = pipe.execute()
     found: set[str] = set()
+    healthy: list[str] = []
     for index, (job_id, name) in enumerate(jobs):
         claimed, scheduled = answers[2 * index], answers[2 * index + 1]
         if claimed or scheduled is not None or job_id in running[name] or _waiting(connection, name, job_id):
-            connection.delete(f"egoejo:stuck-seen:unbacked:{job_id}")  # healthy: a later sighting starts afresh
+            healthy.append(f"egoejo:stuck-seen:unbacked:{job_id}")
         elif seen_twice(connection, "unbacked", job_id, after=after):
             found.add(job_id)
+    if healthy:
+        connection.delete(*healthy)  # held: a later sighting starts afresh (one round trip for the page)
     return found
 
 
