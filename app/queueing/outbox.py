@@ -28,9 +28,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import DateTimeField, ExpressionWrapper, Value
+from django.db.models import Count, DateTimeField, ExpressionWrapper, Max, Min, Value
 from django.db.models.functions import Now
-from django.utils import timezone
 from redis.exceptions import RedisError, WatchError
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.serializers import JSONSerializer
@@ -185,16 +184,42 @@ def _failure_reason(connection: Any, job_id: str) -> str:
 PURGE_MARK_KEY = "egoejo:outbox:purged"
 
 
-def purge_ended(older_than: timedelta = KEEP_ENDED) -> int:
-    deleted, _ = BackgroundJob.objects.exclude(state=State.PENDING).filter(ended_at__lt=timezone.now() - older_than).delete()
-    return deleted
+PURGE_BATCH = 5000
+PURGE_BATCHES_PER_PASS = 10
+
+
+def purge_ended(older_than: timedelta = KEEP_ENDED, batch: int = PURGE_BATCH, max_batches: int | None = None) -> int:
+    """Delete ended rows older than `older_than` (the database's clock), `batch` rows a statement,
+    `max_batches` statements at most (None: until none is left).
+
+    Batches keep each DELETE short, so a first purge of a large table holds no long lock and
+    writes no huge transaction; a pending row is never deleted, however old.
+    """
+    cutoff = ExpressionWrapper(Now() - Value(older_than), output_field=DateTimeField())
+    ended = BackgroundJob.objects.exclude(state=State.PENDING).filter(ended_at__lt=cutoff)
+    total = batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = list(ended.order_by().values_list("pk", flat=True)[:batch])
+        if ids:
+            deleted, _ = BackgroundJob.objects.filter(pk__in=ids).exclude(state=State.PENDING).delete()
+            total += deleted
+        batches += 1
+        if len(ids) < batch:
+            break
+    return total
 
 
 def purge_hourly(connection: Any) -> int:
-    """Purge ended rows at most once an hour, whichever scheduler pass comes first."""
+    """Purge ended rows at most once an hour, whichever scheduler pass comes first.
+
+    A pass deletes `PURGE_BATCHES_PER_PASS` batches at most, so it stays within its lock's life
+    (interval + 3 s); a backlog larger than that goes on at the next pass, not an hour later.
+    """
     if not connection.set(PURGE_MARK_KEY, 1, nx=True, ex=3600):
         return 0
-    deleted = purge_ended()
+    deleted = purge_ended(batch=PURGE_BATCH, max_batches=PURGE_BATCHES_PER_PASS)
+    if deleted >= PURGE_BATCH * PURGE_BATCHES_PER_PASS:
+        connection.delete(PURGE_MARK_KEY)  # more to do: the next pass goes on
     if deleted:
         logger.info("purged %d ended outbox row(s) older than %s", deleted, KEEP_ENDED)
     return deleted
@@ -202,7 +227,11 @@ def purge_hourly(connection: Any) -> int:
 
 def pending_stats() -> dict[str, Any]:
     """For /metrics: how many rows are pending, and the age of the oldest (database clock)."""
-    oldest = BackgroundJob.objects.filter(state=State.PENDING).order_by("created_at").values_list("created_at", flat=True).first()
-    count = BackgroundJob.objects.filter(state=State.PENDING).count()
-    age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
-    return {"pending": count, "oldest_pending_age_seconds": max(0.0, age)}
+    # One query, and the age on the database's clock, like the reconciler's: a web host whose
+    # clock is off must not make the alert on this age fire, or stay silent.
+    found = BackgroundJob.objects.filter(state=State.PENDING).aggregate(
+        count=Count("pk"), oldest=Min("created_at"), now=Max(Now())
+    )
+    oldest, now = found["oldest"], found["now"]
+    age = (now - oldest).total_seconds() if oldest is not None and now is not None else 0.0
+    return {"pending": found["count"], "oldest_pending_age_seconds": max(0.0, age)}
