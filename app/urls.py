@@ -22,6 +22,6 @@ urlpatterns = [
     path("api/schema/", schema.openapi_schema, name="openapi-schema"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.prometheus_metrics, name="metrics"),
-    path("admin/django-rq/", include("django_rq.urls")),
+    path("admin/django-rq/", include("app.queueing.django_rq_pages")),
     path("admin/", admin.site.urls),
 ]

@@ -163,7 +163,7 @@ def test_an_operators_delete_or_cancel_is_final(redis_conn, django_capture_on_co
         cancelled = emails.send_welcome_email.delay(2)
         emptied = metrics.update_impact_dashboard_metrics.delay(3)
     queue = django_rq.get_queue("emails")
-    queue.fetch_job(deleted.id).delete()  # what django-rq's admin does
+    queue.fetch_job(deleted.id).delete()  # rq's API through JOB_CLASS, as failedjobs --delete (the admin's pages: test_django_rq_pages.py)
     queue.fetch_job(cancelled.id).cancel()
     django_rq.get_queue("metrics").empty()  # django-rq's "empty queue"
     for job in (deleted, cancelled, emptied):
@@ -239,6 +239,31 @@ def test_a_partial_hash_that_nothing_holds_is_re_sent_from_its_row_and_breaks_no
     assert sorted(queued("metrics")) == sorted([partial, lost])
     run_worker("metrics")
     assert row(partial).state == row(lost).state == BackgroundJob.State.FINISHED
+
+
+def test_a_queued_job_in_no_queue_is_pushed_again_once(redis_conn, run_worker, django_capture_on_commit_callbacks, monkeypatch):
+    """A failover lost a queue entry but not the hash: the reconciler pushes the job again on its
+    second sighting. Its look and its push are one step: a job pushed by someone else between
+    the two (a sweep, an operator's requeue) is not pushed a second time."""
+    with django_capture_on_commit_callbacks(execute=True):
+        lost, raced = metrics.update_impact_dashboard_metrics.delay_many([[1], [2]])
+    redis_conn.delete("rq:queue:metrics")  # both entries gone, both hashes still say queued
+    real_orphaned = outbox.orphaned
+
+    def pushed_meanwhile(connection, queue, job_id):  # type: ignore[no-untyped-def]
+        found = real_orphaned(connection, queue, job_id)
+        if found and job_id == raced:
+            connection.rpush("rq:queue:metrics", raced)  # after the look, before the push
+        return found
+
+    monkeypatch.setattr(outbox, "orphaned", pushed_meanwhile)
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["requeued"] == 0  # first sighting
+    redis_conn.set(f"egoejo:stuck-seen:outbox:{lost}", 1, ex=1)  # as if first seen 59 s ago
+    redis_conn.set(f"egoejo:stuck-seen:outbox:{raced}", 1, ex=1)
+    assert outbox.reconcile(redis_conn, min_age=timedelta(0))["requeued"] == 1
+    assert sorted(queued("metrics")) == sorted([lost, raced])  # each once
+    run_worker("metrics")
+    assert row(lost).state == row(raced).state == BackgroundJob.State.FINISHED
 
 
 def test_a_job_cancelled_while_the_reconciler_looks_is_not_requeued(redis_conn, django_capture_on_commit_callbacks):

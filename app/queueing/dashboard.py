@@ -154,7 +154,7 @@ def _record_operator_deletes(path: str, connection: Any) -> None:
 
     parts = path.strip("/").split("/")
     if len(parts) == 3 and parts[0] == "job" and parts[2] == "delete":
-        mark_cancelled([parts[1]], "deleted by an operator (rq-dashboard)")
+        mark_cancelled([parts[1]], "deleted by an operator (rq-dashboard)", strict=True)
     elif len(parts) == 4 and parts[0] == "queue" and parts[3] == "empty":
         name, which = parts[1], parts[2]
         if which == "queued":
@@ -169,7 +169,7 @@ def _record_operator_deletes(path: str, connection: Any) -> None:
                 "scheduled": rq_registries.ScheduledJobRegistry,
             }.get(which)
             ids = registry_class(name, connection=connection).get_job_ids(cleanup=False) if registry_class else []
-        mark_cancelled(ids, f"deleted by an operator (rq-dashboard emptied '{name}' {which})")
+        mark_cancelled(ids, f"deleted by an operator (rq-dashboard emptied '{name}' {which})", strict=True)
 
 
 def recurring_jobs(connection: Any) -> list[dict[str, Any]]:

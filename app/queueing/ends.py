@@ -23,12 +23,15 @@ def mark_ended(job_id: str, *, failed: bool, reason: str = "") -> None:
     _close([job_id], State.FAILED if failed else State.FINISHED, reason, from_states=(State.PENDING,) if failed else (State.PENDING, State.FAILED))
 
 
-def mark_cancelled(job_ids: Iterable[str], reason: str) -> None:
-    """An operator's cancel, stop or delete: final, the reconciler never re-sends it."""
-    _close(list(job_ids), State.CANCELLED, reason)
+def mark_cancelled(job_ids: Iterable[str], reason: str, *, strict: bool = False) -> None:
+    """An operator's cancel, stop or delete: final, the reconciler never re-sends it.
+
+    `strict`: let a database error propagate, for a page that must then refuse the delete (the
+    job, deleted from Redis with its row still pending, would be re-sent)."""
+    _close(list(job_ids), State.CANCELLED, reason, strict=strict)
 
 
-def _close(job_ids: list[str], state: str, reason: str, from_states: tuple[str, ...] = (State.PENDING,)) -> int:
+def _close(job_ids: list[str], state: str, reason: str, from_states: tuple[str, ...] = (State.PENDING,), *, strict: bool = False) -> int:
     if not job_ids:
         return 0
     try:
@@ -36,5 +39,7 @@ def _close(job_ids: list[str], state: str, reason: str, from_states: tuple[str, 
             state=state, failure_reason=reason[:2000], ended_at=Now()
         )
     except DatabaseError:
+        if strict:
+            raise
         logger.exception("could not record the end (%s) of job(s) %s", state, ", ".join(job_ids[:5]))
         return 0

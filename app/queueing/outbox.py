@@ -64,6 +64,16 @@ _CLOSED_BY_STATUS = {
 }
 
 
+# Push a job id only if its hash still says queued and neither its queue nor the list of jobs
+# being handed over holds it: the reconciler's look and its push are one step.
+_PUSH_IF_QUEUED_NOWHERE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
 def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, missing_after: int = MISSING_AFTER) -> dict[str, int]:
     """One bounded pass over the next page of pending rows; returns counts of what it did."""
     counts = {"seen": 0, "closed": 0, "resent": 0, "requeued": 0}
@@ -129,10 +139,12 @@ def _reconcile_rows(
             pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at))
         elif status == "queued" and orphaned(connection, queue, job_id):
             # Its hash survived but the queue entry didn't (a failover lost the old master's
-            # last writes, say): nothing would ever run it.
-            connection.lpush(rq_compat.queue_key(queue), job_id)
-            logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
-            counts["requeued"] += 1
+            # last writes, say): nothing would ever run it. Pushed only if that still holds in
+            # the same step (a sweep or an operator may have moved it since the look).
+            keys = (rq_compat.job_key(job_id), rq_compat.queue_key(queue), rq_compat.intermediate_key(queue))
+            if connection.eval(_PUSH_IF_QUEUED_NOWHERE, 3, *keys, job_id):
+                logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
+                counts["requeued"] += 1
         elif job_id in unheld:
             outcome = _requeue_unheld(connection, queue, job_id, status)
             if outcome == "requeued":
