@@ -157,6 +157,23 @@ def test_a_job_pushed_twice_is_queued_and_run_once(redis_conn, run_worker, smtp_
     assert Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
 
 
+@pytest.mark.parametrize("web_clock", [timedelta(hours=-1), timedelta(hours=1)])
+def test_row_ages_are_read_on_the_databases_clock(web_clock, redis_conn, monkeypatch, django_capture_on_commit_callbacks):
+    """A web host whose clock is behind made a fresh row look old to the scheduler, which sent it
+    before the request's own push (a job pushed twice); one ahead hid lost rows. Ages come from
+    the database's clock alone, whatever the hosts' clocks say."""
+    from django.utils import timezone
+
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + web_clock)  # the web and the scheduler, skewed
+    with django_capture_on_commit_callbacks(execute=False):  # committed, the request's push still to come
+        job_id = metrics.update_impact_dashboard_metrics.delay(1).id
+    assert outbox.reconcile(redis_conn, missing_after=0)["resent"] == 0  # 10 s old on no clock yet
+    BackgroundJob.objects.filter(pk=job_id).update(created_at=row(job_id).created_at - timedelta(seconds=11))
+    assert outbox.reconcile(redis_conn, missing_after=0)["resent"] == 1  # past the age: lost, sent
+    assert queued("metrics") == [job_id]
+
+
 def test_an_operators_delete_or_cancel_is_final(redis_conn, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         deleted = emails.send_welcome_email.delay(1)
