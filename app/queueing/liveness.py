@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import logging
 import os
@@ -55,7 +54,6 @@ logger = logging.getLogger(__name__)
 # beats fit in one lease, so a living worker loses its key only when frozen, not when busy.
 LIVENESS_TTL = 12  # seconds a dead worker's key outlives it
 LIVENESS_INTERVAL = 3  # seconds between two beats of the liveness thread
-_PR_SET_PDEATHSIG = 1
 # Three times the longest gap between two heartbeats of a healthy work loop: an idle BLPOP
 # (10 s, workers.py), a forking worker's horse monitoring (30 s), Redis outages (2 s, workers.py).
 DEFAULT_STALL_LIMIT = 90
@@ -183,14 +181,8 @@ class LivenessMixin(_WorkerBase):
 
     # -- orphaned horses ----------------------------------------------------------------------
 
-    def setup_work_horse_signals(self) -> None:
-        super().setup_work_horse_signals()  # type: ignore[no-untyped-call]  # rq leaves it untyped
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
-            logger.warning("could not tie the work-horse's life to its worker (not Linux?)")
-
     def fork_work_horse(self, *args: Any, **kwargs: Any) -> Any:
+        # The horse dies with us like every child (process_tree's fork hook, installed in work()).
         with process_tree.forking_horse():  # the horse runs its job on our connection: it keeps it
             return super().fork_work_horse(*args, **kwargs)  # type: ignore[misc]
 

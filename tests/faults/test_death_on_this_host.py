@@ -169,9 +169,13 @@ def _runs_and_its_worker_dies(redis_conn, job, death: int):  # type: ignore[no-u
 def test_a_job_whose_workers_keep_dying_fails_after_the_abandon_limit(redis_conn):
     """A job that kills its worker (out of memory, a crash) is not re-run forever: the sweep
     requeues it MAX_ABANDONS times, then fails it with a reason that says so."""
+    from app.queueing.models import BackgroundJob
+
     job = None
     for death in range(1, recovery.MAX_ABANDONS + 2):
         job = _runs_and_its_worker_dies(redis_conn, job, death)
+        if death == 1:  # its outbox row, as every enqueue writes one
+            BackgroundJob.objects.create(id=job.id, queue="metrics", func=job.func_name)
         recovered = recovery.sweep(redis_conn, ["metrics"])
         if death <= recovery.MAX_ABANDONS:
             assert recovered == [job.id] and job.get_status(refresh=True) == JobStatus.QUEUED
@@ -180,6 +184,8 @@ def test_a_job_whose_workers_keep_dying_fails_after_the_abandon_limit(redis_conn
     failed = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).failed_job_registry
     assert job.id in failed.get_job_ids()
     assert f"its worker died {recovery.MAX_ABANDONS + 1} times" in job.latest_result().exc_string
+    row = BackgroundJob.objects.get(pk=job.id)  # closed at once, not when the reconciler reads Redis
+    assert row.state == BackgroundJob.State.FAILED and row.failure_reason.startswith("AbandonedJobError")
 
 
 @pytest.mark.django_db

@@ -105,3 +105,41 @@ def test_children_die_with_their_parent_and_pop_nothing(tmp_path: Path, private_
             except ProcessLookupError:
                 pass
         log.close()
+
+
+def test_a_busy_workers_horse_dies_with_it_and_its_job_runs_once(tmp_path: Path, private_redis: RedisServer):
+    """SIGKILL a forking worker mid-job: its work-horse goes with it (an orphaned horse would finish
+    its run beside the re-run), and the next worker runs the job, whose effect happens once."""
+    from rq.job import JobStatus
+    from rq.serializers import JSONSerializer
+
+    env = stack_env(tmp_path, private_redis.url, 2, LOG_LEVEL="WARNING")
+    manage(env, "migrate", "--noinput")
+    client = private_redis.client()
+    marker = tmp_path / "effect"
+    job = Queue("metrics", connection=client, serializer=JSONSerializer).enqueue("tests.fixtures.sleep_then_mark", 3, str(marker))
+    logs = [open(tmp_path / f"worker-{n}.log", "wb") for n in (1, 2)]
+    first = subprocess.Popen([sys.executable, "manage.py", "rqworker", "metrics"], cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+    second = None
+    horses: set[int] = set()
+    try:
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, 60, "the job did not start")
+        wait_until(lambda: bool(descendants(first.pid)), 10, "no work-horse")
+        horses = descendants(first.pid)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        wait_until(lambda: not any(alive(pid) for pid in horses), 2, f"the horse outlived its worker: {horses}")
+        time.sleep(4)  # past the job's 3 s: an orphaned horse would have written the effect by now
+        assert not marker.exists(), "the killed worker's horse finished its run"
+
+        second = subprocess.Popen([sys.executable, "manage.py", "rqworker", "metrics"], cwd=ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 60, "the job was not re-run")
+        assert len(marker.read_text().splitlines()) == 1
+    finally:
+        for pid in horses | {first.pid} | ({second.pid} if second else set()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for log in logs:
+            log.close()
