@@ -40,7 +40,7 @@ from .ends import _close, mark_ended
 from .jobclass import QueueingJob
 from .liveness import LIVENESS_INTERVAL, running_key
 from .models import BackgroundJob
-from .recovery import orphaned, seen_twice, unbacked
+from .recovery import orphans, seen_twice, unbacked
 from .registry import Push
 from .status import last_line
 
@@ -105,9 +105,10 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
         [(job_id, queue) for (job_id, queue, *_), raw in zip(batch, statuses, strict=True) if raw in (b"started", b"scheduled")],
         after=missing_after,
     )
+    lost_entries = orphans(connection, [(job_id, queue) for (job_id, queue, *_), raw in zip(batch, statuses, strict=True) if raw == b"queued"])
     pushes: list[Push] = []
     try:
-        _reconcile_rows(connection, batch, statuses, claimed, unheld, pushes, counts, missing_after)
+        _reconcile_rows(connection, batch, statuses, claimed, unheld, lost_entries, pushes, counts, missing_after)
     finally:
         # What was found missing goes even if a later row broke the pass: its sightings are spent.
         if pushes:
@@ -118,7 +119,7 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
 
 
 def _reconcile_rows(
-    connection: Any, batch: list[Any], statuses: list[Any], claimed: set[str], unheld: set[str],
+    connection: Any, batch: list[Any], statuses: list[Any], claimed: set[str], unheld: set[str], lost_entries: set[str],
     pushes: list[Push], counts: dict[str, int], missing_after: int,
 ) -> None:
     for (job_id, queue, func, args, kwargs, due_at), raw in zip(batch, statuses, strict=True):
@@ -137,7 +138,7 @@ def _reconcile_rows(
             if job_id in claimed or not seen_twice(connection, "missing", job_id, after=missing_after):
                 continue  # still running on a worker, or not yet seen missing long enough
             pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at))
-        elif status == "queued" and orphaned(connection, queue, job_id):
+        elif status == "queued" and job_id in lost_entries:
             # Its hash survived but the queue entry didn't (a failover lost the old master's
             # last writes, say): nothing would ever run it. Pushed only if that still holds in
             # the same step (a sweep or an operator may have moved it since the look).
