@@ -75,3 +75,24 @@ def private_redis_db(url: str = "redis://127.0.0.1:6379") -> Iterator[int]:
         yield db
     finally:
         redis_db.release_db(db)
+
+
+@contextmanager
+def private_pg_database(name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for a benchmark (BENCH_PG_URL names the server's admin
+    database); yields its URL, and drops it at the end, closing Django's connections first."""
+    import psycopg
+
+    admin_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        if "django" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -8,27 +8,12 @@ and drops the database at the end.
 
 from __future__ import annotations
 
-import os
 import time
 from decimal import Decimal
 
-import psycopg
-
-from benchmarks.common import median, parse_args, print_table, private_redis_db, ratio, setup_django
+from benchmarks.common import median, parse_args, print_table, private_pg_database, private_redis_db, ratio, setup_django
 
 BENCH_DB = "egoejo_bench_metrics"
-
-
-def create_database(admin_url: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return admin_url.rsplit("/", 1)[0] + f"/{BENCH_DB}"
-
-
-def drop_database(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 def generate(users: int, contributions: int, projects: int = 200) -> None:
@@ -130,43 +115,34 @@ def burst(members: int, per_member: int) -> float:
 def main() -> None:
     args = parse_args(__doc__ or "")
     users, contributions, repeat = (500, 5_000, 1) if args.quick else (10_000, 100_000, 3)
-    admin_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    database_url = create_database(admin_url)
-    try:
-        with private_redis_db() as db:
-            setup_django(DATABASE_URL=database_url, RQ_REDIS_DB=str(db))
-            from django.core.management import call_command
+    with private_pg_database(BENCH_DB) as database_url, private_redis_db() as db:
+        setup_django(DATABASE_URL=database_url, RQ_REDIS_DB=str(db))
+        from django.core.management import call_command
 
-            from app.services import impact
+        from app.services import impact
 
-            call_command("migrate", verbosity=0)
-            generate(users, contributions)
-            naive = [time.perf_counter()]
-            naive_q = count_queries(naive_refresh_all)
-            naive_s = time.perf_counter() - naive[0]
-            set_based = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                impact.refresh_all()
-                set_based.append(time.perf_counter() - started)
-            set_q = count_queries(impact.refresh_all)
-            print_table(
-                f"refresh of every dashboard: {users:,} members, {contributions:,} contributions (PostgreSQL)",
-                ["approach", "seconds (median)", "queries", "vs naive"],
-                [
-                    ["naive per-member loop (baseline)", f"{naive_s:.2f}", naive_q, "1.0x"],
-                    ["set-based INSERT…SELECT…ON CONFLICT", f"{median(set_based):.3f}", set_q, ratio(naive_s, median(set_based))],
-                ],
-            )
-            members, per_member = (20, 5) if args.quick else (100, 10)
-            burst_s = burst(members, per_member)
-            print(f"  all {members} dashboards up to date {burst_s:.2f} s after the first contribution")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(admin_url)
-
+        call_command("migrate", verbosity=0)
+        generate(users, contributions)
+        naive = [time.perf_counter()]
+        naive_q = count_queries(naive_refresh_all)
+        naive_s = time.perf_counter() - naive[0]
+        set_based = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            impact.refresh_all()
+            set_based.append(time.perf_counter() - started)
+        set_q = count_queries(impact.refresh_all)
+        print_table(
+            f"refresh of every dashboard: {users:,} members, {contributions:,} contributions (PostgreSQL)",
+            ["approach", "seconds (median)", "queries", "vs naive"],
+            [
+                ["naive per-member loop (baseline)", f"{naive_s:.2f}", naive_q, "1.0x"],
+                ["set-based INSERT…SELECT…ON CONFLICT", f"{median(set_based):.3f}", set_q, ratio(naive_s, median(set_based))],
+            ],
+        )
+        members, per_member = (20, 5) if args.quick else (100, 10)
+        burst_s = burst(members, per_member)
+        print(f"  all {members} dashboards up to date {burst_s:.2f} s after the first contribution")
 
 if __name__ == "__main__":
     main()

@@ -12,31 +12,16 @@ Creates its own database (egoejo_bench_reconciler) and drops it at the end.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-
-from benchmarks.common import median, parse_args, print_table, private_redis_db, ratio, setup_django
+from benchmarks.common import median, parse_args, print_table, private_pg_database, private_redis_db, ratio, setup_django
 
 BENCH_DB = "egoejo_bench_reconciler"
 PAGE = 500
-
-
-def create_database(admin_url: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return admin_url.rsplit("/", 1)[0] + f"/{BENCH_DB}"
-
-
-def drop_database(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 def redis_usec(connection: Any) -> int:
@@ -57,63 +42,54 @@ def per_row_scans(connection: Any, job_ids: list[str]) -> None:
 def main() -> None:
     args = parse_args(__doc__ or "")
     backlogs, repeat = ([0, 10_000], 1) if args.quick else ([0, 10_000, 100_000], 5)
-    admin_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    database_url = create_database(admin_url)
-    try:
-        with private_redis_db() as db:
-            setup_django(DATABASE_URL=database_url, RQ_REDIS_DB=str(db))
-            from django.core.management import call_command
-            from django.db import transaction
+    with private_pg_database(BENCH_DB) as database_url, private_redis_db() as db:
+        setup_django(DATABASE_URL=database_url, RQ_REDIS_DB=str(db))
+        from django.core.management import call_command
+        from django.db import transaction
 
-            from app.jobs import metrics
-            from app.queueing import outbox, rq_compat
-            from app.queueing.connections import redis_connection
+        from app.jobs import metrics
+        from app.queueing import outbox, rq_compat
+        from app.queueing.connections import redis_connection
 
-            call_command("migrate", verbosity=0)
-            connection = redis_connection()
-            with transaction.atomic():
-                page = metrics.update_impact_dashboard_metrics.delay_many([[i] for i in range(PAGE)])
-            rows: list[list[object]] = []
-            for backlog in backlogs:
-                connection.delete(rq_compat.queue_key("metrics"))
-                # The page's jobs spread through the backlog, as a page (ordered by id) is.
-                waiting = [uuid.uuid4().hex for _ in range(backlog)] + page
-                random.Random(backlog).shuffle(waiting)
-                for start in range(0, len(waiting), 10_000):
-                    connection.rpush(rq_compat.queue_key("metrics"), *waiting[start : start + 10_000])
-                figures: dict[str, list[float]] = {"baseline": [], "pass": []}
-                redis_ms: dict[str, list[float]] = {"baseline": [], "pass": []}
-                for _ in range(repeat):
-                    for name, run in (
-                        ("baseline", lambda: per_row_scans(connection, page)),
-                        ("pass", lambda: outbox.reconcile(connection, min_age=timedelta(0))),
-                    ):
-                        connection.delete(outbox.CURSOR_KEY)
-                        before = redis_usec(connection)
-                        started = time.perf_counter()
-                        run()
-                        figures[name].append(time.perf_counter() - started)
-                        redis_ms[name].append((redis_usec(connection) - before) / 1000)
-                assert connection.llen(rq_compat.queue_key("metrics")) == backlog + PAGE  # nothing pushed twice
-                base_redis, pass_redis = median(redis_ms["baseline"]), median(redis_ms["pass"])
-                rows.append([
-                    f"{backlog:,}",
-                    f"{base_redis:.1f}", f"{pass_redis:.1f}", ratio(base_redis, pass_redis),
-                    f"{median(figures['baseline']) * 1000:.0f}", f"{median(figures['pass']) * 1000:.0f}",
-                ])
-            print_table(
-                f"one reconciler pass over {PAGE} pending rows whose jobs wait among a backlog (median of {repeat})",
-                ["other jobs waiting", "Redis ms: per-row LPOS (baseline)", "Redis ms: the pass", "vs baseline",
-                 "wall ms: baseline", "wall ms: the pass"],
-                rows,
-            )
-            print("  the pass's figures include all of its work (statuses, claims, sightings); the baseline only the scans")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(admin_url)
-
+        call_command("migrate", verbosity=0)
+        connection = redis_connection()
+        with transaction.atomic():
+            page = metrics.update_impact_dashboard_metrics.delay_many([[i] for i in range(PAGE)])
+        rows: list[list[object]] = []
+        for backlog in backlogs:
+            connection.delete(rq_compat.queue_key("metrics"))
+            # The page's jobs spread through the backlog, as a page (ordered by id) is.
+            waiting = [uuid.uuid4().hex for _ in range(backlog)] + page
+            random.Random(backlog).shuffle(waiting)
+            for start in range(0, len(waiting), 10_000):
+                connection.rpush(rq_compat.queue_key("metrics"), *waiting[start : start + 10_000])
+            figures: dict[str, list[float]] = {"baseline": [], "pass": []}
+            redis_ms: dict[str, list[float]] = {"baseline": [], "pass": []}
+            for _ in range(repeat):
+                for name, run in (
+                    ("baseline", lambda: per_row_scans(connection, page)),
+                    ("pass", lambda: outbox.reconcile(connection, min_age=timedelta(0))),
+                ):
+                    connection.delete(outbox.CURSOR_KEY)
+                    before = redis_usec(connection)
+                    started = time.perf_counter()
+                    run()
+                    figures[name].append(time.perf_counter() - started)
+                    redis_ms[name].append((redis_usec(connection) - before) / 1000)
+            assert connection.llen(rq_compat.queue_key("metrics")) == backlog + PAGE  # nothing pushed twice
+            base_redis, pass_redis = median(redis_ms["baseline"]), median(redis_ms["pass"])
+            rows.append([
+                f"{backlog:,}",
+                f"{base_redis:.1f}", f"{pass_redis:.1f}", ratio(base_redis, pass_redis),
+                f"{median(figures['baseline']) * 1000:.0f}", f"{median(figures['pass']) * 1000:.0f}",
+            ])
+        print_table(
+            f"one reconciler pass over {PAGE} pending rows whose jobs wait among a backlog (median of {repeat})",
+            ["other jobs waiting", "Redis ms: per-row LPOS (baseline)", "Redis ms: the pass", "vs baseline",
+             "wall ms: baseline", "wall ms: the pass"],
+            rows,
+        )
+        print("  the pass's figures include all of its work (statuses, claims, sightings); the baseline only the scans")
 
 if __name__ == "__main__":
     main()
