@@ -144,5 +144,6 @@ def main() -> None:
         burst_s = burst(members, per_member)
         print(f"  all {members} dashboards up to date {burst_s:.2f} s after the first contribution")
 
+
 if __name__ == "__main__":
     main()

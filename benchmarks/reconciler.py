@@ -91,5 +91,6 @@ def main() -> None:
         )
         print("  the pass's figures include all of its work (statuses, claims, sightings); the baseline only the scans")
 
+
 if __name__ == "__main__":
     main()

@@ -213,12 +213,13 @@ def purge_ended(older_than: timedelta = KEEP_ENDED, batch: int = PURGE_BATCH, ma
     total = batches = 0
     while max_batches is None or batches < max_batches:
         ids = list(ended.order_by().values_list("pk", flat=True)[:batch])
-        if ids:
-            deleted, _ = BackgroundJob.objects.filter(pk__in=ids).exclude(state=State.PENDING).delete()
-            total += deleted
+        if not ids:
+            break
+        deleted, _ = BackgroundJob.objects.filter(pk__in=ids).exclude(state=State.PENDING).delete()
+        total += deleted
         batches += 1
         if len(ids) < batch:
-            break
+            break  # that was the last of them: no query to find none left
     return total
 
 

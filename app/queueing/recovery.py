@@ -234,11 +234,11 @@ def orphans(connection: Redis, jobs: Sequence[tuple[str, str]], after: int = STU
     started), so a job a worker moves meanwhile is seen in the next one; what still looks
     orphaned is only a first sighting, and the push re-checks in one step.
     """
-    remaining: dict[str, list[str]] = {}
+    by_queue: dict[str, list[str]] = {}
     for job_id, name in jobs:
-        remaining.setdefault(name, []).append(job_id)
+        by_queue.setdefault(name, []).append(job_id)
     held: set[str] = set()
-    for name, ids in remaining.items():
+    for name, ids in by_queue.items():
         left = set(ids)
         for key in (rq_compat.queue_key(name), rq_compat.intermediate_key(name)):
             start = 0
