@@ -7,7 +7,7 @@ client never waits for Redis, and all the jobs of one request go in one round tr
 
 The window this opens is the one the outbox already covers: a process killed between the
 response and the push leaves the job recorded but not in Redis, and the outbox reconciler sends
-it (outbox.py, at most MIN_AGE plus one scheduler tick later).
+it (outbox.py: once the row is MIN_AGE old and seen missing twice, MISSING_AFTER apart).
 
 A push that comes late (its response took longer than LATE_AFTER after the commit: a slow client,
 a session save waiting on a lock) may come after the reconciler sent the job, after the job ran

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 LEASE = LIVENESS_TTL  # the workers' lease
 STOP_SECONDS = LEASE + 6  # a SIGSTOP longer than the lease: the job is re-run elsewhere meanwhile
-SLOW_REQUEST_SECONDS = 15  # longer than the reconciler's MIN_AGE (10 s) plus a scheduler pass
+SLOW_REQUEST_SECONDS = 15  # longer than the reconciler's MIN_AGE (5 s), a second sighting and a scheduler pass
 CLOCK_OFFSET = "-15s"  # the web host's clock behind the scheduler's by more than MIN_AGE
 CLOCK_SECONDS = 20
 
