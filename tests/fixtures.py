@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
-from app.queueing import job
+from app.queueing import Retries, job
 
 # Declared like the platform's own jobs (on `metrics`), or no worker would run them.
 
@@ -46,6 +47,24 @@ def lose_own_job_data() -> str:
     assert job is not None
     job.connection.delete(job.key)
     return "ran"
+
+
+@job("metrics", retries=Retries(0))
+def die_like_the_oom_killer() -> None:
+    """The kernel's OOM killer, a segfault in a C extension: the process ends with no exception."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job("metrics")
+def succeed_then_lose_the_database() -> str:
+    """Done, then the database is out of reach when the worker writes the end (a restart, a
+    failover): the connection is pointed, in this process only, at a database that does not exist
+    (SQLite cannot open it, PostgreSQL refuses it), so the write meets a real driver error."""
+    from django.db import connection
+
+    connection.close()
+    connection.settings_dict["NAME"] = "/nonexistent/egoejo.sqlite3"
+    return "done"
 
 
 @job("metrics")
