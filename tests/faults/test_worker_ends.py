@@ -4,6 +4,7 @@ nothing else (the reconciler reading Redis later) could close it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,80 +22,71 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
         time.sleep(0.1)
 
 
-def test_an_operators_stop_closes_the_row_as_cancelled_at_once(tmp_path: Path, private_redis):
+@pytest.fixture
+def stack(tmp_path: Path, private_redis) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     stack = Stack(tmp_path, private_redis, smtp_port=1)
-    client = private_redis.client()
     try:
-        job_id = stack.shell("""
-from django.db import transaction
-from tests import fixtures
-with transaction.atomic():
-    job = fixtures.sleep_for.delay(60)
-print(job.id)""")
-        stack.start_workers(1, queues=("metrics",))
-        wait_for(lambda: client.hget(f"rq:job:{job_id}", "status") == b"started", 60, stack.log_text())
-        send_stop_job_command(client, job_id)
-        wait_for(lambda: client.hget(f"rq:job:{job_id}", "status") == b"stopped", 15, stack.log_text())
-        wait_for(
-            lambda: stack.query(f"select state from egoejo_backgroundjob where id = '{job_id}'")[0][0] != "pending", 5,
-            "the stopped job's row is still pending",
-        )
-        [(state, reason)] = stack.query(f"select state, failure_reason from egoejo_backgroundjob where id = '{job_id}'")
-        assert (state, reason) == ("cancelled", "stopped by an operator")
+        yield stack
     finally:
         stack.stop()
 
 
-def test_a_horse_killed_by_the_kernel_closes_the_row_failed_with_its_reason_at_once(tmp_path: Path, private_redis):
+def committed(stack: Stack, call: str) -> str:
+    """Record `fixtures.<call>` in a committed transaction and push it, as a web request does."""
+    return stack.shell(f"""
+from django.db import transaction
+from tests import fixtures
+with transaction.atomic():
+    job = fixtures.{call}
+print(job.id)""")
+
+
+def row(stack: Stack, job_id: str) -> tuple[str, str]:
+    [(state, reason)] = stack.query(f"select state, failure_reason from egoejo_backgroundjob where id = '{job_id}'")
+    return state, reason
+
+
+def status(client, job_id: str) -> bytes | None:  # type: ignore[no-untyped-def]
+    return client.hget(f"rq:job:{job_id}", "status")
+
+
+def test_an_operators_stop_closes_the_row_as_cancelled_at_once(stack: Stack, private_redis):
+    client = private_redis.client()
+    job_id = committed(stack, "sleep_for.delay(60)")
+    stack.start_workers(1, queues=("metrics",))
+    wait_for(lambda: status(client, job_id) == b"started", 60, stack.log_text())
+    send_stop_job_command(client, job_id)
+    wait_for(lambda: status(client, job_id) == b"stopped", 15, stack.log_text())
+    wait_for(lambda: row(stack, job_id)[0] != "pending", 5, "the stopped job's row is still pending")
+    assert row(stack, job_id) == ("cancelled", "stopped by an operator")
+
+
+def test_a_horse_killed_by_the_kernel_closes_the_row_failed_with_its_reason_at_once(stack: Stack, private_redis):
     """An OOM kill or a segfault raises nothing in the job: only the worker that waited for its
     horse sees the end. The row is closed by that worker, not a week later by the reconciler."""
-    stack = Stack(tmp_path, private_redis, smtp_port=1)
     client = private_redis.client()
-    try:
-        job_id = stack.shell("""
-from django.db import transaction
-from tests import fixtures
-with transaction.atomic():
-    job = fixtures.die_like_the_oom_killer.delay()
-print(job.id)""")
-        stack.start_workers(1, queues=("metrics",))
-        wait_for(lambda: client.hget(f"rq:job:{job_id}", "status") == b"failed", 60, stack.log_text())
-        wait_for(
-            lambda: stack.query(f"select state from egoejo_backgroundjob where id = '{job_id}'")[0][0] != "pending", 5,
-            "the killed job's row is still pending",
-        )
-        [(state, reason)] = stack.query(f"select state, failure_reason from egoejo_backgroundjob where id = '{job_id}'")
-        assert state == "failed"
-        assert "Work-horse terminated unexpectedly" in reason and "(signal 9)" in reason, reason
-        assert client.zscore("rq:failed:metrics", job_id) is not None  # where an operator looks for it
-        assert all(process.poll() is None for process in stack.workers)  # the worker goes on
-    finally:
-        stack.stop()
+    job_id = committed(stack, "die_like_the_oom_killer.delay()")
+    stack.start_workers(1, queues=("metrics",))
+    wait_for(lambda: status(client, job_id) == b"failed", 60, stack.log_text())
+    wait_for(lambda: row(stack, job_id)[0] != "pending", 5, "the killed job's row is still pending")
+    state, reason = row(stack, job_id)
+    assert state == "failed"
+    assert "Work-horse terminated unexpectedly" in reason and "(signal 9)" in reason, reason
+    assert client.zscore("rq:failed:metrics", job_id) is not None  # where an operator looks for it
+    assert all(process.poll() is None for process in stack.workers)  # the worker goes on
 
 
-def test_a_success_whose_end_could_not_be_written_is_closed_by_the_reconciler(tmp_path: Path, private_redis):
+def test_a_success_whose_end_could_not_be_written_is_closed_by_the_reconciler(stack: Stack, private_redis):
     """The job is done in Redis but its row could not be closed (the database out of reach at
     that instant). Left pending, the row would make the reconciler send the job again once RQ's
     hash expired; it reads the end from Redis and closes the row as finished instead."""
-    stack = Stack(tmp_path, private_redis, smtp_port=1)
     client = private_redis.client()
-    try:
-        job_id = stack.shell("""
-from django.db import transaction
-from tests import fixtures
-with transaction.atomic():
-    job = fixtures.succeed_then_lose_the_database.delay()
-print(job.id)""")
-        stack.start_workers(1, queues=("metrics",))
-        wait_for(lambda: client.hget(f"rq:job:{job_id}", "status") == b"finished", 60, stack.log_text())
-        time.sleep(1)
-        assert stack.query(f"select state from egoejo_backgroundjob where id = '{job_id}'") == [("pending",)]
-        assert "could not record the end (finished)" in (stack.logs / "worker-0.log").read_text()
-        stack.start_scheduler()
-        wait_for(
-            lambda: stack.query(f"select state from egoejo_backgroundjob where id = '{job_id}'")[0][0] == "finished", 60,
-            f"the row was not closed from Redis\n{stack.log_text()}",
-        )
-        assert client.llen("rq:queue:metrics") == 0  # closed, not sent again
-    finally:
-        stack.stop()
+    job_id = committed(stack, "succeed_then_lose_the_database.delay()")
+    stack.start_workers(1, queues=("metrics",))
+    wait_for(lambda: status(client, job_id) == b"finished", 60, stack.log_text())
+    time.sleep(1)
+    assert row(stack, job_id)[0] == "pending"
+    assert "could not record the end (finished)" in (stack.logs / "worker-0.log").read_text()
+    stack.start_scheduler()
+    wait_for(lambda: row(stack, job_id)[0] == "finished", 60, f"the row was not closed from Redis\n{stack.log_text()}")
+    assert client.llen("rq:queue:metrics") == 0  # closed, not sent again
