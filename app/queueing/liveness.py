@@ -50,7 +50,7 @@ else:
 logger = logging.getLogger(__name__)
 
 # A dead worker's job is re-run once its key is gone and a sweep runs: at most LIVENESS_TTL plus a
-# sweep period (the scheduler's 5 s pass) after the death, inside the 30 s the docs promise. Four
+# sweep period (the scheduler's 2 s pass) after the death, inside the 30 s the docs promise. Four
 # beats fit in one lease, so a living worker loses its key only when frozen, not when busy.
 LIVENESS_TTL = 12  # seconds a dead worker's key outlives it
 LIVENESS_INTERVAL = 3  # seconds between two beats of the liveness thread

@@ -57,7 +57,7 @@ PAGE = 500
 KEEP_ENDED = timedelta(days=7)
 CURSOR_KEY = "egoejo:outbox:cursor"
 # A beat of a worker's liveness thread and 2 s to spare: a job whose hash was lost while it ran
-# is claimed again (liveness.running_key) before the reconciler's second sighting, one 5 s pass on.
+# is claimed again (liveness.running_key) before the reconciler's second sighting, MISSING_AFTER on.
 MISSING_AFTER = LIVENESS_INTERVAL + 2
 
 State = BackgroundJob.State

@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 SCHEDULE_ID_PREFIX = "schedule-"
 SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
+# Seconds between two passes. Every recovery path waits for passes: a dead worker's job for one
+# sweep after its lease, a job lost with Redis's data for two sightings, a retry of the light
+# queues for its firing. At 5 s, compound faults (a freeze, two FLUSHDBs, a killed scheduler) in
+# one window stretched a re-run to 37 s (the fifth goal run's seed 19); a pass costs Redis a few
+# milliseconds even with 100,000 jobs waiting (docs/throughput.md), so 2 s is cheap.
+PASS_INTERVAL = 2
 LOCK_SPARE_SECONDS = 3
 RETRY_LOCK_OWNER = "egoejo-rqscheduler"
 

@@ -268,7 +268,7 @@ class RecyclingWorker(InProcessWorker):
         # A child holds the pool's queue locks under a random name, for 61 s after it dies with its
         # member, and no retry of those queues fired meanwhile (the third goal run's seed 27: a
         # welcome mail's retry 80 s late). The pool's retries are fired by rqscheduler's pass
-        # instead (every 5 s, under one owner name that a restarted scheduler takes over).
+        # instead (every pass, 2 s, under one owner name that a restarted scheduler takes over).
         kwargs["with_scheduler"] = False
         return super().work(burst, *args, **kwargs)
 

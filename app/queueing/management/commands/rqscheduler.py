@@ -13,7 +13,7 @@ from rq_scheduler.utils import setup_loghandlers
 
 from app.queueing.connections import get_queue
 from app.queueing.liveness import wait_for_redis
-from app.queueing.scheduling import ProjectScheduler, ensure_schedules
+from app.queueing.scheduling import PASS_INTERVAL, ProjectScheduler, ensure_schedules
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,9 @@ class Command(BaseCommand):
     help = "Run rq-scheduler: registers the recurring jobs (idempotently) and enqueues due jobs."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--interval", "-i", type=int, default=5, help="Seconds between two scheduling passes.")
+        parser.add_argument(
+            "--interval", "-i", type=int, default=PASS_INTERVAL, help=f"Seconds between two scheduling passes (default {PASS_INTERVAL})."
+        )
         parser.add_argument("--burst", action="store_true", help="One pass, then exit.")
         parser.add_argument("--register-only", action="store_true", help="Register the schedules and exit.")
 
