@@ -279,11 +279,24 @@ class Injector:
             return
         tree = [pid, *descendants(pid)]
         self._note_abandoned("sigstop_worker", set(tree))
-        for p in tree:
-            self.stack.pause(p)
+        paused = []
+        try:
+            for p in tree:
+                try:
+                    self.stack.pause(p)
+                except ProcessLookupError:
+                    continue  # a horse or child that ended since the listing
+                paused.append(p)
+        finally:
+            # Always undone: a child that died between the listing and its SIGSTOP raised here
+            # before the resume was set, and left its worker frozen to the end (the sixth goal
+            # run's seed 23, counted as "not injected" while the worker never ran again).
+            self._later(STOP_SECONDS, lambda: [self.stack.resume(p) for p in paused])
+        if not paused:
+            self.log.skipped["sigstop_worker"] += 1
+            return
         self.log.injected["sigstop_worker"] += 1
         self.log.events.append((time.time(), "sigstop_worker", f"pid {pid} for {STOP_SECONDS} s"))
-        self._later(STOP_SECONDS, lambda: [self.stack.resume(p) for p in tree])
 
     def redis_restart(self) -> None:
         self._note_abandoned("redis_restart", set())  # nothing is abandoned by its worker; kept for symmetry
