@@ -118,7 +118,7 @@ def run_seed(seed: int, jobs: int, directory: Path | None = None, kinds: tuple[s
         with stack.sink.lock:
             stack.sink.script.clear()
         quiet = wait_quiescent(stack, QUIESCENCE_TIMEOUT)
-        stuck = stack.process_states() if quiet is None else ""
+        stuck = f"{stack.process_states()}\n--- unfinished jobs in Redis\n{checker.unfinished_jobs(stack)}" if quiet is None else ""
         injector.stop_watching()
         report = checker.check(stack, injector.log)
         checker.check_rolled_back(stack, report, load_log.rolled_back)
