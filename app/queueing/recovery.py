@@ -32,7 +32,7 @@ from . import registry, rq_compat
 from .connections import get_queue
 from .ends import mark_ended
 from .jobclass import QueueingJob
-from .liveness import PROCESS_FIELD, gone_here, running_key
+from .liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, running_key
 from .stats import ABANDONED_REQUEUES_KEY
 
 logger = logging.getLogger(__name__)
@@ -117,13 +117,17 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                             recovered.append(job_id)
                     continue
                 if job.worker_name and _worker_alive(connection, job.worker_name):
-                    if connection.sismember(rq_compat.worker_executions_key(job.worker_name), entry):
+                    executions = {raw.decode() for raw in cast("set[bytes]", connection.smembers(rq_compat.worker_executions_key(job.worker_name)))}
+                    if entry in executions:
                         continue  # its worker is alive and working on it
                     # An earlier run's entry (its worker died; the job was requeued and runs again
-                    # on a live worker). Left there, RQ's own registry cleanup would treat it as an
-                    # abandoned run of a STARTED job once it expires, and retry the job while its
-                    # new run goes on: the same job twice.
-                    if connection.zrem(started_key, entry):
+                    # on a live worker, under another execution). Left there, RQ's own registry
+                    # cleanup would treat it as an abandoned run of a STARTED job once it expires,
+                    # and retry the job while its new run goes on: the same job twice.
+                    # Only then: a worker whose set of executions was lost (a FLUSHDB, its key
+                    # written again without one) may be running this very entry, or be frozen with
+                    # it; its lease decides, as for any other worker.
+                    if any(rq_compat.started_entry_job_id(other) == job_id for other in executions) and connection.zrem(started_key, entry):
                         logger.info("job %s: entry %s of an earlier run dropped (it runs on %s now)", job_id, entry, job.worker_name)
                     continue
                 if _take_back(connection, queue, job, entry, "was abandoned by dead worker"):
@@ -134,15 +138,26 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
     return recovered
 
 
+# A worker's key always carries its lease: RQ's heartbeats and the liveness thread (every
+# LIVENESS_INTERVAL) set its TTL. But RQ writes single fields of it on their own (its state, its
+# current job) with HSET, and after a FLUSHDB or a failover that lost the key such a write makes it
+# again without a TTL. A worker frozen or killed before its next beat then kept that key for good:
+# alive to every sweep, its job never recovered. Whoever reads such a key gives it the lease: a
+# living worker renews it within LIVENESS_INTERVAL, a dead or frozen one loses it like any other.
+# Returns {exists, the process field}.
+_READ_LEASE = """
+local ttl = redis.call('TTL', KEYS[1])
+if ttl == -2 then return {0, false} end
+if ttl == -1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {1, redis.call('HGET', KEYS[1], ARGV[2])}
+"""
+
+
 def _worker_alive(connection: Redis, name: str) -> bool:
     """A worker lives while its key does (liveness.py), unless its process ran in this kernel and
     pid namespace and is gone: then it is dead now, not when its key expires."""
-    key = rq_compat.worker_key(name)
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.exists(key)
-        pipe.hget(key, PROCESS_FIELD)
-        exists, identity = pipe.execute()
-    return bool(exists) and not gone_here(identity.decode() if identity else None)
+    exists, identity = cast("list[int | bytes | None]", connection.eval(_READ_LEASE, 1, rq_compat.worker_key(name), LIVENESS_TTL, PROCESS_FIELD))
+    return bool(exists) and not gone_here(identity.decode() if isinstance(identity, bytes) else None)
 
 
 def give_back(connection: Redis, queue: Queue, job: Job) -> bool:

@@ -64,3 +64,43 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
         assert job.get_status() == JobStatus.FINISHED, (job.get_status(), logs(log_dir))
         assert len(marker.read_text().split()) == 1, marker.read_text()
         assert Queue("metrics", connection=redis_conn, serializer=JSONSerializer).failed_job_registry.count == 0
+
+
+def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path: Path, redis_db_index: int, redis_conn: redis.Redis):
+    """RQ writes single fields of a worker's key (its state, its job's working time) with HSET; after
+    a FLUSHDB that write makes the key again without a TTL, and its set of executions is gone. A
+    worker frozen then kept that key for good: alive to every sweep, its job never ran again (the
+    sixth goal run's seed 23 left a job so). The sweep gives such a key its lease, and does not
+    drop the job's started entry as an earlier run's while nothing else runs it."""
+    env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index)
+    manage(env, "migrate", "--noinput")
+    marker = tmp_path / "effect"
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.sleep_then_mark", 3, str(marker))
+    log_dir = tmp_path / "logs"
+    with running(env, ["manage.py", "rqworker", "metrics"], log_dir=log_dir) as [first]:
+        deadline = time.monotonic() + 60
+        while job.get_status(refresh=True) != JobStatus.STARTED and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert job.get_status() == JobStatus.STARTED, logs(log_dir)
+        frozen = [first.pid, *children(first.pid)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            job.refresh()
+            assert redis_conn.persist(f"rq:worker:{job.worker_name}")  # as an HSET after a FLUSHDB leaves it
+            redis_conn.delete(f"rq:worker:{job.worker_name}:executions")
+            frozen_at = time.monotonic()
+            with running(env, ["manage.py", "rqworker", "metrics"], log_dir=tmp_path / "second"):
+                # The second worker's sweeps (at its start, then every 10 s): the lease given, 12 s,
+                # then a sweep, then the 3 s job. Without the lease the job never ran again.
+                deadline = frozen_at + LIVENESS_TTL + 35
+                while job.get_status(refresh=True) != JobStatus.FINISHED and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert job.get_status() == JobStatus.FINISHED, (job.get_status(), logs(log_dir), logs(tmp_path / "second"))
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        time.sleep(6)  # the thawed copy is fenced: it had 3 s of work left and must not write
+        writers = {int(line) for line in marker.read_text().split()}
+        assert len(marker.read_text().split()) == 1 and not writers & set(frozen), (marker.read_text(), frozen)
