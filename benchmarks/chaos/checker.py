@@ -81,9 +81,15 @@ def unfinished_jobs(stack: ChaosStack) -> str:
             ]
             held += [f"started {entry.decode()}" for entry in client.zrange(f"rq:wip:{queue}", 0, -1) if entry.decode().startswith(job_id)]
             status, worker = fields[0], fields[1]
+            about_worker = "has no key"
+            if worker and worker.decode() in workers:
+                # A key without a TTL (-1) never expires by itself; its executions are what a sweep reads.
+                executions = sorted(e.decode() for e in client.smembers(f"rq:worker:{worker.decode()}:executions"))
+                about_worker = (f"has a key (TTL {client.ttl(f'rq:worker:{worker.decode()}')} s, state "
+                                f"{client.hget(f'rq:worker:{worker.decode()}', 'state')!r}, executions {executions})")
             lines.append(
                 f"{job_id} {func} on {queue}: hash {[f.decode() if f else None for f in fields]}; held by {held or 'nothing'}; "
-                f"its worker {'has a key' if worker and worker.decode() in workers else 'has no key'}"
+                f"its worker {about_worker}"
                 + ("" if status else " (no hash)")
             )
     except redis.RedisError as exc:
