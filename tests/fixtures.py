@@ -138,3 +138,26 @@ def __getattr__(name: str) -> type:
     if name == "WorkLoopStalls":
         return _stalling_worker_class()
     raise AttributeError(name)
+
+
+
+def fail_slowly_to_describe_error() -> type:
+    from app.queueing import TransientJobError
+
+    class SlowToDescribe(TransientJobError):
+        """A transient error whose text takes seconds to build: while RQ logs it and runs its
+        exception handlers, the worker sits after the job's run and before RQ records the retry."""
+
+        def __str__(self) -> str:
+            reason, marker = self.args
+            with open(marker, "a") as out:
+                out.write(f"{os.getpid()}\n")
+            time.sleep(3)
+            return str(reason)
+
+    return SlowToDescribe
+
+
+@job("metrics")
+def fail_slowly_to_describe(marker: str) -> None:
+    raise fail_slowly_to_describe_error()("try later", marker)

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from . import job_state
 from .faults import FaultLog
 from .stack import ChaosStack
 
@@ -68,30 +69,8 @@ def unfinished_jobs(stack: ChaosStack) -> str:
     pending = stack.sql("SELECT id, queue, func FROM egoejo_backgroundjob WHERE state = 'pending' ORDER BY id LIMIT 20")
     try:
         client = stack.redis_client()
-        workers = {key.decode().removeprefix("rq:worker:") for key in client.scan_iter("rq:worker:*")}
         for job_id, queue, func in pending:
-            fields = client.hmget(f"rq:job:{job_id}", "status", "worker_name", "origin", "retries_left", "started_at", "ended_at")
-            held = [
-                where for where, found in (
-                    ("queue", client.lpos(f"rq:queue:{queue}", job_id) is not None),
-                    ("intermediate", client.lpos(f"rq:queue:{queue}:intermediate", job_id) is not None),
-                    ("scheduled", client.zscore(f"rq:scheduled:{queue}", job_id) is not None),
-                    ("claim", bool(client.exists(f"egoejo:running:{job_id}"))),
-                ) if found
-            ]
-            held += [f"started {entry.decode()}" for entry in client.zrange(f"rq:wip:{queue}", 0, -1) if entry.decode().startswith(job_id)]
-            status, worker = fields[0], fields[1]
-            about_worker = "has no key"
-            if worker and worker.decode() in workers:
-                # A key without a TTL (-1) never expires by itself; its executions are what a sweep reads.
-                executions = sorted(e.decode() for e in client.smembers(f"rq:worker:{worker.decode()}:executions"))
-                about_worker = (f"has a key (TTL {client.ttl(f'rq:worker:{worker.decode()}')} s, state "
-                                f"{client.hget(f'rq:worker:{worker.decode()}', 'state')!r}, executions {executions})")
-            lines.append(
-                f"{job_id} {func} on {queue}: hash {[f.decode() if f else None for f in fields]}; held by {held or 'nothing'}; "
-                f"its worker {about_worker}"
-                + ("" if status else " (no hash)")
-            )
+            lines.append(f"{func}: {job_state.describe(client, job_id, queue)}")
     except redis.RedisError as exc:
         lines.append(f"Redis could not be read: {exc}")
     return "\n".join(lines)
@@ -253,6 +232,8 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
         meanwhile = [f"+{t - worst.at:.1f} s {kind} {detail}".strip() for t, kind, detail in faults.events if worst.at - 1 <= t <= end]
         func = jobs[worst.job_id][0] if worst.job_id in jobs else "?"
         report.figures["slowest re-run"] = f"{worst.job_id} ({func}) after {worst.kind}; faults from it to the re-run: {meanwhile}"
+        if worst.waiting_in:
+            report.figures["slowest re-run waited in"] = worst.waiting_in
     return report
 
 

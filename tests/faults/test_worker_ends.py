@@ -90,3 +90,34 @@ def test_a_success_whose_end_could_not_be_written_is_closed_by_the_reconciler(st
     stack.start_scheduler()
     wait_for(lambda: row(stack, job_id)[0] == "finished", 60, f"the row was not closed from Redis\n{stack.log_text()}")
     assert client.llen("rq:queue:metrics") == 0  # closed, not sent again
+
+
+def test_a_pool_killed_after_its_jobs_failure_and_before_the_retry_is_recorded_runs_it_again_soon(stack: Stack, private_redis, tmp_path: Path):
+    """A member killed with its pool while RQ runs the failed job's exception handlers (after the
+    run, before the retry is recorded), its Redis restarted a moment before: the job still says
+    `started` on a dead worker, and runs again within seconds. (The seventh goal run's seed 38 ran
+    such a job again only 50 s later, after a FLUSHDB; its state then was not recorded.)"""
+    import os
+    import signal
+
+    client = private_redis.client()
+    marker = tmp_path / "describing"
+    pool = stack._start(["rqpool", "metrics", "--workers", "1"], "pool")
+    try:
+        wait_for(lambda: any(client.hget(k, "state") == b"idle" for k in client.keys("rq:worker:*")), 60, stack.log_text())
+        private_redis.kill()  # the member waits it out in RQ's own reconnect loop, under its name
+        time.sleep(2)
+        private_redis.start()
+        time.sleep(3)
+        job_id = committed(stack, f"fail_slowly_to_describe.delay({str(marker)!r})")
+        wait_for(lambda: marker.exists(), 60, stack.log_text())
+        os.kill(pool.pid, signal.SIGKILL)  # its member dies with it, inside the exception handlers
+        pool.wait()
+        first_start = client.hget(f"rq:job:{job_id}", "started_at")
+        assert status(client, job_id) == b"started" and client.zcard("rq:scheduled:metrics") == 0  # no retry recorded
+        stack.start_scheduler()
+        stack.others.append(stack._start(["rqpool", "metrics", "--workers", "1"], "pool-2"))
+        wait_for(lambda: client.hget(f"rq:job:{job_id}", "started_at") != first_start, 15, f"not run again\n{stack.log_text()}")
+    finally:
+        if pool.poll() is None:
+            pool.kill()
