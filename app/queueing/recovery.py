@@ -107,6 +107,17 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
                 if job is None:
                     continue
                 status = job.get_status(refresh=False)
+                if status == JobStatus.SCHEDULED and connection.zscore(rq_compat.scheduled_key(name), job_id) is None:
+                    # RQ 3.0's Job.retry writes SCHEDULED at once, outside the failure's pipeline
+                    # that then schedules the retry and removes this entry: a worker that died in
+                    # between left a job that says scheduled, waits in no scheduled registry, and
+                    # kept this entry, which every other check read as holding it (the chaos
+                    # campaign's seeds 38 and 52: 50 s and 137 s). Its worker dead, it goes back.
+                    if not (job.worker_name and _worker_alive(connection, job.worker_name)) and _take_back(
+                        connection, queue, job, entry, "was cut off while its retry was recorded by"
+                    ):
+                        recovered.append(job.id)
+                    continue
                 if status != JobStatus.STARTED:
                     # An entry left behind by a run that was cut off by a Redis outage; a job that
                     # says QUEUED but sits in no queue would wait forever.

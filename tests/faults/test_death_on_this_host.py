@@ -201,3 +201,31 @@ def test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_lim
         assert job.get_status(refresh=True) == JobStatus.QUEUED
     job.refresh()
     assert job.meta["abandoned"] == 1
+
+
+@pytest.mark.parametrize("worker", ["dead", "alive"])
+def test_a_retry_cut_off_between_rqs_two_writes_goes_back(redis_conn, worker):
+    """RQ 3.0's Job.retry writes the status SCHEDULED at once, then the failure's pipeline
+    schedules the retry and drops the started entry. A worker killed in between left a job that
+    said scheduled, in no scheduled registry, its started entry still there: every check read it
+    as held, until the entry expired (the chaos campaign's seed 52: 137 s)."""
+    child = _sleeper()
+    identity = process_identity(child.pid)
+    job = _abandoned_by(redis_conn, "w1", identity)
+    job.set_status(JobStatus.SCHEDULED)  # RQ's first write; the pipeline never ran
+    try:
+        if worker == "dead":
+            child.kill()
+            child.wait()
+        recovered = recovery.sweep(redis_conn, ["metrics"])
+    finally:
+        child.kill()
+        child.wait()
+    if worker == "dead":
+        assert recovered == [job.id]
+        assert job.get_status(refresh=True) == JobStatus.QUEUED
+        assert redis_conn.lrange(rq_compat.queue_key("metrics"), 0, -1) == [job.id.encode()]
+        assert redis_conn.zcard(rq_compat.started_key("metrics")) == 0
+    else:  # still between its two writes: a millisecond on a live worker
+        assert recovered == []
+        assert job.get_status(refresh=True) == JobStatus.SCHEDULED
