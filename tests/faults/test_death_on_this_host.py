@@ -72,6 +72,20 @@ def _abandoned_by(connection: redis.Redis, worker: str, identity: str | None) ->
     return job
 
 
+def _sweep_after(connection: redis.Redis, worker: subprocess.Popen[bytes], state: str) -> list[str]:
+    """One sweep with the job's worker process `state`: killed, stopped or alive."""
+    try:
+        if state == "stopped":
+            os.kill(worker.pid, signal.SIGSTOP)
+        elif state == "killed":
+            worker.kill()
+            worker.wait()
+        return recovery.sweep(connection, ["metrics"])
+    finally:
+        worker.kill()
+        worker.wait()
+
+
 @pytest.mark.parametrize("state", ["killed", "stopped", "other host", "no identity"])
 def test_the_sweep_hands_back_only_the_job_of_a_process_dead_here(redis_conn, state):
     child = _sleeper()
@@ -80,16 +94,7 @@ def test_the_sweep_hands_back_only_the_job_of_a_process_dead_here(redis_conn, st
     if state == "other host":
         identity = "00000000-0000-0000-0000-000000000000/" + identity.split("/", 1)[1]
     job = _abandoned_by(redis_conn, "w1", None if state == "no identity" else identity)
-    try:
-        if state == "stopped":
-            os.kill(child.pid, signal.SIGSTOP)
-        else:
-            child.kill()
-            child.wait()
-        recovered = recovery.sweep(redis_conn, ["metrics"])
-    finally:
-        child.kill()
-        child.wait()
+    recovered = _sweep_after(redis_conn, child, "stopped" if state == "stopped" else "killed")
     assert redis_conn.exists(rq_compat.worker_key("w1"))  # its key has not expired
     if state == "killed":
         assert recovered == [job.id]
@@ -213,14 +218,7 @@ def test_a_retry_cut_off_between_rqs_two_writes_goes_back(redis_conn, worker):
     identity = process_identity(child.pid)
     job = _abandoned_by(redis_conn, "w1", identity)
     job.set_status(JobStatus.SCHEDULED)  # RQ's first write; the pipeline never ran
-    try:
-        if worker == "dead":
-            child.kill()
-            child.wait()
-        recovered = recovery.sweep(redis_conn, ["metrics"])
-    finally:
-        child.kill()
-        child.wait()
+    recovered = _sweep_after(redis_conn, child, "killed" if worker == "dead" else "alive")
     if worker == "dead":
         assert recovered == [job.id]
         assert job.get_status(refresh=True) == JobStatus.QUEUED
