@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from app.queueing import Retries, job
+from app.queueing import Retries, TransientJobError, job
 
 # Declared like the platform's own jobs (on `metrics`), or no worker would run them.
 
@@ -81,8 +81,6 @@ def fail_permanently(reason: str = "bad input") -> None:
 
 @job("metrics")
 def fail_transiently(reason: str = "try later") -> None:
-    from app.queueing import TransientJobError
-
     raise TransientJobError(reason)
 
 
@@ -140,24 +138,18 @@ def __getattr__(name: str) -> type:
     raise AttributeError(name)
 
 
+class SlowToDescribe(TransientJobError):
+    """A transient error whose text takes seconds to build: while RQ logs it and runs its
+    exception handlers, the worker sits after the job's run and before RQ records the retry."""
 
-def fail_slowly_to_describe_error() -> type:
-    from app.queueing import TransientJobError
-
-    class SlowToDescribe(TransientJobError):
-        """A transient error whose text takes seconds to build: while RQ logs it and runs its
-        exception handlers, the worker sits after the job's run and before RQ records the retry."""
-
-        def __str__(self) -> str:
-            reason, marker = self.args
-            with open(marker, "a") as out:
-                out.write(f"{os.getpid()}\n")
-            time.sleep(3)
-            return str(reason)
-
-    return SlowToDescribe
+    def __str__(self) -> str:
+        reason, marker = self.args
+        with open(marker, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        time.sleep(3)
+        return str(reason)
 
 
 @job("metrics")
 def fail_slowly_to_describe(marker: str) -> None:
-    raise fail_slowly_to_describe_error()("try later", marker)
+    raise SlowToDescribe("try later", marker)

@@ -38,6 +38,11 @@ class Stack:
         for _ in range(count):
             self.workers.append(self._start(["rqworker", *queues, "--with-scheduler"], f"worker-{len(self.workers)}"))
 
+    def start_pool(self, name: str = "pool", queues: tuple[str, ...] = ("metrics",), members: int = 1) -> subprocess.Popen[bytes]:
+        pool = self._start(["rqpool", *queues, "--workers", str(members)], name)
+        self.others.append(pool)
+        return pool
+
     def start_scheduler(self) -> None:
         self.others.append(self._start(["rqscheduler", "--interval", "2"], "scheduler"))
 

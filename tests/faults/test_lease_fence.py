@@ -14,6 +14,7 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from app.queueing import rq_compat
 from app.queueing.liveness import LIVENESS_TTL
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
@@ -88,8 +89,8 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
             os.kill(pid, signal.SIGSTOP)
         try:
             job.refresh()
-            assert redis_conn.persist(f"rq:worker:{job.worker_name}")  # as an HSET after a FLUSHDB leaves it
-            redis_conn.delete(f"rq:worker:{job.worker_name}:executions")
+            assert redis_conn.persist(rq_compat.worker_key(job.worker_name))  # as an HSET after a FLUSHDB leaves it
+            redis_conn.delete(rq_compat.worker_executions_key(job.worker_name))
             frozen_at = time.monotonic()
             with running(env, ["manage.py", "rqworker", "metrics"], log_dir=tmp_path / "second"):
                 # The second worker's sweeps (at its start, then every 10 s): the lease given, 12 s,

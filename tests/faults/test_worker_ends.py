@@ -3,6 +3,8 @@ nothing else (the reconciler reading Redis later) could close it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from rq.command import send_stop_job_command
 
+from app.queueing import rq_compat
 from tests.faults.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -96,28 +99,22 @@ def test_a_pool_killed_after_its_jobs_failure_and_before_the_retry_is_recorded_r
     """A member killed with its pool while RQ runs the failed job's exception handlers (after the
     run, before the retry is recorded), its Redis restarted a moment before: the job still says
     `started` on a dead worker, and runs again within seconds. (The seventh goal run's seed 38 ran
-    such a job again only 50 s later, after a FLUSHDB; its state then was not recorded.)"""
-    import os
-    import signal
-
+    such a job again only 50 s later; the state that held it up was the next step's, a retry cut
+    off between RQ's two writes: tests/faults/test_death_on_this_host.py.)"""
     client = private_redis.client()
     marker = tmp_path / "describing"
-    pool = stack._start(["rqpool", "metrics", "--workers", "1"], "pool")
-    try:
-        wait_for(lambda: any(client.hget(k, "state") == b"idle" for k in client.keys("rq:worker:*")), 60, stack.log_text())
-        private_redis.kill()  # the member waits it out in RQ's own reconnect loop, under its name
-        time.sleep(2)
-        private_redis.start()
-        time.sleep(3)
-        job_id = committed(stack, f"fail_slowly_to_describe.delay({str(marker)!r})")
-        wait_for(lambda: marker.exists(), 60, stack.log_text())
-        os.kill(pool.pid, signal.SIGKILL)  # its member dies with it, inside the exception handlers
-        pool.wait()
-        first_start = client.hget(f"rq:job:{job_id}", "started_at")
-        assert status(client, job_id) == b"started" and client.zcard("rq:scheduled:metrics") == 0  # no retry recorded
-        stack.start_scheduler()
-        stack.others.append(stack._start(["rqpool", "metrics", "--workers", "1"], "pool-2"))
-        wait_for(lambda: client.hget(f"rq:job:{job_id}", "started_at") != first_start, 15, f"not run again\n{stack.log_text()}")
-    finally:
-        if pool.poll() is None:
-            pool.kill()
+    pool = stack.start_pool()
+    wait_for(lambda: any(client.hget(k, "state") == b"idle" for k in client.keys(rq_compat.worker_key("*"))), 60, stack.log_text())
+    private_redis.kill()  # the member waits it out in RQ's own reconnect loop, under its name
+    time.sleep(2)
+    private_redis.start()
+    time.sleep(3)
+    job_id = committed(stack, f"fail_slowly_to_describe.delay({str(marker)!r})")
+    wait_for(lambda: marker.exists(), 60, stack.log_text())
+    os.kill(pool.pid, signal.SIGKILL)  # its member dies with it, inside the exception handlers
+    pool.wait()
+    first_start = client.hget(rq_compat.job_key(job_id), "started_at")
+    assert status(client, job_id) == b"started" and client.zcard(rq_compat.scheduled_key("metrics")) == 0  # no retry recorded
+    stack.start_scheduler()
+    stack.start_pool("pool-2")
+    wait_for(lambda: client.hget(rq_compat.job_key(job_id), "started_at") != first_start, 15, f"not run again\n{stack.log_text()}")
