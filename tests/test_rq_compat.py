@@ -304,6 +304,21 @@ def test_rq_calls_exception_handlers_before_it_decides_on_a_retry(redis_conn):
     assert not redis_conn.zrange("rq:scheduled:metrics", 0, -1)
 
 
+def test_rq_writes_a_retrys_scheduled_status_before_the_failures_pipeline_runs(redis_conn):
+    """The sweep takes back a job that says SCHEDULED, waits in no scheduled registry and keeps a
+    dead worker's started entry (recovery.sweep). That state exists because RQ's Job.retry writes
+    the status at once and only queues the scheduling in the failure's pipeline: a worker killed
+    between the two leaves it. Should RQ move the write into the pipeline, this fails, and the
+    sweep's branch can be kept as a guard for earlier versions or dropped."""
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = enqueue_rq(redis_conn, ECHO, job_id="retry" + "0" * 27, retry=Retry(max=2, interval=60))
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    with redis_conn.pipeline() as pipe:
+        job.retry(queue, pipe)  # the pipeline is never executed: the worker died here
+    assert Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.SCHEDULED
+    assert redis_conn.zscore(rq_compat.scheduled_key("metrics"), job.id) is None
+
+
 def test_the_gate_turns_fast_paths_off_on_another_rq_version(settings, monkeypatch, caplog):
     settings.QUEUEING_FAST_PATHS = True
     assert rq.__version__ == rq_compat.VERIFIED_RQ_VERSION, "rq was upgraded: run this file, then move VERIFIED_RQ_VERSION"
