@@ -190,6 +190,9 @@ def summary(results: list[SeedResult]) -> dict[str, Any]:
         "jobs re-run after their worker died": reruns,
         "worst re-run, s": max((w for w in worst if w is not None), default=None),
         "worst re-run by fault, s": dict(sorted(worst_by_fault.items())),
+        "worst re-run while Redis served, s": max(
+            (w for r in results if (w := r.report.figures.get("worst re-run while Redis served, s")) is not None), default=None
+        ),
         "seconds": round(sum(r.seconds for r in results)),
         "replay": [r.replay() for r in results if not r.ok],
     }

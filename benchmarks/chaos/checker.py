@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from . import job_state
-from .faults import FaultLog
+from .faults import CLIENT_PAUSE_SECONDS, REDIS_DOWN_SECONDS, FaultLog
 from .stack import ChaosStack
 
 WELCOME = "app.jobs.emails.send_welcome_email"
@@ -226,15 +226,38 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
     report.figures["worst re-run by fault, s"] = {k: round(max(v), 1) for k, v in sorted(by_kind.items())}
     timed = [a for a in abandoned if a.rerun_after is not None]
     if timed:
+        # The same wait less the seconds in which Redis served no client at all (down after a
+        # kill, or under CLIENT PAUSE): the part the project's detectors and workers had.
+        report.figures["worst re-run while Redis served, s"] = round(
+            max((a.rerun_after or 0.0) - redis_unavailable(faults.events, a.at, a.at + (a.rerun_after or 0.0)) for a in timed), 1
+        )
         # What the slowest re-run waited through: the faults from its own to its next start.
         worst = max(timed, key=lambda a: a.rerun_after or 0.0)
         end = worst.at + (worst.rerun_after or 0.0)
         meanwhile = [f"+{t - worst.at:.1f} s {kind} {detail}".strip() for t, kind, detail in faults.events if worst.at - 1 <= t <= end]
         func = jobs[worst.job_id][0] if worst.job_id in jobs else "?"
         report.figures["slowest re-run"] = f"{worst.job_id} ({func}) after {worst.kind}; faults from it to the re-run: {meanwhile}"
+        report.figures["slowest re-run: Redis down or paused for, s"] = round(redis_unavailable(faults.events, worst.at, end), 1)
         if worst.waiting_in:
             report.figures["slowest re-run waited in"] = worst.waiting_in
     return report
+
+
+def redis_unavailable(events: list[tuple[float, str, str]], start: float, end: float) -> float:
+    """Seconds of [start, end] in which Redis served no client: from a kill until it is started
+    again, and CLIENT PAUSEs. Overlapping outages are counted once."""
+    spans = sorted(
+        (at, at + (REDIS_DOWN_SECONDS if kind == "redis_restart" else CLIENT_PAUSE_SECONDS))
+        for at, kind, _ in events
+        if kind in ("redis_restart", "redis_client_pause")
+    )
+    total, covered_to = 0.0, start
+    for begins, ends in spans:
+        begins, ends = max(begins, covered_to), min(ends, end)
+        if ends > begins:
+            total += ends - begins
+            covered_to = ends
+    return total
 
 
 def check_rolled_back(stack: ChaosStack, report: Report, job_ids: list[str]) -> None:

@@ -33,6 +33,8 @@ STOP_SECONDS = LEASE + 6  # a SIGSTOP longer than the lease: the job is re-run e
 SLOW_REQUEST_SECONDS = 15  # longer than the reconciler's MIN_AGE (5 s), a second sighting and a scheduler pass
 CLOCK_OFFSET = "-15s"  # the web host's clock behind the scheduler's by more than MIN_AGE
 CLOCK_SECONDS = 20
+REDIS_DOWN_SECONDS = 3  # a killed redis-server is started again on its AOF this much later
+CLIENT_PAUSE_SECONDS = 4  # CLIENT PAUSE ... ALL: no client is served meanwhile
 
 KINDS = (
     "kill_web_master", "kill_web_worker", "kill_pool_parent", "kill_pool_child", "kill_images_worker",
@@ -306,8 +308,8 @@ class Injector:
         self._note_abandoned("redis_restart", set())  # nothing is abandoned by its worker; kept for symmetry
         self.stack.redis.kill()
         self.log.injected["redis_restart"] += 1
-        self.log.events.append((time.time(), "redis_restart", "killed, back in 3 s with its AOF"))
-        self._later(3, self.stack.redis.start)
+        self.log.events.append((time.time(), "redis_restart", f"killed, back in {REDIS_DOWN_SECONDS} s with its AOF"))
+        self._later(REDIS_DOWN_SECONDS, self.stack.redis.start)
 
     def redis_flushdb(self) -> None:
         try:
@@ -320,12 +322,12 @@ class Injector:
 
     def redis_client_pause(self) -> None:
         try:
-            self.stack.redis_client().execute_command("CLIENT", "PAUSE", "4000", "ALL")
+            self.stack.redis_client().execute_command("CLIENT", "PAUSE", str(CLIENT_PAUSE_SECONDS * 1000), "ALL")
         except redis.RedisError:
             self.log.skipped["redis_client_pause"] += 1
             return
         self.log.injected["redis_client_pause"] += 1
-        self.log.events.append((time.time(), "redis_client_pause", "4 s"))
+        self.log.events.append((time.time(), "redis_client_pause", f"{CLIENT_PAUSE_SECONDS} s"))
 
     def pg_terminate(self) -> None:
         try:
