@@ -207,6 +207,23 @@ def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs
     assert not redis_conn.exists(f"rq:job:{running}") and row(running).state == BackgroundJob.State.PENDING
 
 
+def test_jobs_redis_lost_go_back_ahead_of_what_was_enqueued_since_oldest_first(redis_conn, django_capture_on_commit_callbacks):
+    """Sent again at the back, a job lost with Redis's data waited behind everything enqueued
+    during the outage and its detection (the eighth goal run's seed 23: 30.7 s after its worker's
+    death). It goes back to the front, as the sweeps' requeues do, the oldest first."""
+    with django_capture_on_commit_callbacks(execute=True):
+        lost = metrics.update_impact_dashboard_metrics.delay_many([[1], [2], [3]])
+    oldest_first = sorted(lost)[::-1]  # not the page's id order
+    for age, job_id in zip((30, 20, 10), oldest_first, strict=True):
+        BackgroundJob.objects.filter(pk=job_id).update(created_at=datetime.now(UTC) - timedelta(seconds=age))
+    redis_conn.flushdb()
+    with django_capture_on_commit_callbacks(execute=True):
+        since = metrics.update_impact_dashboard_metrics.delay(4)
+    assert queued("metrics") == [since.id]
+    assert outbox.reconcile(redis_conn, min_age=timedelta(seconds=5), missing_after=0)["resent"] == 3
+    assert queued("metrics") == [*oldest_first, since.id]
+
+
 @pytest.mark.parametrize("status", ["started", "scheduled"])
 def test_a_job_that_says_started_or_scheduled_while_nothing_holds_it_is_requeued_and_runs_once(
     status, redis_conn, run_worker, django_capture_on_commit_callbacks

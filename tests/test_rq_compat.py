@@ -117,6 +117,26 @@ def test_a_pushed_batch_is_what_rqs_own_unique_enqueue_writes(settings, redis_co
     assert fast["rq:queue:metrics"][0][1] == [f"job{index:04d}".encode() + b"0" * 25 for index in range(len(CALLS))]
 
 
+def test_a_batch_pushed_at_the_front_is_what_rqs_own_unique_enqueue_at_front_writes(settings, redis_conn):
+    """The reconciler sends jobs Redis lost back at the front: the first of the batches at the
+    head, ahead of what the queue held, and each job written as RQ writes it."""
+    spec = registry.spec_for(ECHO)
+
+    def scenario() -> list[str]:
+        waiting = push(CALLS[:2], ids=["wait" + str(index) * 28 for index in range(2)])
+        ids = [f"front{index}" + "0" * 26 for index in range(len(CALLS))]
+        pushes = [dispatch.Push(spec, job_id, list(args), kwargs, None) for job_id, (args, kwargs) in zip(ids, CALLS, strict=True)]
+        pushes.insert(2, dispatch.Push(registry.spec_for("tests.fixtures.say_hello"), "hello" + "0" * 27, ["x"], {}, None))
+        assert dispatch.send(pushes, at_front=True) == len(pushes)
+        return [*waiting, *ids, pushes[2].job_id]
+
+    fast, theirs = both_ways(settings, redis_conn, scenario)
+    assert_same(fast, theirs)
+    heads = [job_id.encode() for job_id in ("front0", "front1")]
+    assert [entry[:6] for entry in fast["rq:queue:metrics"][0][1][:4]] == [*heads, b"hello0", b"front2"]
+    assert [entry[:5] for entry in fast["rq:queue:metrics"][0][1][-2:]] == [b"wait0", b"wait1"]
+
+
 def test_every_field_is_the_one_rqs_enqueue_many_writes(redis_conn):
     """Beside RQ's unique path, the template also matches RQ's bulk path, field by field."""
     from app.queueing.registry import job_options

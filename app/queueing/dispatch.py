@@ -89,13 +89,14 @@ def _still_pending(pushes: Sequence[Push]) -> list[Push]:
     return [push for push in pushes if push.job_id in open_ids]
 
 
-def send(pushes: Sequence[Push]) -> int:
+def send(pushes: Sequence[Push], at_front: bool = False) -> int:
     """Push recorded jobs in one pipelined round trip; returns how many were new to Redis.
 
     Every push is conditional: a job whose hash Redis already holds (pushed by the outbox
     reconciler meanwhile, or by an earlier request) is left alone, never queued twice.
     A Redis outage is logged, not raised: the records stay pending and the outbox reconciler
-    sends them when Redis is back.
+    sends them when Redis is back. `at_front`: ahead of what the queues hold, in this order
+    (jobs Redis lost, sent again: they were enqueued before anything waiting now).
     """
     if not pushes:
         return 0
@@ -109,7 +110,7 @@ def send(pushes: Sequence[Push]) -> int:
         else:
             batches.append([push])
     try:
-        return rq_compat.push_if_absent(redis_connection(), [(get_queue(batch[0].spec.queue_name), batch) for batch in batches])
+        return rq_compat.push_if_absent(redis_connection(), [(get_queue(batch[0].spec.queue_name), batch) for batch in batches], at_front)
     except RedisError as exc:
         logger.warning(
             "%d job(s) recorded but not sent, Redis unavailable (the outbox will send them): %s; first: %s (%s)",

@@ -88,7 +88,7 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
     )
     if cursor:
         rows = rows.filter(id__gt=cursor.decode())
-    batch = list(rows.order_by("id").values_list("id", "queue", "func", "args", "kwargs", "due_at")[:page])
+    batch = list(rows.order_by("id").values_list("id", "queue", "func", "args", "kwargs", "due_at", "created_at")[:page])
     if len(batch) == page:
         connection.set(CURSOR_KEY, batch[-1][0], ex=3600)
     else:
@@ -117,7 +117,13 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
     finally:
         # What was found missing goes even if a later row broke the pass: its sightings are spent.
         if pushes:
-            counts["resent"] = dispatch.send(pushes)
+            # At the front, like every other way back into a queue (the sweeps, the orphan push
+            # above): a job Redis lost was enqueued before anything that waits there now, and
+            # sent again at the back it would wait behind all that was enqueued during the outage.
+            # Oldest first, as they were enqueued (the page is in id order, for its cursor).
+            created = {row[0]: row[6] for row in batch}
+            pushes.sort(key=lambda push: created[push.job_id])
+            counts["resent"] = dispatch.send(pushes, at_front=True)
             if counts["resent"]:
                 logger.warning("%d job(s) were missing from Redis: re-sent (first: %s)", counts["resent"], pushes[0].job_id)
     return counts
@@ -127,7 +133,7 @@ def _reconcile_rows(
     connection: Any, batch: list[Any], statuses: list[Any], claimed: set[str], unheld: set[str], lost_entries: set[str],
     pushes: list[Push], counts: dict[str, int], missing_after: int,
 ) -> None:
-    for (job_id, queue, func, args, kwargs, due_at), raw in zip(batch, statuses, strict=True):
+    for (job_id, queue, func, args, kwargs, due_at, _created), raw in zip(batch, statuses, strict=True):
         status = raw.decode() if raw is not None else None
         if status in _CLOSED_BY_STATUS:
             state, reason = _CLOSED_BY_STATUS[status]

@@ -210,12 +210,13 @@ PER_CALL_FIELDS = ("data", "description", "retry_intervals")
 
 _PUSH_SCRIPT = """
 -- KEYS[1] queue list, KEYS[2] RQ's set of queues
--- ARGV[1] job key prefix, ARGV[2] n template pairs, ARGV[3..] template pairs, then per job:
--- id, data, description, retry_intervals ('' for none)
+-- ARGV[1] job key prefix, ARGV[2] RPUSH or LPUSH, ARGV[3] n template pairs, ARGV[4..] template
+-- pairs, then per job: id, data, description, retry_intervals ('' for none)
 local prefix = ARGV[1]
-local pairs_end = 2 + 2 * tonumber(ARGV[2])
+local push = ARGV[2]
+local pairs_end = 3 + 2 * tonumber(ARGV[3])
 local template = {}
-for i = 3, pairs_end do template[#template + 1] = ARGV[i] end
+for i = 4, pairs_end do template[#template + 1] = ARGV[i] end
 local pushed = {}
 for i = pairs_end + 1, #ARGV, 4 do
   local id = ARGV[i]
@@ -233,7 +234,7 @@ end
 if #pushed > 0 then
   redis.call('SADD', KEYS[2], KEYS[1])
   for j = 1, #pushed, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(pushed, j, math.min(j + 999, #pushed)))
+    redis.call(push, KEYS[1], unpack(pushed, j, math.min(j + 999, #pushed)))
   end
 end
 return #pushed
@@ -246,18 +247,24 @@ _templates: dict[tuple[str, Any, Any], tuple[list[Any], list[int]]] = {}
 _TIMESTAMP_FIELDS = ("created_at", "enqueued_at")
 
 
-def push_if_absent(connection: Redis, batches: Sequence[tuple[Queue, Sequence[Push]]]) -> int:
-    """Push each batch (one function, one queue) unless Redis holds the job; returns how many were new."""
+def push_if_absent(connection: Redis, batches: Sequence[tuple[Queue, Sequence[Push]]], at_front: bool = False) -> int:
+    """Push each batch (one function, one queue) unless Redis holds the job; returns how many were new.
+
+    `at_front`: ahead of what each queue holds, in the batches' order (the first push at the head).
+    """
     fast = fast_paths()
     pushed = 0
     calls: list[tuple[list[str], list[Any]]] = []
+    if at_front:
+        # Each push goes to the head in turn, so the last goes first and the first ends at the head.
+        batches = [(queue, list(reversed(pushes))) for queue, pushes in reversed(batches)]
     for queue, pushes in batches:
         _check_ids(pushes)
         if fast and queue.is_async and pushes[0].due_at is None:
             for start in range(0, len(pushes), _SCRIPT_CHUNK):
-                calls.append(_script_call(queue, pushes[start : start + _SCRIPT_CHUNK]))
+                calls.append(_script_call(queue, pushes[start : start + _SCRIPT_CHUNK], at_front))
         else:
-            pushed += sum(_push_with_rq(queue, push) for push in pushes)
+            pushed += sum(_push_with_rq(queue, push, at_front) for push in pushes)
     if calls:
         pushed += _run_scripts(connection, calls)
     return pushed
@@ -302,14 +309,14 @@ def _build(queue: Queue, push: Push) -> Job:
     return queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **job_options(push.spec, push.job_id, push.args))
 
 
-def _push_with_rq(queue: Queue, push: Push) -> int:
+def _push_with_rq(queue: Queue, push: Push, at_front: bool = False) -> int:
     """RQ's own unique enqueue (or schedule): nothing is written when the job's hash exists."""
     job = _build(queue, push)
     try:
         if push.due_at is not None and push.due_at > datetime.datetime.now(datetime.UTC):
             queue.schedule_job(job, push.due_at, unique=True)
         else:
-            queue.enqueue_job(job, unique=True)
+            queue.enqueue_job(job, at_front=at_front, unique=True)
     except DuplicateJobError:
         return 0
     return 1
@@ -343,14 +350,14 @@ def _template(queue: Queue, push: Push) -> tuple[list[Any], list[int], str | Non
     return pairs, stamps, drawn
 
 
-def _script_call(queue: Queue, pushes: Sequence[Push]) -> tuple[list[str], list[Any]]:
+def _script_call(queue: Queue, pushes: Sequence[Push], at_front: bool = False) -> tuple[list[str], list[Any]]:
     """One script call that pushes `pushes` (one function, one queue): its keys and arguments."""
     template, stamps, drawn = _template(queue, pushes[0])
     pairs = list(template)
     moment = utcformat(now())  # the jobs of a batch are created and enqueued together
     for index in stamps:
         pairs[index] = moment
-    args: list[Any] = [Job.redis_job_namespace_prefix, len(pairs) // 2, *pairs]
+    args: list[Any] = [Job.redis_job_namespace_prefix, "LPUSH" if at_front else "RPUSH", len(pairs) // 2, *pairs]
     spec = pushes[0].spec
     path, dumps, retries = spec.path, queue.serializer.dumps, spec.max_retries > 0
     for push in pushes:
