@@ -76,6 +76,8 @@ class LivenessMixin(_WorkerBase):
     _loop_moved = 0.0  # monotonic time of the work loop's last heartbeat (or attempt at one)
     _stall_limit = float(DEFAULT_STALL_LIMIT)  # read from the settings once, when the thread starts
     claimed_job_id: str | None = None  # the job this worker's liveness thread claimed (running_key)
+    _lease_renewed_at: float | None = None  # monotonic time of the last beat that reached Redis
+    _liveness_pid = 0  # the process whose liveness thread renews the lease
     # Set by an in-process worker while its main thread runs a job: that job's timeout (RQ's
     # death penalty ends it then) is added to the stall limit; None = no timeout, no limit.
     in_process_job_timeout: float | None = 0.0
@@ -109,7 +111,7 @@ class LivenessMixin(_WorkerBase):
                         self.claimed_job_id = running  # the work loop drops the claim at the job's end
                         pipe.set(running_key(running), self.name, ex=LIVENESS_TTL)
                     pipe.execute()
-                last_beat = time.monotonic()
+                last_beat = self._lease_renewed_at = time.monotonic()
             except RedisError:
                 pass  # the work loop notices outages and deals with them
 
@@ -133,6 +135,19 @@ class LivenessMixin(_WorkerBase):
                 pass
         else:
             os._exit(75)  # EX_TEMPFAIL: restarted by the pool or the orchestrator
+
+    def fence_if_lapsed(self) -> None:
+        """The fence, from the thread about to record its job's success. A process thawed after
+        its lease runs all its threads again at once, and an in-process worker's main thread could
+        record its copy's success before the liveness thread saw the gap (the eighth goal run's
+        seed 33: a welcome mail recorded as succeeding twice, 3.7 s apart, the effect deduplicated).
+        A work-horse has no liveness thread of its own: its worker's thread fences it."""
+        renewed = self._lease_renewed_at
+        if renewed is None or os.getpid() != self._liveness_pid:
+            return
+        silent = time.monotonic() - renewed
+        if silent > LIVENESS_TTL:
+            self._lease_lapsed(silent)
 
     def _check_work_loop(self) -> None:
         limit = self._stall_limit
@@ -164,7 +179,8 @@ class LivenessMixin(_WorkerBase):
         from django.conf import settings
 
         self._stall_limit = float(getattr(settings, "QUEUEING_WORK_LOOP_STALL_SECONDS", DEFAULT_STALL_LIMIT))
-        self._loop_moved = time.monotonic()
+        self._loop_moved = self._lease_renewed_at = time.monotonic()
+        self._liveness_pid = os.getpid()
         self._liveness_stop = threading.Event()
         thread = threading.Thread(target=self._liveness_loop, args=(self._liveness_stop,), daemon=True, name="liveness")
         thread.start()

@@ -137,6 +137,11 @@ class ProjectWorkerMixin(_WorkerBase):
             _report_outcome(self.connection, job, succeeded, context, record=not recorded)
 
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
+        # Every project worker is a LivenessMixin too (this mixin precedes it, and the fast path
+        # below records the success without calling further up): a lapsed lease ends here.
+        fence_if_lapsed = getattr(self, "fence_if_lapsed", None)
+        if fence_if_lapsed is not None:
+            fence_if_lapsed()
         super().handle_job_success(job, queue, started_job_registry, execution)
         if job.meta.get("outbox"):
             mark_ended(job.id, failed=False)

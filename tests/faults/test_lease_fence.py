@@ -105,3 +105,38 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
         time.sleep(6)  # the thawed copy is fenced: it had 3 s of work left and must not write
         writers = {int(line) for line in marker.read_text().split()}
         assert len(marker.read_text().split()) == 1 and not writers & set(frozen), (marker.read_text(), frozen)
+
+
+@pytest.mark.parametrize("lease", ["lapsed", "renewed"])
+def test_a_thawed_in_process_worker_records_no_success_before_its_fence_thread_runs(redis_conn: redis.Redis, monkeypatch, lease):
+    """The eighth goal run's seed 33: a pool member frozen as its welcome mail ended thawed after
+    its job had been re-sent and run elsewhere; its main thread recorded the copy's success before
+    the liveness thread woke to fence it (the job recorded as succeeding twice, 3.7 s apart). The
+    thread about to record a success checks the lease itself. Here the liveness thread has not
+    run since the thaw: the check alone must stop the record."""
+    from rq.executions import Execution
+    from rq.utils import now
+
+    from app.queueing.workers import InProcessWorker
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.say_hello", "thawed")
+    worker = InProcessWorker([queue], connection=redis_conn, name="thawed")
+    worker._liveness_pid = os.getpid()
+    silent = LIVENESS_TTL + 7 if lease == "lapsed" else 1  # frozen 19 s, or a beat a second ago
+    worker._lease_renewed_at = time.monotonic() - silent
+    worker.running_job_id = job.id
+    job.started_at = job.ended_at = now()
+    execution = Execution.create(job, 60, pipeline=redis_conn)
+    if lease == "lapsed":
+        with pytest.raises(SystemExit) as exited:
+            worker.handle_job_success(job, queue, queue.started_job_registry, execution)
+        assert exited.value.code == 75
+        assert job.get_status(refresh=True) != JobStatus.FINISHED and job.latest_result() is None
+    else:
+        worker.handle_job_success(job, queue, queue.started_job_registry, execution)
+        assert job.get_status(refresh=True) == JobStatus.FINISHED and job.latest_result() is not None
