@@ -5,6 +5,8 @@ import tempfile
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("EMAIL_URL", "locmem://")
+# One job-signing key for the test process and every process a test starts (they inherit it).
+os.environ.setdefault("JOB_SIGNING_KEY", "test-job-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("EGOEJO_VAR_DIR", tempfile.mkdtemp(prefix="egoejo-test-var-"))
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("QUEUEING_JOB_MODULES", "tests.fixtures")

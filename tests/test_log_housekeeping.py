@@ -10,6 +10,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from app.queueing.workers import InProcessWorker
+from tests.signing import sign_in_redis
 
 HOUSEKEEPING = ("cleaning registries", "cleaning group registries", "result is kept for", "Acquired scheduler lock")
 
@@ -17,6 +18,7 @@ HOUSEKEEPING = ("cleaning registries", "cleaning group registries", "result is k
 def _work(redis_conn) -> str:  # type: ignore[no-untyped-def]
     queue = Queue("metrics", connection=django_rq.get_connection("metrics"), serializer=JSONSerializer)  # RQ\'s own: set-up written into Redis directly
     job = queue.enqueue_call("app.jobs.metrics.refresh_all_dashboards")
+    sign_in_redis(redis_conn, job.id)
     # RQ's own work loop (registries cleaned, its scheduler started), jobs run in this process.
     InProcessWorker([queue], connection=redis_conn).work(burst=True, with_scheduler=True)
     return job.id

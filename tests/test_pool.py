@@ -13,6 +13,7 @@ from rq.serializers import JSONSerializer
 
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
+from tests.signing import sign_in_redis
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +33,8 @@ def test_pool_runs_jobs_in_long_lived_processes_and_recycles_them(tmp_path: Path
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
     jobs = [queue.enqueue("tests.fixtures.which_process") for _ in range(30)]
     slow = queue.enqueue("tests.fixtures.sleep_for", 30, job_timeout=2)
+    for job in [*jobs, slow]:
+        sign_in_redis(redis_conn, job.id)
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqpool", "metrics", "--workers", "2", "--max-jobs", "5"], log_dir=log_dir) as [pool]:
         assert wait_until(lambda: all(Job.fetch(j.id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED for j in jobs)), logs(log_dir)

@@ -8,6 +8,7 @@ An rq upgrade (the version gate turns the fast paths off) is checked by running 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import uuid
@@ -27,6 +28,7 @@ from app.queueing import dispatch, registry, rq_compat
 from app.queueing import stats as job_metrics
 from app.queueing.connections import get_queue
 from app.queueing.workers import InProcessWorker
+from tests.signing import sign_in_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,6 +155,10 @@ def test_every_field_is_the_one_rqs_enqueue_many_writes(redis_conn):
     timestamps = {b"created_at", b"enqueued_at"}
     for our_id, their_id in zip(ours, theirs, strict=True):
         our_hash, their_hash = redis_conn.hgetall(f"rq:job:{our_id}"), redis_conn.hgetall(f"rq:job:{their_id}")
+        # RQ's bulk path has no hook to sign its jobs: our meta is theirs plus the signature.
+        our_meta = json.loads(our_hash.pop(b"meta"))
+        assert set(our_meta.pop("sig")) <= set("0123456789abcdef")
+        assert our_meta == json.loads(their_hash.pop(b"meta"))
         assert {k: v for k, v in our_hash.items() if k not in timestamps} == {k: v for k, v in their_hash.items() if k not in timestamps}
         job = Job.fetch(our_id, connection=redis_conn, serializer=JSONSerializer)
         assert isinstance(job.created_at, datetime) and isinstance(job.enqueued_at, datetime)
@@ -231,8 +237,11 @@ def run(connection: redis.Redis, queue_names: tuple[str, ...] = ("metrics",)) ->
 
 
 def enqueue_rq(connection: redis.Redis, path: str, *args: Any, **options: Any) -> Job:
+    """RQ's own enqueue, signed as the layer's (tests/signing.py): RQ's bookkeeping is under test."""
     queue = Queue("metrics", connection=connection, serializer=JSONSerializer)
-    return queue.enqueue_call(path, args=list(args), job_id=options.pop("job_id"), **options)
+    job = queue.enqueue_call(path, args=list(args), job_id=options.pop("job_id"), **options)
+    sign_in_redis(connection, job.id)
+    return job
 
 
 def test_successes_leave_what_rqs_own_bookkeeping_leaves(settings, redis_conn):
@@ -272,13 +281,19 @@ def test_dependents_leave_what_rqs_own_bookkeeping_leaves(settings, redis_conn):
 
     fast, theirs = both_ways(settings, redis_conn, scenario)
     assert_same(fast, theirs)
-    assert Job.fetch("child" + "0" * 27, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+    # The parent's success enqueues its dependent both ways; the layer makes no job with a
+    # dependency (signing.py), so the worker refuses it rather than run it.
+    child = Job.fetch("child" + "0" * 27, connection=redis_conn, serializer=JSONSerializer)
+    assert child.get_status() == JobStatus.FAILED
+    assert "fields the layer never writes: dependency_id" in child.latest_result().exc_string
 
 
 def test_a_finished_job_is_fully_recorded_in_four_round_trips(redis_conn, monkeypatch, settings):
     settings.QUEUEING_FAST_PATHS = True  # this counts the fast path's round trips, whichever way the suite runs
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
     jobs = [queue.enqueue("tests.fixtures.say_hello", f"n{i}") for i in range(20)]
+    for job in jobs:
+        sign_in_redis(redis_conn, job.id)
     worker = InProcessWorker([queue], connection=redis_conn)
     worker.register_birth()  # what work() does first, and its periodic maintenance: only the jobs are counted below
     worker.last_cleaned_at = now()
@@ -304,6 +319,7 @@ def test_a_finished_job_is_fully_recorded_in_four_round_trips(redis_conn, monkey
 def test_a_job_whose_data_vanished_while_it_ran_is_written_whole_again(redis_conn):
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
     job = queue.enqueue("tests.fixtures.lose_own_job_data", description="lost while running")
+    sign_in_redis(redis_conn, job.id)
     run(redis_conn)
     again = Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer)
     assert again.get_status() == JobStatus.FINISHED

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
+import zlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
 from rq import Callback, Queue
 from rq.job import Job, JobStatus
-from rq.serializers import DefaultSerializer, JSONSerializer
+from rq.serializers import JSONSerializer
 
 from app.queueing.models import BackgroundJob
 from app.queueing.workers import ForkingWorker, InProcessWorker
@@ -62,9 +66,23 @@ def test_an_undeclared_callback_of_a_declared_job_is_refused(worker_class, redis
     assert_refused(redis_conn, job.id, "callback 'tests.fixtures.on_success_undeclared' is not declared")
 
 
+class RunsACommand:
+    """A pickle that runs `touch <marker>` when unpickled: what an intruder would write."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
 def test_a_pickled_job_is_refused_without_unpickling_it(worker_class, redis_conn, tmp_path):
-    job = plain_queue(redis_conn, serializer=DefaultSerializer).enqueue_call("app.jobs.emails.send_welcome_email", args=[1])
+    marker = tmp_path / "unpickled"
+    job = plain_queue(redis_conn).enqueue_call("app.jobs.emails.send_welcome_email", args=[1])
+    payload = pickle.dumps(("app.jobs.emails.send_welcome_email", None, [RunsACommand(marker)], {}))
+    redis_conn.hset(job.key, mapping={"data": zlib.compress(payload), "meta": pickle.dumps({"x": RunsACommand(marker)})})
     work(worker_class, redis_conn)
+    assert not marker.exists()
     assert_refused(redis_conn, job.id, "could not be read as a JSON job")
 
 
@@ -85,11 +103,14 @@ def test_jobs_the_schedulers_move_to_a_queue_are_refused_too(worker_class, redis
     scheduler.enqueue_scheduled_jobs()
     scheduler.release_locks()
     ProjectScheduler(queue_name="emails", connection=redis_conn).enqueue_jobs()
-    assert set(plain_queue(redis_conn).get_job_ids()) == {via_rq.id, via_rq_scheduler.id}
+    # RQ's scheduler moves what is due and the worker refuses it; the project's rq-scheduler
+    # pass refuses what the layer did not make before it reaches a queue.
+    assert plain_queue(redis_conn).get_job_ids() == [via_rq.id]
+    assert_refused(redis_conn, via_rq_scheduler.id, "'os.system' is not a declared job")
+    assert via_rq_scheduler.id not in Scheduler(queue_name="emails", connection=redis_conn, job_class=QueueingJob)
     work(worker_class, redis_conn)
     assert not marker_rq.exists() and not marker_rqs.exists()
     assert_refused(redis_conn, via_rq.id, "'os.system' is not a declared job")
-    assert_refused(redis_conn, via_rq_scheduler.id, "'os.system' is not a declared job")
 
 
 def test_the_job_class_itself_resolves_only_declared_functions(redis_conn):

@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from .declarations import DeclaredJob, job, recurring
     from .errors import PermanentJobError, TransientJobError, UndeclaredJobError, UnsupportedJobOption
     from .recovery import report_progress
-    from .registry import JobSpec, QueueSpec, Retries, declare_callback, declare_queue
+    from .registry import JobSpec, QueueSpec, Retries, declare_queue
 
 # Loaded on first use: settings import app.queueing.connections, which must not pull in django-rq
 # (django-rq reads the settings at import, while they are still being defined).
 _PUBLIC = {
     "DeclaredJob": "declarations", "job": "declarations", "recurring": "declarations",
     "PermanentJobError": "errors", "TransientJobError": "errors", "UndeclaredJobError": "errors", "UnsupportedJobOption": "errors",
-    "JobSpec": "registry", "QueueSpec": "registry", "Retries": "registry", "declare_callback": "registry", "declare_queue": "registry",
+    "JobSpec": "registry", "QueueSpec": "registry", "Retries": "registry", "declare_queue": "registry",
     "report_progress": "recovery",
 }
 
@@ -52,7 +52,6 @@ __all__ = [
     "TransientJobError",
     "UndeclaredJobError",
     "UnsupportedJobOption",
-    "declare_callback",
     "declare_queue",
     "job",
     "recurring",

@@ -22,6 +22,8 @@ class QueueingConfig(AppConfig):
         autodiscover_modules("jobs")
         for module in getattr(settings, "QUEUEING_JOB_MODULES", ()):
             import_module(module)  # declarations outside an app's `jobs` module (tests' fixtures)
+        # No reader in this process unpickles what Redis holds, whichever serializer it asks RQ for.
+        rq_compat.install_json_only()
         # RQ's serializer resolution and timestamp parsing sped up in every process (with the fast
         # paths on): workers, and the web's `.delay()`, which builds a Job handle per call.
         rq_compat.install_speedups()

@@ -34,8 +34,9 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, render_template, request, url_for
-from rq.serializers import JSONSerializer
 from rq_scheduler import Scheduler
+
+from .serialization import JobSerializer
 
 _INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"text/template\")[^>]*>(.*?)</script>", re.S | re.I)
 _STATE_CHANGING = ("/delete", "/requeue", "/empty", "/compact")
@@ -178,7 +179,7 @@ def recurring_jobs(connection: Any) -> list[dict[str, Any]]:
 
     entries = connection.zrange(RQ_SCHEDULER_KEY, 0, -1, withscores=True)
     ids = [job_id.decode() for job_id, _ in entries]
-    jobs = Job.fetch_many(ids, connection=connection, serializer=JSONSerializer) if ids else []
+    jobs = Job.fetch_many(ids, connection=connection, serializer=JobSerializer) if ids else []
     rows = []
     for (job_id, score), job in zip(entries, jobs, strict=True):
         meta = job.meta if job is not None else {}
@@ -227,7 +228,7 @@ def create_app(
     )
     app.config["RQ_DASHBOARD_REDIS_URL"] = [redis_url]
     app.config["RQ_DASHBOARD_POLL_INTERVAL"] = 2500
-    service_config.serializer = JSONSerializer  # the project's jobs are JSON, never pickle
+    service_config.serializer = JobSerializer  # the project's jobs are JSON, never pickle
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="")
     setup_rq_connection(app)
     _register_queues(app.redis_conn)  # type: ignore[attr-defined]  # set by rq-dashboard's setup_rq_connection

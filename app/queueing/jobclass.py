@@ -1,28 +1,46 @@
-"""django-rq's JOB_CLASS: JSON, never pickle, and only declared functions.
+"""django-rq's JOB_CLASS: JSON, never pickle, only declared functions, only jobs the layer made.
 
 A job's function is resolved through the registry of declared jobs, never by importing the
 name Redis holds: a hand-written hash naming `os.system` gets an UndeclaredJobError and nothing is
-imported. An operator's delete or cancel (django-rq's admin, `failedjobs --delete`) closes the
-job's outbox row as cancelled, so the reconciler never brings it back.
+imported. Before a job runs, `refusal_of` also checks that the layer made it: its signature and
+the fields its hash holds (signing.py). An operator's delete or cancel (django-rq's admin,
+`failedjobs --delete`) closes the job's outbox row as cancelled, so the reconciler never brings it
+back.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from rq.job import Job
-from rq.serializers import JSONSerializer
+from rq.job import Job, JobStatus
+from rq.results import Result
 
-from . import registry, rq_compat
-from .ends import mark_cancelled
+from . import registry, rq_compat, signing
+from .ends import mark_cancelled, mark_ended
 from .errors import UndeclaredJobError
+from .serialization import JobSerializer
+from .stats import REFUSED_KEY
+
+logger = logging.getLogger(__name__)
 
 
 class QueueingJob(Job):
     """An RQ job that defaults to JSON and runs only declared functions."""
 
+    # The hash's field names as Redis held them at the last read, and whether each field the layer
+    # leaves empty was empty (RQ's restore drops what it does not know): signing.refusal reads them.
+    hash_fields: frozenset[str] = frozenset()
+    empty_fields: dict[str, bool] = {}
+
     def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None) -> None:
-        super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
+        super().__init__(id, connection=connection, serializer=serializer or JobSerializer)
+
+    def restore(self, raw_data: Any) -> Any:
+        fields = {(name.decode() if isinstance(name, bytes) else str(name)): value for name, value in raw_data.items()}
+        self.hash_fields = frozenset(fields)
+        self.empty_fields = {name: not fields[name] for name in signing.MUST_BE_EMPTY if name in fields}
+        return super().restore(raw_data)
 
     @property
     def func(self) -> Any:
@@ -63,8 +81,29 @@ def _check_callbacks(job: Job) -> None:
 
 
 def refusal_of(job: Job) -> str | None:
-    """Why a dequeued job may not run here (undeclared function or callback, unreadable data)."""
+    """Why a dequeued job may not run here: unreadable data, an undeclared function or callback,
+    or a job the layer did not make (signing.refusal). Imports and calls nothing of the job's."""
     try:
-        return registry.refusal(job.func_name, rq_compat.callback_names(job))
-    except Exception as exc:  # corrupt or foreign data: JSON that does not decode, a pickle, ...
+        if job.func_name == rq_compat.UNREADABLE_FUNC:
+            return "UnreadableJobError: the job's data could not be read as a JSON job"
+        return registry.refusal(job.func_name, rq_compat.callback_names(job)) or signing.refusal(
+            job, getattr(job, "hash_fields", ()), getattr(job, "empty_fields", {})
+        )
+    except Exception as exc:  # corrupt or foreign data the checks above could not read
         return f"UnreadableJobError: the job's data could not be read as a JSON job ({type(exc).__name__})"
+
+
+def record_refusal(connection: Any, job: Job, queue: Any, reason: str, worker_name: str = "", pipeline: Any = None) -> None:
+    """A refused job ends failed with its reason (its row too), and the refusal is counted for the alert.
+
+    `queue`: the declared queue it was found on (never the job's own `origin`, which Redis chose).
+    `pipeline`: more commands of the caller's to send in the same transaction.
+    """
+    logger.error("job %s refused on '%s': %s", job.id, queue.name, reason, extra={"job_id": job.id, "queue": queue.name})
+    pipe = pipeline if pipeline is not None else connection.pipeline()
+    job.set_status(JobStatus.FAILED, pipeline=pipe)
+    queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe)
+    Result.create_failure(job, job.failure_ttl, reason, worker_name=worker_name, pipeline=pipe)
+    pipe.hincrby(REFUSED_KEY, queue.name, 1)
+    pipe.execute()
+    mark_ended(job.id, failed=True, reason=reason)

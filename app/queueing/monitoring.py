@@ -13,7 +13,7 @@ from redis import Redis
 from . import outbox, registry, rq_compat
 from .health import queue_checks
 from .scheduling import SCHEDULER_ALIVE_KEY
-from .stats import ABANDONED_REQUEUES_KEY, BUCKETS, FUNCS_KEY, KEY, OUTCOMES
+from .stats import ABANDONED_REQUEUES_KEY, BUCKETS, FUNCS_KEY, KEY, OUTCOMES, REFUSED_KEY
 
 
 def _histogram(name: str, doc: str, rows: list[tuple[str, str, dict[str, str]]], field: str) -> HistogramMetricFamily:
@@ -104,6 +104,13 @@ class JobStatsCollector:
         for name in names:
             requeues.add_metric([name], counted.get(name, 0))
         yield requeues
+        refused = CounterMetricFamily(
+            "egoejo_jobs_refused", "Jobs refused before running: undeclared, unreadable or not made by the queueing layer", labels=["queue"]
+        )
+        counted = {k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", self.connection.hgetall(REFUSED_KEY)).items()}
+        for name in names:
+            refused.add_metric([name], counted.get(name, 0))
+        yield refused
         memory = self.connection.info("memory")
         used = GaugeMetricFamily("egoejo_redis_memory_used_bytes", "used_memory of the queues' Redis")
         used.add_metric([], memory.get("used_memory", 0))

@@ -32,7 +32,6 @@ from django.db.models import Count, DateTimeField, ExpressionWrapper, Max, Min, 
 from django.db.models.functions import Now
 from redis.exceptions import RedisError, WatchError
 from rq.exceptions import DeserializationError, NoSuchJobError
-from rq.serializers import JSONSerializer
 
 from . import dispatch, registry, rq_compat
 from .connections import get_queue
@@ -42,6 +41,7 @@ from .liveness import LIVENESS_INTERVAL, running_key
 from .models import BackgroundJob
 from .recovery import orphans, seen_twice, unbacked
 from .registry import Push
+from .serialization import JobSerializer
 from .status import last_line
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _requeue_unheld(connection: Any, queue: str, job_id: str, status: str | None
             if now_status is None or now_status.decode() != status:
                 return "changed"
             try:
-                job = QueueingJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
+                job = QueueingJob.fetch(job_id, connection=connection, serializer=JobSerializer)
             except (NoSuchJobError, DeserializationError, ValueError, TypeError, KeyError):
                 pipe.multi()
                 pipe.delete(key)
@@ -198,7 +198,7 @@ def _failure_reason(connection: Any, job_id: str) -> str:
     """The reason the worker would have recorded: its latest result's last traceback line (a 550
     refusal, a missing row), read back when the worker's own write of the row failed."""
     try:
-        job = QueueingJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        job = QueueingJob.fetch(job_id, connection=connection, serializer=JobSerializer)
         result = job.latest_result()
     except (NoSuchJobError, RedisError, ValueError):
         return ""

@@ -26,13 +26,13 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
-from rq.serializers import JSONSerializer
 
 from . import registry, rq_compat
 from .connections import get_queue
 from .ends import mark_ended
 from .jobclass import QueueingJob
 from .liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, running_key
+from .serialization import JobSerializer
 from .stats import ABANDONED_REQUEUES_KEY
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
             for raw in cast("list[bytes]", connection.zrange(started_key, 0, -1)):
                 entry = raw.decode()
                 job_id = rq_compat.started_entry_job_id(entry)
-                job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+                job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JobSerializer)[0]
                 if job is None:
                     continue
                 status = job.get_status(refresh=False)
@@ -219,7 +219,7 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
         reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
         with connection.pipeline() as pipe:
             job.set_status(JobStatus.FAILED, pipeline=pipe)
-            FailedJobRegistry(queue.name, connection=connection, serializer=JSONSerializer).add(
+            FailedJobRegistry(queue.name, connection=connection, serializer=JobSerializer).add(
                 job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe
             )
             # The reason operators read (failedjobs, the dashboards) is the latest result's.
@@ -336,7 +336,7 @@ def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
     requeued = []
     for raw in cast("list[bytes]", connection.lrange(intermediate_key, 0, -1)):
         job_id = raw.decode()
-        job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+        job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JobSerializer)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
             continue
         if not seen_twice(connection, "intermediate", job_id):

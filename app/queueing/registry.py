@@ -113,7 +113,6 @@ class _Registry:
     queues: dict[str, QueueSpec] = field(default_factory=dict)
     jobs: dict[str, JobSpec] = field(default_factory=dict)
     funcs: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    callbacks: set[str] = field(default_factory=set)
     recurring: dict[str, RecurringSpec] = field(default_factory=dict)
 
 
@@ -146,12 +145,6 @@ def declare_queue(
         raise ValueError(f"queue {name!r} is already declared with another policy: {existing}")
     _registry.queues[name] = spec
     return spec
-
-
-def declare_callback(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Allow `func` as an RQ callback (on_success, on_failure, on_stopped) of declared jobs."""
-    _registry.callbacks.add(func_path(func))
-    return func
 
 
 def register_job(spec: JobSpec, func: Callable[..., Any]) -> None:
@@ -198,10 +191,6 @@ def declared_function(path: str) -> Callable[..., Any]:
         raise UndeclaredJobError(f"{path} is not a declared job") from None
 
 
-def is_declared_callback(path: str | None) -> bool:
-    return path is None or path in _registry.callbacks
-
-
 def queues() -> dict[str, QueueSpec]:
     return dict(_registry.queues)
 
@@ -226,7 +215,7 @@ def refusal(func_name: str | None, callbacks: Iterable[str | None]) -> str | Non
     if not is_declared(func_name):
         return f"UndeclaredJobError: {func_name!r} is not a declared job; refused without importing it"
     for name in callbacks:
-        if not is_declared_callback(name):
+        if name:  # the layer writes no callbacks: an RQ callback is code Redis chose
             return f"UndeclaredJobError: callback {name!r} is not declared; refused without importing it"
     return None
 
@@ -263,8 +252,13 @@ def job_options(spec: JobSpec, job_id: str, args: Sequence[Any]) -> dict[str, An
         "result_ttl": spec.result_ttl,
         "failure_ttl": spec.failure_ttl,
         "retry": Retry(max=spec.max_retries, interval=spec.retry_intervals()) if spec.max_retries > 0 else None,
-        # outbox: the job has a row to close when it ends (a job written by other means has none,
-        # and its worker then spares itself the database round trip).
-        "meta": {"max_retries": spec.max_retries, "outbox": 1},
+        "meta": job_meta(spec),
         "description": describe(spec.path, args),
     }
+
+
+def job_meta(spec: JobSpec) -> dict[str, Any]:
+    """The meta a pushed job starts with, before its signature (signing.py) is added."""
+    # outbox: the job has a row to close when it ends (a recurring job has none, and its worker
+    # then spares itself the database round trip).
+    return {"max_retries": spec.max_retries, "outbox": 1}

@@ -17,6 +17,13 @@ The fast paths:
 - `FastBeatsMixin`: heartbeats of one second coalesced, the suspension flag read once a second.
 - `install_speedups`: RQ's serializer resolution remembered, its own timestamp format parsed with
   fromisoformat.
+
+Not a fast path, always on in every process (`install_json_only`, from the app's ready()): RQ's
+default serializer is pickle, and every reader that does not name a serializer (django-rq's
+worker pages and "clear failed jobs", rq-dashboard's job actions, rq-scheduler) would unpickle
+what Redis holds. Here RQ's default reads and writes JSON (`serialization.JobSerializer`), and a
+job whose data is not a JSON call reads as a call of UNREADABLE_FUNC instead of raising.
+tests/test_rq_compat.py pins both on RQ's own code paths.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import rq
 import rq.serializers
 import rq.utils
 from redis.exceptions import NoScriptError
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DeserializationError, DuplicateJobError
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE, Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus, validate_job_id
@@ -46,8 +53,9 @@ from rq.utils import now, utcformat
 from rq.worker.base import WorkerStatus
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY, unregister
 
-from . import stats
-from .registry import Push, describe, job_options
+from . import signing, stats
+from .registry import Push, describe, job_meta, job_options
+from .serialization import JobSerializer
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -205,28 +213,29 @@ def forget_worker_state(worker: Any) -> None:
 
 # -- pushing jobs -------------------------------------------------------------------------------
 
-# The only fields of RQ's job hash that depend on the call rather than on the function and queue.
-PER_CALL_FIELDS = ("data", "description", "retry_intervals")
+# The only fields of RQ's job hash that depend on the call rather than on the function and queue
+# (meta: it carries the job's signature, signing.py).
+PER_CALL_FIELDS = ("data", "description", "retry_intervals", "meta")
 
 _PUSH_SCRIPT = """
 -- KEYS[1] queue list, KEYS[2] RQ's set of queues
 -- ARGV[1] job key prefix, ARGV[2] RPUSH or LPUSH, ARGV[3] n template pairs, ARGV[4..] template
--- pairs, then per job: id, data, description, retry_intervals ('' for none)
+-- pairs, then per job: id, data, description, meta, retry_intervals ('' for none)
 local prefix = ARGV[1]
 local push = ARGV[2]
 local pairs_end = 3 + 2 * tonumber(ARGV[3])
 local template = {}
 for i = 4, pairs_end do template[#template + 1] = ARGV[i] end
 local pushed = {}
-for i = pairs_end + 1, #ARGV, 4 do
+for i = pairs_end + 1, #ARGV, 5 do
   local id = ARGV[i]
   local key = prefix .. id
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, unpack(template))
-    if ARGV[i + 3] == '' then
-      redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2])
+    if ARGV[i + 4] == '' then
+      redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2], 'meta', ARGV[i + 3])
     else
-      redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2], 'retry_intervals', ARGV[i + 3])
+      redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2], 'meta', ARGV[i + 3], 'retry_intervals', ARGV[i + 4])
     end
     pushed[#pushed + 1] = id
   end
@@ -306,7 +315,10 @@ def _check_ids(pushes: Sequence[Push]) -> None:
 
 
 def _build(queue: Queue, push: Push) -> Job:
-    return queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **job_options(push.spec, push.job_id, push.args))
+    """The job RQ builds for `push`, signed (signing.py): what RQ's own path writes."""
+    job = queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **job_options(push.spec, push.job_id, push.args))
+    job.meta[signing.SIGNATURE_META] = signing.sign_job(job)
+    return job
 
 
 def _push_with_rq(queue: Queue, push: Push, at_front: bool = False) -> int:
@@ -360,12 +372,19 @@ def _script_call(queue: Queue, pushes: Sequence[Push], at_front: bool = False) -
     args: list[Any] = [Job.redis_job_namespace_prefix, "LPUSH" if at_front else "RPUSH", len(pairs) // 2, *pairs]
     spec = pushes[0].spec
     path, dumps, retries = spec.path, queue.serializer.dumps, spec.max_retries > 0
+    base_meta = job_meta(spec)
     for push in pushes:
         if drawn is not None:
             intervals, drawn = drawn, None
         else:
             intervals = json.dumps(spec.retry_intervals()) if retries else ""
-        args.extend((push.job_id, zlib.compress(dumps((path, None, push.args, push.kwargs))), describe(path, push.args), intervals))
+        data, description = dumps((path, None, push.args, push.kwargs)), describe(path, push.args)
+        signature = signing.sign(
+            push.job_id, queue.name, data, description, spec.timeout, spec.result_ttl, spec.failure_ttl,
+            json.loads(intervals) if intervals else None, base_meta,
+        )
+        meta = dumps({**base_meta, signing.SIGNATURE_META: signature})
+        args.extend((push.job_id, zlib.compress(data), description, meta, intervals))
     return [queue.key, queue.redis_queues_keys], args
 
 
@@ -514,6 +533,44 @@ def _record_success(job: Job, result_ttl: int, pipeline: Any, worker_name: str, 
         execution_ended_at=job.ended_at,
     )
     job.finished_job_registry.add(job, result_ttl, pipeline)
+
+
+# -- JSON only, in every process ----------------------------------------------------------------
+
+# What a job whose data is not a JSON call (a pickle, garbage, the wrong shape) calls: no function
+# has this name, so every worker refuses it, and every page shows it as what it is.
+UNREADABLE_FUNC = "(unreadable job data)"
+_original_deserialize_data = Job._deserialize_data
+
+
+def _deserialize_data_or_mark(job: Job) -> None:
+    """Job._deserialize_data, reading data that is not a JSON call as a call of UNREADABLE_FUNC."""
+    try:
+        _original_deserialize_data(job)
+        shaped = (
+            isinstance(job._func_name, str)
+            and isinstance(job._args, (list, tuple))
+            and isinstance(job._kwargs, dict)
+            and all(isinstance(name, str) for name in job._kwargs)
+        )
+    except DeserializationError:
+        shaped = False
+    if not shaped:
+        job._func_name, job._instance, job._args, job._kwargs = UNREADABLE_FUNC, None, (), {}
+
+
+def install_json_only() -> None:
+    """No reader in this process unpickles: RQ's default serializer is JSON, unreadable data a marker."""
+    rq.serializers.DefaultSerializer.dumps = staticmethod(JobSerializer.dumps)  # type: ignore[assignment]
+    rq.serializers.DefaultSerializer.loads = staticmethod(JobSerializer.loads)  # type: ignore[assignment]
+    Job._deserialize_data = _deserialize_data_or_mark  # type: ignore[method-assign]
+
+
+def json_only_installed() -> bool:
+    return (
+        rq.serializers.DefaultSerializer.loads is JobSerializer.loads  # type: ignore[comparison-overlap]
+        and Job._deserialize_data is _deserialize_data_or_mark  # type: ignore[comparison-overlap]
+    )
 
 
 # -- speed-ups of two RQ hot spots --------------------------------------------------------------

@@ -20,12 +20,12 @@ from django_rq.queues import DjangoScheduler
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.scheduler import RQScheduler
-from rq.serializers import JSONSerializer
 from rq_scheduler import Scheduler
 
-from . import outbox, registry
-from .jobclass import QueueingJob
+from . import outbox, registry, signing
+from .jobclass import QueueingJob, record_refusal, refusal_of
 from .recovery import sweep
+from .serialization import JobSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +91,37 @@ class ProjectScheduler(DjangoScheduler):
         # takes them over. A lock held by a worker's scheduler child is never taken over here:
         # one that was only frozen would run its stale move when it thaws, and a job moved twice
         # can run twice; a dead child's lock expires after 61 s (docs/reliability.md).
-        scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JSONSerializer, name=RETRY_LOCK_OWNER)
+        scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JobSerializer, name=RETRY_LOCK_OWNER)
         if scheduler.acquire_locks(auto_start=False):  # type: ignore[no-untyped-call]  # rq leaves these untyped
             try:
                 scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
             finally:
                 scheduler.release_locks()  # type: ignore[no-untyped-call]
+
+    def get_queue_for_job(self, job: Any) -> Any:
+        # rq-scheduler would import the class a job's meta names (`queue_class_name`): Redis
+        # would choose the code. A job goes to the queue its origin names, as this class has it.
+        return self.queue_class.from_queue_key(
+            self.queue_class.redis_queue_namespace_prefix + job.origin, connection=self.connection, job_class=self.job_class
+        )
+
+    def enqueue_job(self, job: Any) -> None:
+        """Move a due schedule to its queue, only if the layer made it (a declared, signed job).
+
+        Anything else in rq-scheduler's set (a hand-written hash, a schedule whose arguments or
+        cron were changed in Redis) is taken out of the set and failed with its reason on its
+        declared queue; `ensure_schedules` registers the declared schedule again at the next pass.
+        """
+        reason = refusal_of(job)
+        if reason is None:
+            super().enqueue_job(job)
+            return
+        self.cancel(job)
+        spec = registry.queue_declared(job.origin) if isinstance(job.origin, str) else None
+        if spec is None:
+            logger.error("schedule %s refused and dropped (not on a declared queue): %s", job.id, reason)
+            return
+        record_refusal(self.connection, job, self.get_queue_for_job(job), reason, worker_name="rqscheduler")
 
     def heartbeat(self) -> None:
         super().heartbeat()
@@ -145,6 +170,7 @@ def ensure_schedules(scheduler: Scheduler) -> list[str]:
             job.meta.get("cron_string") != recurring.cron()
             or job.func_name != recurring.job.path
             or job.origin != recurring.job.queue_name
+            or refusal_of(job) is not None  # changed in Redis: registered again, as declared
         ):
             scheduler.cancel(job)
             job.delete()
@@ -156,7 +182,7 @@ def ensure_schedules(scheduler: Scheduler) -> list[str]:
         except NoSuchJobError:
             pass
         spec = recurring.job
-        scheduler.cron(
+        job = scheduler.cron(
             recurring.cron(),
             func=spec.path,
             id=schedule_id,
@@ -166,6 +192,8 @@ def ensure_schedules(scheduler: Scheduler) -> list[str]:
             description=spec.path.rpartition(".")[2],
             use_local_timezone=False,
         )
+        job.meta[signing.SIGNATURE_META] = signing.sign_job(job)
+        job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
         logger.info("registered schedule %s: %s at '%s' (UTC)", schedule_id, spec.path, recurring.cron())
         changed.append(schedule_id)
     return changed

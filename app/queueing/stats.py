@@ -21,6 +21,9 @@ KEY = "egoejo:jobstats:{func}"
 FUNCS_KEY = "egoejo:jobstats:funcs"
 # Hash queue → jobs requeued because their worker died (recovery.py counts them; an alert watches the rate).
 ABANDONED_REQUEUES_KEY = "egoejo:abandoned:requeues"
+# Hash queue → jobs a worker or the scheduler refused: undeclared, unreadable, or not made by the
+# queueing layer (signing.py). Any of these means someone wrote to Redis: an alert fires at the first.
+REFUSED_KEY = "egoejo:refused"
 # Seconds; jobs here range from a few ms (mail) to minutes (a full dashboard refresh).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 OUTCOMES = ("success", "failure", "retry")

@@ -29,17 +29,16 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
 from rq.job import Job, JobStatus
-from rq.results import Result
-from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.worker_pool import WorkerPool
 
 from . import rq_compat, stats
 from .ends import mark_cancelled, mark_ended
 from .errors import PermanentJobError, TransientJobError
-from .jobclass import QueueingJob, refusal_of
+from .jobclass import QueueingJob, record_refusal, refusal_of
 from .liveness import LIVENESS_TTL, LivenessMixin, running_key
 from .recovery import give_back, sweep
+from .serialization import JobSerializer
 from .status import last_line
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ class ProjectWorkerMixin(_WorkerBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # django-rq's rqworker always passes its --serializer default (pickle): override it.
-        kwargs["serializer"] = JSONSerializer
+        kwargs["serializer"] = JobSerializer
         kwargs["job_class"] = QueueingJob
         handlers = list(kwargs.get("exception_handlers") or [])
         if classify_failure not in handlers:
@@ -112,14 +111,9 @@ class ProjectWorkerMixin(_WorkerBase):
                     pass  # it expires within LIVENESS_TTL
 
     def _refuse(self, job: Job, queue: Any, reason: str) -> None:
-        logger.error("job %s refused on '%s': %s", job.id, queue.name, reason, extra={"job_id": job.id, "queue": queue.name})
         with self.connection.pipeline() as pipe:
-            job.set_status(JobStatus.FAILED, pipeline=pipe)
-            queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe)
-            Result.create_failure(job, job.failure_ttl, reason, worker_name=self.name, pipeline=pipe)
             pipe.lrem(rq_compat.intermediate_key(queue.name), 1, job.id)
-            pipe.execute()
-        mark_ended(job.id, failed=True, reason=reason)
+            record_refusal(self.connection, job, queue, reason, worker_name=self.name, pipeline=pipe)
 
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
         # A connection the database closed while we were idle must not fail the next job.

@@ -183,7 +183,7 @@ if _sentinels:
 else:
     _queue_connection = {"URL": REDIS_LAYOUT.queues_url}
     RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
-RQ_QUEUES = DeclaredQueues({**_queue_connection, "SERIALIZER": "rq.serializers.JSONSerializer"})
+RQ_QUEUES = DeclaredQueues({**_queue_connection, "SERIALIZER": "app.queueing.serialization.JobSerializer"})
 RQ = {
     # Jobs are pushed after the transaction commits by the queueing layer itself (its outbox);
     # django-rq's own deferral would only add a second, non-durable one.
@@ -203,7 +203,26 @@ QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
 QUEUEING_WORK_LOOP_STALL_SECONDS = env_int("QUEUEING_WORK_LOOP_STALL_SECONDS", 90)
 # Called by forking workers once before their loop: work-horses inherit the media storage's client.
 QUEUEING_BEFORE_WORK = ["app.media_storage.warm_up"]
-RQ_SHOW_ADMIN_LINK = True
+# The keys that sign every job the queueing layer writes (app/queueing/signing.py): a worker runs
+# only jobs whose signature verifies, so whoever can write to Redis cannot choose what runs. The
+# first signs, all verify: rotate by putting a new JOB_SIGNING_KEY first and the old one in
+# JOB_SIGNING_KEY_FALLBACKS until the jobs signed with it have run. Unset, a key is derived from
+# DJANGO_SECRET_KEY (and its fallbacks), so it rotates with it. Redis never holds a key.
+QUEUEING_SIGNING_KEYS = [
+    *([_job_key] if (_job_key := env_optional("JOB_SIGNING_KEY")) else []),
+    *env_list("JOB_SIGNING_KEY_FALLBACKS", []),
+]
+if not QUEUEING_SIGNING_KEYS:
+    from hashlib import sha256 as _sha256
+    from hmac import new as _hmac
+
+    QUEUEING_SIGNING_KEYS = [
+        _hmac(secret.encode(), b"egoejo.queueing.job-signing", _sha256).hexdigest() for secret in (SECRET_KEY, *SECRET_KEY_FALLBACKS)
+    ]
+# django-rq's own admin registration would mount every django-rq view a second time under
+# /admin/django_rq/, guarded by is_staff alone: the admin's link to the queues is the project's
+# (app/queueing/admin.py), to its one guarded mount, /admin/django-rq/.
+RQ_SHOW_ADMIN_LINK = False
 RQ_API_TOKEN = env_str("RQ_API_TOKEN", "")
 # rq-dashboard accepts POSTs (empty, requeue, delete) only from its own origin or one of these,
 # compared exactly (scheme://host[:port]); behind a TLS-terminating proxy, name the header the
@@ -257,6 +276,7 @@ if not DEBUG:
     refuse_weak_secret("DJANGO_SECRET_KEY", SECRET_KEY, 32)
     refuse_weak_secret("METRICS_TOKEN", METRICS_TOKEN, 24)
     refuse_weak_secret("RQ_API_TOKEN", RQ_API_TOKEN, 24)
+    refuse_weak_secret("JOB_SIGNING_KEY", env_optional("JOB_SIGNING_KEY"), 32)
     # Read by `manage.py rqdashboard` (app/dashboard); checked here so that every process refuses it.
     refuse_weak_secret("RQ_DASHBOARD_PASSWORD", env_optional("RQ_DASHBOARD_PASSWORD"), 16)
     refuse_weak_secret("the password in REDIS_URL", urlsplit(env_str("REDIS_URL", "redis://127.0.0.1:6379")).password, 16)

@@ -7,11 +7,11 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django_rq.utils import reset_db_connections
 from rq.logutils import setup_loghandlers
-from rq.serializers import JSONSerializer
 
 from app.queueing import process_tree
 from app.queueing.connections import get_queue
 from app.queueing.jobclass import QueueingJob
+from app.queueing.serialization import JobSerializer
 from app.queueing.workers import RecyclingWorker, RecyclingWorkerPool
 
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
             queues=queues,
             connection=queues[0].connection,
             num_workers=options["workers"],
-            serializer=JSONSerializer,
+            serializer=JobSerializer,
             worker_class=RecyclingWorker,
             job_class=QueueingJob,
         )
