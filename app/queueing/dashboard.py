@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, render_template, request, url_for
+from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 
 from .serialization import JobSerializer
@@ -261,6 +262,10 @@ def create_app(
             ),
             mimetype="text/html",
         )
+
+    @app.errorhandler(NoSuchJobError)
+    def no_such_job(_: NoSuchJobError) -> Response:
+        return Response("No such job.\n", 404, mimetype="text/plain")  # rq-dashboard alone answers 500
 
     @app.before_request
     def guard() -> Response | None:

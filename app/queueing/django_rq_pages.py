@@ -5,7 +5,8 @@ with rq's own `Job` class, not the configured JOB_CLASS, so `QueueingJob.delete`
 job's outbox row stayed pending and the reconciler re-sent the job a few seconds later. An
 operator's delete must be final, so these three views close the rows first (as `cancelled`), and
 refuse to delete when that cannot be recorded (a database error: an error page, nothing deleted).
-Every other page is django-rq's own; "empty queue" goes through `DeclaredJobsQueue.empty`.
+Every other page is django-rq's own (a worker's page only for a worker's key: django-rq answers
+500 for any other); "empty queue" goes through `DeclaredJobsQueue.empty`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern
 from django.views.decorators.cache import never_cache
 from django_rq import urls as django_rq_urls
 from django_rq import views
 from django_rq.queues import get_queue_by_index
 from rq.registry import FailedJobRegistry
+from rq.worker import Worker
 
 from .ends import mark_cancelled
 
@@ -54,20 +56,30 @@ def delete_failed_jobs(request: HttpRequest, queue_index: int) -> HttpResponse:
     return views.delete_failed_jobs(request, queue_index)
 
 
+@never_cache
+@staff_member_required
+def worker_details(request: HttpRequest, queue_index: int, key: str) -> HttpResponse:
+    # django-rq answers 500 for a key that is not a worker's (Worker.find_by_key raises).
+    if not key.startswith(Worker.redis_worker_namespace_prefix):
+        raise Http404("No such worker.")
+    return views.worker_details(request, queue_index, key)
+
+
 _DELETING_VIEWS: dict[str, Any] = {
     "delete_job": delete_job,
     "actions": actions,
     "delete_failed_jobs": delete_failed_jobs,
 }
+_WRAPPED_VIEWS: dict[str, Any] = {**_DELETING_VIEWS, "worker_details": worker_details}
 
 
 def _patterns() -> list[URLPattern]:
     """django-rq's own URL patterns, the same routes and names, its deleting views wrapped."""
     patterns: list[URLPattern] = []
     for pattern in django_rq_urls.urlpatterns:
-        view = _DELETING_VIEWS.get(pattern.name or "")
+        view = _WRAPPED_VIEWS.get(pattern.name or "")
         patterns.append(URLPattern(pattern.pattern, view, pattern.default_args, pattern.name) if view else pattern)
-    missing = set(_DELETING_VIEWS) - {p.name for p in django_rq_urls.urlpatterns}
+    missing = set(_WRAPPED_VIEWS) - {p.name for p in django_rq_urls.urlpatterns}
     if missing:  # a django-rq upgrade renamed them: its deletes would bypass the outbox again
         raise ImproperlyConfigured(f"django-rq has no URL named {sorted(missing)}; check app/queueing/django_rq_pages.py")
     return patterns

@@ -86,6 +86,9 @@ def refusal_of(job: Job) -> str | None:
     try:
         if job.func_name == rq_compat.UNREADABLE_FUNC:
             return "UnreadableJobError: the job's data could not be read as a JSON job"
+        unreadable = getattr(job, "unreadable_fields", ())
+        if unreadable:
+            return f"UnreadableJobError: fields RQ could not read: {', '.join(unreadable)[:200]}"
         return registry.refusal(job.func_name, rq_compat.callback_names(job)) or signing.refusal(
             job, getattr(job, "hash_fields", ()), getattr(job, "empty_fields", {})
         )
