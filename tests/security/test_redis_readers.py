@@ -116,7 +116,7 @@ def test_no_dashboard_page_runs_code_and_each_shows_the_job(planted, settings):
     paths = _dashboard_get_routes(client.application, ids["emails:queued"])
     for registry_name in ("queued", *REGISTRIES):
         paths.append(f"/0/data/jobs/emails/{registry_name}/10/asc/1.json")
-    for place, job_id in ids.items():
+    for job_id in ids.values():
         paths += [f"/0/view/job/{job_id}", f"/0/data/job/{job_id}.json"]
     assert len(paths) > 20
     for path in paths:
