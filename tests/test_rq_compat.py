@@ -434,3 +434,91 @@ def test_the_key_formats_are_rqs_own(redis_conn):
     assert rq_compat.failed_key("metrics") == FailedJobRegistry("metrics", connection=redis_conn).key
     assert rq_compat.worker_key("w-1") == worker.key
     assert rq_compat.job_key("abc") == Job.key_for("abc")
+
+
+# -- JSON only, and the fields of a job the layer made --------------------------------------------
+
+
+class _RunsACommand:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_rqs_default_serializer_reads_json_and_never_unpickles(redis_conn, tmp_path):
+    import pickle
+
+    from rq.serializers import DefaultSerializer, resolve_serializer
+
+    from app.queueing.serialization import Unreadable
+
+    assert rq_compat.json_only_installed()  # by the app's ready(), in every process
+    marker = tmp_path / "ran"
+    for serializer in (None, DefaultSerializer, "pickle"):
+        resolved = resolve_serializer(serializer)
+        assert isinstance(resolved.loads(pickle.dumps(_RunsACommand(str(marker)))), Unreadable)
+        assert resolved.loads(resolved.dumps({"a": [1]})) == {"a": [1]}
+    # RQ's own reader with its default serializer (what django-rq's worker page does).
+    job = Queue("metrics", connection=redis_conn).enqueue("tests.fixtures.say_hello", "x")
+    redis_conn.hset(job.key, "meta", pickle.dumps(_RunsACommand(str(marker))))
+    fetched = Job.fetch(job.id, connection=redis_conn)
+    assert fetched.func_name == "tests.fixtures.say_hello" and fetched.args == ["x"]
+    assert isinstance(fetched.get_meta(), Unreadable)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("status", b"\x80pickle"), ("status", b"not-a-status"), ("created_at", b"yesterday"), ("timeout", b"soon"),
+     ("retry_intervals", b"{"), ("origin", b"\xff\xfe"), ("exc_info", b"\x80\x81")],
+)
+def test_rqs_own_restore_reads_a_hash_it_did_not_write_without_raising(redis_conn, field, value):
+    job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.say_hello", "x")
+    redis_conn.hset(job.key, field, value)
+    fetched = Job.fetch(job.id, connection=redis_conn)  # rq's own Job and restore, as every page uses
+    assert field in fetched.unreadable_fields
+    assert fetched.func_name == "tests.fixtures.say_hello"
+
+
+def test_data_that_is_not_a_json_call_reads_as_the_unreadable_function(redis_conn):
+    import zlib
+
+    job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.say_hello", "x")
+    for data in (b'"just a string"', b'[1, 2, 3, 4]', b'["f", null, "not a list", {}]', b"\x80\x04pickle"):
+        redis_conn.hset(job.key, "data", zlib.compress(data))
+        fetched = Job.fetch(job.id, connection=redis_conn)
+        assert fetched.func_name == rq_compat.UNREADABLE_FUNC and fetched.args == () and fetched.kwargs == {}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "rq"])
+def test_every_field_rq_writes_over_a_jobs_life_is_one_the_layer_allows(settings, redis_conn, fast):
+    """signing.ALLOWED_FIELDS against RQ's own code paths: success, permanent failure, retries
+    (scheduled, fired, failed for good), requeue, stop. A field RQ starts writing tomorrow fails
+    here before a worker refuses every job for it."""
+    from app.queueing import signing
+    from app.queueing.jobclass import QueueingJob, refusal_of
+    from app.queueing.scheduling import ProjectScheduler
+
+    settings.QUEUEING_FAST_PATHS = fast
+    ok = push([(["a"], {})], path="tests.fixtures.say_hello", ids=["ok" + "0" * 30])
+    bad = push([([], {})], path="tests.fixtures.fail_permanently", ids=["bad" + "0" * 29])
+    retried = push([([], {})], path="tests.fixtures.fail_transiently", ids=["retry" + "0" * 27])
+    for job_id in ok + bad + retried:
+        assert refusal_of(QueueingJob.fetch(job_id, connection=redis_conn)) is None  # as pushed: the layer's
+    for _ in range(6):  # each retry made due and fired, until the retries run out
+        run(redis_conn)
+        redis_conn.zadd("rq:scheduled:metrics", {retried[0]: 0}, xx=True)
+        ProjectScheduler(queue_name="metrics", connection=redis_conn)._fire_due_retries(["metrics"])
+    QueueingJob.fetch(bad[0], connection=redis_conn).requeue()
+    run(redis_conn)
+    fields: set[str] = set()
+    for key in redis_conn.keys("rq:job:*"):
+        if redis_conn.type(key) == b"hash":
+            fields |= {name.decode() for name in redis_conn.hkeys(key)}
+    assert {"status", "data", "meta", "retries_left", "retry_intervals", "started_at", "ended_at"} <= fields
+    assert fields <= signing.ALLOWED_FIELDS, fields - signing.ALLOWED_FIELDS
+    assert Job.fetch(retried[0], connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FAILED
