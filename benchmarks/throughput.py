@@ -30,10 +30,15 @@ def _ts(raw: bytes) -> float:
 def enqueue_noops(queue, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     from rq import Queue
 
+    from app.queueing import signing
+
     queue = Queue(queue.name, connection=queue.connection, serializer=queue.serializer)  # RQ's own class, no outbox
     datas = [Queue.prepare_data("benchmarks.jobs.noop", args=[i], result_ttl=600) for i in range(count)]
     with queue.connection.pipeline() as pipe:
         jobs = queue.enqueue_many(datas, pipeline=pipe)
+        for job in jobs:  # signed as the layer signs what it pushes: workers run nothing else
+            job.meta[signing.SIGNATURE_META] = signing.sign_job(job)
+            pipe.hset(job.key, "meta", queue.serializer.dumps(job.meta))
         pipe.execute()
     return [job.id for job in jobs]
 

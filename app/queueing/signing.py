@@ -34,8 +34,8 @@ SIGNATURE_META = "sig"
 _VERSION = "egoejo-job/1"
 # Meta keys the layer writes when it creates a job; signed, so they cannot be changed.
 SIGNED_META = ("max_retries", "outbox", "cron_string", "use_local_timezone", "otel_traceparent")
-# Meta keys written after creation, by the layer (the abandon count) or RQ; never signed.
-MUTABLE_META = ("abandoned",)
+# Meta keys written after creation, by the layer (the abandon count, each attempt's error); never signed.
+MUTABLE_META = ("abandoned", "errors")
 ALLOWED_META = frozenset((SIGNATURE_META, *SIGNED_META, *MUTABLE_META))
 
 # Every field RQ 3.0 writes into a job hash over the life of a job the layer made (checked against
@@ -51,6 +51,7 @@ ALLOWED_FIELDS = frozenset(
     }
 )
 MUST_BE_EMPTY = ("success_callback_name", "failure_callback_name", "stopped_callback_name", "group_id")
+UNSIGNED = "ForgedJobError: it carries no signature of the queueing layer"
 
 
 def keys() -> tuple[bytes, ...]:
@@ -130,7 +131,7 @@ def refusal(job: Any, fields: Iterable[str], empty_fields: Mapping[str, bool]) -
         return f"ForgedJobError: meta keys the layer never writes: {', '.join(foreign)[:200]}"
     presented = meta.get(SIGNATURE_META)
     if not isinstance(presented, str):
-        return "ForgedJobError: it carries no signature of the queueing layer"
+        return UNSIGNED
     try:
         message = _message(
             job.id, job.origin, job.data, job.description, job.timeout, job.result_ttl, job.failure_ttl,

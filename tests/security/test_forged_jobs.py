@@ -268,3 +268,15 @@ def test_jobs_the_layer_makes_run_on_both_worker_kinds(worker_class, redis_conn,
     work(worker_class, redis_conn, "emails")
     assert len(smtp_sink.wait_for(3)) == 3
     assert redis_conn.hget(REFUSED_KEY, "emails") is None
+
+
+def test_a_job_pushed_before_signing_runs_only_as_its_pending_row_says(redis_conn, smtp_sink):
+    """Jobs queued across the upgrade carry no signature: each runs if a pending outbox row holds
+    exactly its call, and is refused otherwise."""
+    for job_id, to in (("legacy" + "0" * 26, "member@example.org"), ("legacy" + "1" * 26, "someone@outside.example")):
+        BackgroundJob.objects.create(id=job_id, queue="emails", func="app.jobs.emails.send_email", args=["member@example.org", "Hi", "<p>x</p>"])
+        forge(redis_conn, "app.jobs.emails.send_email", to, "Hi", "<p>x</p>", job_id=job_id, meta={"max_retries": 5, "outbox": 1})
+    work(InProcessWorker, redis_conn, "emails")
+    assert smtp_sink.recipients() == ["member@example.org"]
+    assert "no signature" in refused_with(redis_conn, "legacy" + "1" * 26)
+    assert BackgroundJob.objects.get(pk="legacy" + "0" * 26).state == BackgroundJob.State.FINISHED
