@@ -153,3 +153,25 @@ class SlowToDescribe(TransientJobError):
 @job("metrics")
 def fail_slowly_to_describe(marker: str) -> None:
     raise SlowToDescribe("try later", marker)
+
+
+# Standard tasks (Django's task API, django_tasks): declared by @task on a declared queue.
+from django_tasks import TaskContext, task  # noqa: E402
+
+
+@task(queue_name="metrics")
+def add_numbers(a: int, b: int) -> int:
+    return a + b
+
+
+@task(queue_name="metrics", takes_context=True)
+def attempt_seen(context: TaskContext, fail_until: int = 0) -> int:
+    """Fails (transiently) until its attempt number reaches `fail_until`; returns the attempt."""
+    if context.attempt < fail_until:
+        raise TransientJobError(f"attempt {context.attempt} fails")
+    return context.attempt
+
+
+@task(queue_name="metrics")
+async def add_later(a: int, b: int) -> int:
+    return a + b
