@@ -175,3 +175,14 @@ def attempt_seen(context: TaskContext, fail_until: int = 0) -> int:
 @task(queue_name="metrics")
 async def add_later(a: int, b: int) -> int:
     return a + b
+
+
+@task(queue_name="metrics", takes_context=True)
+def count_runs(context: TaskContext, path: str, seconds: float) -> int:
+    """Writes `started <attempt>` to `path`, sleeps, then `done <attempt>`: how often it ran, and how far."""
+    with open(path, "a") as log:
+        log.write(f"started {context.attempt}\n")
+    time.sleep(seconds)
+    with open(path, "a") as log:
+        log.write(f"done {context.attempt}\n")
+    return context.attempt
