@@ -235,6 +235,24 @@ def test_running_is_running_and_an_operators_cancel_is_failed(redis_conn, django
     assert answer.status == Status.FAILED and answer.errors[0].exception_class is CancelledJobError
 
 
+def test_an_error_class_read_from_redis_imports_nothing(redis_conn, django_capture_on_commit_callbacks):
+    import sys
+
+    from rq.job import Job as RQJob
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = fixtures.add_numbers.enqueue(1, 2)
+    job = RQJob.fetch(result.id, connection=redis_conn, serializer=JSONSerializer)
+    job.meta["errors"] = [
+        {"exception_class_path": "antigravity.Fly", "traceback": "forged", "worker": "w"},  # a module never loaded here
+        {"exception_class_path": "builtins.ValueError", "traceback": "real", "worker": "w"},
+    ]
+    job.save_meta()
+    answer = default_task_backend.get_result(result.id)
+    assert [e.exception_class_path for e in answer.errors] == ["builtins.Exception", "builtins.ValueError"]
+    assert [e.exception_class for e in answer.errors] == [Exception, ValueError] and "antigravity" not in sys.modules
+
+
 def test_get_result_refuses_unknown_ids_and_another_tasks_result(django_capture_on_commit_callbacks):
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result("no-such-id")

@@ -311,7 +311,24 @@ def _answer(alias: str, task: Task[Any, Any], row: Any, job: Job | None) -> Task
 
 
 def _error(recorded: dict[str, Any]) -> TaskError:
-    return TaskError(exception_class_path=str(recorded.get("exception_class_path") or ""), traceback=str(recorded.get("traceback") or ""))
+    return TaskError(exception_class_path=_known_class(str(recorded.get("exception_class_path") or "")), traceback=str(recorded.get("traceback") or ""))
+
+
+def _known_class(path: str) -> str:
+    """`path` if it names an exception class of a module already loaded here, else Exception's.
+
+    The path comes from Redis (the job's meta) or a row written from it: a stranger's text, and
+    TaskError.exception_class imports what it names. Only what is loaded already may be named
+    (tests/test_tasks_api.py: test_an_error_class_read_from_redis_imports_nothing)."""
+    import sys
+
+    module_name, _, qualname = path.rpartition(".")
+    found: Any = sys.modules.get(module_name) if module_name else None
+    for part in qualname.split(".") if found is not None else []:
+        found = getattr(found, part, None)
+    if isinstance(found, type) and issubclass(found, BaseException) and "." not in qualname:
+        return path
+    return _path(Exception)
 
 
 def _error_from_reason(reason: str) -> TaskError:
@@ -323,7 +340,7 @@ def _error_from_reason(reason: str) -> TaskError:
             head = f"builtins.{head}"
         elif isinstance(getattr(layer_errors, head, None), type):
             head = f"{layer_errors.__name__}.{head}"
-    return TaskError(exception_class_path=head or _path(Exception), traceback=reason or "")
+    return TaskError(exception_class_path=_known_class(head), traceback=reason or "")
 
 
 def _path(cls: type) -> str:
