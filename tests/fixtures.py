@@ -153,3 +153,36 @@ class SlowToDescribe(TransientJobError):
 @job("metrics")
 def fail_slowly_to_describe(marker: str) -> None:
     raise SlowToDescribe("try later", marker)
+
+
+# Standard tasks (Django's task API, django_tasks): declared by @task on a declared queue.
+from django_tasks import TaskContext, task  # noqa: E402
+
+
+@task(queue_name="metrics")
+def add_numbers(a: int, b: int) -> int:
+    return a + b
+
+
+@task(queue_name="metrics", takes_context=True)
+def attempt_seen(context: TaskContext, fail_until: int = 0) -> int:
+    """Fails (transiently) until its attempt number reaches `fail_until`; returns the attempt."""
+    if context.attempt < fail_until:
+        raise TransientJobError(f"attempt {context.attempt} fails")
+    return context.attempt
+
+
+@task(queue_name="metrics")
+async def add_later(a: int, b: int) -> int:
+    return a + b
+
+
+@task(queue_name="metrics", takes_context=True)
+def count_runs(context: TaskContext, path: str, seconds: float) -> int:
+    """Writes `started <attempt>` to `path`, sleeps, then `done <attempt>`: how often it ran, and how far."""
+    with open(path, "a") as log:
+        log.write(f"started {context.attempt}\n")
+    time.sleep(seconds)
+    with open(path, "a") as log:
+        log.write(f"done {context.attempt}\n")
+    return context.attempt

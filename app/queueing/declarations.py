@@ -1,7 +1,8 @@
 """The domain's way to declare: `@job(queue)` on a function, `@recurring(cron)` above it.
 
 A declared job is still its function (call it to run it here) and gains django-rq's idiom:
-`.delay(...)`, `.delay_in(...)`, `.delay_at(...)`, `.delay_many(...)` and `.with_options(...)`.
+`.delay(...)`, `.delay_in(...)`, `.delay_at(...)`, `.delay_many(...)` and `.with_options(...)`,
+`.adelay(...)` from async code, and `.task`: the same job as Django's standard `Task` (tasks_backend.py).
 """
 
 from __future__ import annotations
@@ -58,6 +59,19 @@ class DeclaredJob(Generic[P, R]):
 
     def delay_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> Job:
         return _Bound(self, None, None).delay_at(when, *args, **kwargs)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """`.delay()` from async code (an `async def` view): the same transaction and after-response push."""
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(self.delay, thread_sensitive=True)(*args, **kwargs)
+
+    @property
+    def task(self) -> Any:
+        """This job as Django's standard `Task` (django_tasks; tasks_backend.py): `.task.enqueue(...)`, same declaration."""
+        from .tasks_backend import task_for
+
+        return task_for(self.path)
 
     def delay_many(self, calls: Iterable[Sequence[Any]], *, owner_id: int | None = None) -> list[str]:
         """One job per argument list (positional), all recorded in one INSERT and pushed in one round trip."""

@@ -100,6 +100,8 @@ def send(pushes: Sequence[Push], at_front: bool = False) -> int:
     """
     if not pushes:
         return 0
+    if not at_front and any(push.at_front for push in pushes):  # standard tasks' priority (tasks_backend.py)
+        return send([push for push in pushes if push.at_front], at_front=True) + send([push for push in pushes if not push.at_front])
     # Consecutive pushes of one function on one queue make a batch; the batches keep the pushes'
     # order, so a queue receives its jobs in the order they were enqueued.
     batches: list[list[Push]] = []

@@ -47,8 +47,10 @@ def submit(
     owner_id: int | None = None,
     job_id: str | None = None,
     due_at: datetime | None = None,
+    at_front: bool = False,
 ) -> Job:
-    """Record one call of a declared job and push it after commit (at `due_at`, if given)."""
+    """Record one call of a declared job and push it after commit (at `due_at`, if given;
+    `at_front`: ahead of what its queue holds)."""
     from .models import BackgroundJob
 
     _check_call(spec, args, kwargs)
@@ -56,7 +58,7 @@ def submit(
     if due_at is not None and due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware (UTC)")
     BackgroundJob.record(spec.queue_name, spec.path, [(job_id, args, kwargs)], owner_id, due_at=due_at)
-    push = Push(spec, job_id, args, kwargs, due_at)
+    push = Push(spec, job_id, args, kwargs, due_at, at_front)
     transaction.on_commit(lambda: dispatch.after_commit([push]), robust=True)
     return _handle(spec, job_id)
 

@@ -48,6 +48,9 @@ class BackgroundJob(models.Model):
     created_at = models.DateTimeField(db_default=Now())
     due_at = models.DateTimeField(null=True, blank=True)  # a delayed job's due time (UTC)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # What its attempts came to, written with the end by the worker (outcomes.py): read by the
+    # standard task API's get_result once RQ's TTLs have dropped the job (tasks_backend.py).
+    outcome = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "egoejo_backgroundjob"  # kept from before the queueing layer was an app of its own

@@ -106,6 +106,7 @@ class Push(NamedTuple):
     args: list[Any]
     kwargs: dict[str, Any]
     due_at: datetime | None
+    at_front: bool = False  # ahead of what its queue holds (a standard task's priority > 0: tasks_backend.py)
 
 
 @dataclass

@@ -169,6 +169,11 @@ def set_stop_requested(worker: Any, value: bool) -> None:
     worker._stop_requested = value
 
 
+def return_value_of(job: Job) -> Any:
+    """What the job's function returned, in the worker that just ran it (RQ keeps it on the job)."""
+    return job._result
+
+
 def callback_names(job: Job) -> list[str | None]:
     """The import paths of a job's callbacks, read without importing them."""
     return [job._success_callback_name, job._failure_callback_name, job._stopped_callback_name]

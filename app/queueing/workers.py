@@ -32,7 +32,7 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.worker_pool import WorkerPool
 
-from . import rq_compat, stats
+from . import outcomes, rq_compat, stats
 from .ends import mark_cancelled, mark_ended
 from .errors import PermanentJobError, TransientJobError
 from .jobclass import QueueingJob, record_refusal, refusal_of
@@ -138,7 +138,7 @@ class ProjectWorkerMixin(_WorkerBase):
             fence_if_lapsed()
         super().handle_job_success(job, queue, started_job_registry, execution)
         if job.meta.get("outbox"):
-            mark_ended(job.id, failed=False)
+            mark_ended(job.id, failed=False, outcome=outcomes.of(job, succeeded=True))
 
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
@@ -167,7 +167,7 @@ class ProjectWorkerMixin(_WorkerBase):
         if not job.meta.get("outbox"):
             return  # no row to close (written into Redis by other means; the reconciler reads Redis anyway)
         if status == JobStatus.FAILED:
-            mark_ended(job.id, failed=True, reason=last_line(exc_string))
+            mark_ended(job.id, failed=True, reason=last_line(exc_string), outcome=outcomes.of(job, succeeded=False))
         elif status == JobStatus.STOPPED:
             mark_cancelled([job.id], "stopped by an operator")
 
@@ -346,6 +346,7 @@ def classify_failure(job: Job, exc_type: type[BaseException], exc_value: BaseExc
     closed by the worker's handle_job_failure once RQ has decided.
     """
     attempt = attempt_number(job)  # before retries_left is cleared: the first run is attempt 1
+    outcomes.note_failure(job, exc_type, exc_value, traceback)  # saved with the retry, or with the row's end
     transient = is_transient(exc_value)
     if not transient:
         job.retries_left = 0

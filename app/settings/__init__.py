@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_rq",
+    "django_tasks",
 ]
 
 MIDDLEWARE = [
@@ -194,6 +195,10 @@ RQ = {
     "SCHEDULER_CLASS": "app.queueing.scheduling.ProjectScheduler",
 }
 RQ_EXCEPTION_HANDLERS = ["app.queueing.workers.classify_failure"]
+# Django's standard task API (django_tasks; django.tasks on Django 6) runs on the queueing layer:
+# `@task(queue_name=<a declared queue>)`, `.enqueue()` through the outbox (docs/tasks.md). Its
+# queues are the declared ones (QUEUES, if set, may only narrow them).
+TASKS = {"default": {"BACKEND": "app.queueing.tasks_backend.OutboxTaskBackend"}}
 # RQ's own code paths everywhere instead of the verified fast ones (app/queueing/rq_compat.py).
 QUEUEING_FAST_PATHS = env_bool("RQ_FAST_PATHS", True)
 # Modules declaring jobs outside an app's `jobs` module (the test suite's fixtures); empty in production.
