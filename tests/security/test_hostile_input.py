@@ -84,6 +84,7 @@ class World:
 def world(settings, media_root) -> Iterator[World]:  # type: ignore[no-untyped-def]
     settings.THROTTLE_UPLOADS_PER_USER = "100000/hour"  # the sweep attacks the parser, not the budget
     settings.THROTTLE_REGISTRATIONS_PER_IP = "100000/hour"
+    settings.THROTTLE_CONTRIBUTIONS_PER_USER = "100000/hour"
     settings.THROTTLE_LOGIN_FAILURES_PER_IP = "100000/hour"
     settings.THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = "100000/hour"
     settings.METRICS_TOKEN = "metrics-token-0123456789"
