@@ -53,20 +53,20 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png_from_chunks(width: int, height: int, *extra: bytes, idat: bytes | None = None, end: bool = True) -> bytes:
-    """An 8-bit greyscale PNG of width x height whose pixels are all zero (a tiny IDAT for a large image)."""
-    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+def png_from_chunks(width: int, height: int, *extra: bytes, idat: bytes | None = None, end: bool = True, rgba: bool = False) -> bytes:
+    """An 8-bit greyscale (or RGBA) PNG of width x height whose pixels are all zero (a tiny IDAT for a large image)."""
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6 if rgba else 0, 0, 0, 0))
     if idat is None:
         compressor = zlib.compressobj(9)
-        row = b"\x00" * (width + 1)
+        row = b"\x00" * (width * (4 if rgba else 1) + 1)
         parts = [compressor.compress(row) for _ in range(height)]
         idat = b"".join(parts) + compressor.flush()
     return b"\x89PNG\r\n\x1a\n" + ihdr + b"".join(extra) + chunk(b"IDAT", idat) + (chunk(b"IEND", b"") if end else b"")
 
 
 def png_bomb_within_the_pixel_limit(side: int = 7000) -> bytes:
-    """side x side pixels (49 M: under IMAGE_MAX_PIXELS), a few tens of KiB: decoding it costs side² bytes or more."""
-    return png_from_chunks(side, side)
+    """side x side RGBA pixels (49 M: under IMAGE_MAX_PIXELS) in ~200 KiB: decoding it costs 4 x side² bytes (196 MB)."""
+    return png_from_chunks(side, side, rgba=True)
 
 
 def png_declaring(width: int, height: int) -> bytes:

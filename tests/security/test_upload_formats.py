@@ -203,8 +203,8 @@ def pixel_decodes(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("name", ["png-bomb-7000x7000", "png", "jpeg", "gif", "webp"])
 def test_the_web_process_decodes_no_pixel(uploader: Client, pixel_decodes: list[str], name: str):
-    # 7000 x 7000 pixels (49 M, under the limit) in 60 KiB: on b030e43 the upload view decoded it
-    # (PngImageFile.getexif() loads the image to look for EXIF after the pixels), 49 MB at least.
+    # 7000 x 7000 RGBA pixels (49 M, under the limit) in 190 KiB: on b030e43 the upload view decoded
+    # it (PngImageFile.getexif() loads the image to look for EXIF after the pixels): 196 MB.
     build = {
         "png-bomb-7000x7000": hostile.png_bomb_within_the_pixel_limit,
         "png": lambda: hostile.png((640, 480)),
