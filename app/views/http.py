@@ -35,8 +35,8 @@ def _refuse_constant(name: str) -> Any:
 def json_body(request: HttpRequest) -> dict[str, Any] | None:
     """The request's JSON object, or None when it is not one that the API can take: not
     application/json, malformed, not an object, NaN/Infinity (not JSON, though Python's parser
-    takes them), nested deeper than JSON_MAX_DEPTH, or holding a string that the database cannot
-    store (a NUL, a lone surrogate). The body itself is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE
+    takes them), nested deeper than JSON_MAX_DEPTH, or holding a lone surrogate (no text encoding
+    can store it). A NUL is left to each field's validation, which names the field. The body itself is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE
     (Django raises RequestDataTooBig past it: a JSON 413, ApiErrorsAsJson)."""
     if request.content_type != "application/json":
         return None
@@ -50,13 +50,13 @@ def json_body(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _acceptable(value: object) -> bool:
-    """Nested at most JSON_MAX_DEPTH deep; no NUL (PostgreSQL refuses it in text) and no lone
-    surrogate (not encodable) in any string. Iterative: the work is bounded by the body's size."""
+    """Nested at most JSON_MAX_DEPTH deep, and no lone surrogate (not encodable) in any string.
+    Iterative: the work is bounded by the body's size."""
     pending: list[tuple[object, int]] = [(value, 0)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, str):
-            if "\x00" in item or not _encodable(item):
+            if not _encodable(item):
                 return False
         elif isinstance(item, (dict, list)):
             if depth >= JSON_MAX_DEPTH:
