@@ -67,8 +67,8 @@ def test_the_other_errors_follow_the_request_language():
     project = make_project()
     make_user("ana")
     for client, wrong, bad_amount, missing in (
-        (Client(), "Nom d’utilisateur ou mot de passe incorrect.", "Le montant doit être compris entre 0,01 et 1000000.", "Projet introuvable."),
-        (Client(HTTP_ACCEPT_LANGUAGE="en"), "Invalid username or password.", "The amount must be between 0.01 and 1000000.", "No such project."),
+        (Client(), "Nom d’utilisateur ou mot de passe incorrect.", "Le montant doit être compris entre 1,00 et 10000,00.", "Projet introuvable."),
+        (Client(HTTP_ACCEPT_LANGUAGE="en"), "Invalid username or password.", "The amount must be between 1.00 and 10000.00.", "No such project."),
     ):
         assert _post(client, "/api/auth/login/", {"username": "ana", "password": "nope"}).json()["error"] == wrong
         client.force_login(make_user(f"u{len(wrong)}"))

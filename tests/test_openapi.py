@@ -98,6 +98,7 @@ def walker(redis_conn, settings) -> Iterator[Walker]:  # type: ignore[no-untyped
     settings.THROTTLE_REGISTRATIONS_PER_ADDRESS = "1/hour"
     settings.THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = "2/15minutes"
     settings.THROTTLE_UPLOADS_PER_USER = "4/hour"
+    settings.THROTTLE_CONTRIBUTIONS_PER_USER = "7/hour"
     settings.IMAGE_UPLOAD_MAX_BYTES = 256 * 1024
     yield Walker()
 
@@ -142,6 +143,16 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
         assert w.call("post", f"/api/projects/{project.pk}/contributions/", body={"amount": "25.5"}).status_code == 201
     assert w.call("post", f"/api/projects/{project.pk}/contributions/", body={"amount": "-1"}).status_code == 400
     assert w.call("post", "/api/projects/999999/contributions/", body={"amount": "5"}).status_code == 404
+    closed = make_project("ferme")
+    closed.status = "closed"
+    closed.save()
+    assert w.call("post", f"/api/projects/{closed.pk}/contributions/", body={"amount": "5"}).status_code == 409
+    with django_capture_on_commit_callbacks(execute=True):
+        keyed = {"body": {"amount": "7"}, "HTTP_IDEMPOTENCY_KEY": "walk-1"}
+        assert w.call("post", f"/api/projects/{project.pk}/contributions/", **keyed).status_code == 201
+    assert w.call("post", f"/api/projects/{project.pk}/contributions/", **keyed).status_code == 200
+    assert w.call("post", f"/api/projects/{project.pk}/contributions/", body={"amount": "8"}, HTTP_IDEMPOTENCY_KEY="walk-1").status_code == 422
+    assert w.call("post", f"/api/projects/{project.pk}/contributions/", body={"amount": "5"}).status_code == 429
     assert w.call("post", f"/api/projects/{project.pk}/contributions/", body={"amount": "5"}, csrf=False, valid_request=False).status_code == 403
     assert w.call("get", "/api/impact/").status_code == 200
 

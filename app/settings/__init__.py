@@ -6,6 +6,7 @@ here (see .env.example); the rest of the code reads django.conf.settings.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from app.queueing.connections import DeclaredQueues
 
-from .env import env_bool, env_int, env_list, env_optional, env_str
+from .env import env_bool, env_decimal, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
 from .redis_layout import build_layout, parse_sentinels, sentinel_url
 from .secrets import refuse_weak_secret
@@ -59,6 +60,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "app.views.http.ApiErrorsAsJson",  # on /api/ every refusal is JSON: tests/security/test_hostile_input.py
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -253,10 +255,21 @@ THROTTLE_LOGIN_FAILURES_PER_IP = env_str("THROTTLE_LOGIN_FAILURES_PER_IP", "20/1
 THROTTLE_REGISTRATIONS_PER_IP = env_str("THROTTLE_REGISTRATIONS_PER_IP", "10/hour")
 THROTTLE_REGISTRATIONS_PER_ADDRESS = env_str("THROTTLE_REGISTRATIONS_PER_ADDRESS", "3/hour")
 THROTTLE_UPLOADS_PER_USER = env_str("THROTTLE_UPLOADS_PER_USER", "30/hour")
+THROTTLE_CONTRIBUTIONS_PER_USER = env_str("THROTTLE_CONTRIBUTIONS_PER_USER", "20/hour")
+
+# --- Contributions (app/services/contributions.py): amounts in euros, cents at most -------
+CONTRIBUTION_MIN_AMOUNT = env_decimal("CONTRIBUTION_MIN_AMOUNT", "1.00")
+CONTRIBUTION_MAX_AMOUNT = env_decimal("CONTRIBUTION_MAX_AMOUNT", "10000.00")
+if not Decimal("0.01") <= CONTRIBUTION_MIN_AMOUNT <= CONTRIBUTION_MAX_AMOUNT < Decimal("10000000000"):
+    raise ImproperlyConfigured("Contribution bounds: 0.01 <= CONTRIBUTION_MIN_AMOUNT <= CONTRIBUTION_MAX_AMOUNT < 10^10 (the column's range).")
 
 # --- Uploads ---------------------------------------------------------------------------
 IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000)
+# What the web process's header check (app/services/image_headers.py) also refuses: animations
+# of more frames, files with more metadata (EXIF, ICC, XMP, text, counted inflated).
+IMAGE_MAX_FRAMES = env_int("IMAGE_MAX_FRAMES", 1000)
+IMAGE_MAX_METADATA_BYTES = env_int("IMAGE_MAX_METADATA_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o640

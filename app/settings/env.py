@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -51,3 +52,15 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_decimal(name: str, default: str) -> Decimal:
+    """A finite decimal with at most two places (an amount in euros)."""
+    value = os.environ.get(name) or default
+    try:
+        parsed = Decimal(value.strip())
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal amount, not {value!r}.") from None
+    if not parsed.is_finite() or parsed != parsed.quantize(Decimal("0.01")):
+        raise ImproperlyConfigured(f"{name} must be an amount with at most two decimals, not {value!r}.")
+    return parsed

@@ -75,19 +75,29 @@ def detail(request: HttpRequest, image_id: int) -> JsonResponse:
     return JsonResponse(_image_json(request, image))
 
 
+# The rendition keys we write: <uuid>/<hex digest>/<name>-<w>x<h>.<ext> under RENDITIONS_DIR.
+_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_./")
+_KEY_MAX_LENGTH = 255
+
+
+def _plain_key(key: str) -> bool:
+    """Only the characters and length of our own keys: a NUL or a 5,000-character name never reaches the storage."""
+    return len(key) <= _KEY_MAX_LENGTH and set(key) <= _KEY_CHARACTERS
+
+
 @require_GET
 @login_required_json
 def rendition_file(request: HttpRequest, key: str) -> FileResponse | JsonResponse:
     """Local storage only (S3 hands out signed URLs): a rendition, to its owner; never an original."""
     parts = PurePosixPath(key).parts
-    if len(parts) != 5 or "/".join(parts[:2]) != RENDITIONS_DIR or ".." in parts:
+    if len(parts) != 5 or "/".join(parts[:2]) != RENDITIONS_DIR or ".." in parts or not _plain_key(key):
         return error(404, _("No such image."))
     stem = parts[2]
     if not UploadedImage.objects.filter(owner=request.user, original_path__startswith=f"{ORIGINALS_DIR}/{stem}.").exists():
         return error(404, _("No such image."))
     try:
         handle = default_storage.open(key, "rb")
-    except FileNotFoundError:
+    except OSError:  # missing, or a name the filesystem refuses (too long): not one of ours either way
         return error(404, _("No such image."))
     response = FileResponse(handle, content_type="image/webp" if key.endswith(".webp") else "image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"

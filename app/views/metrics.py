@@ -14,7 +14,10 @@ from app.queueing.monitoring import JobStatsCollector
 
 def operator_or_token(request: HttpRequest) -> bool:
     """The metrics token's bearer (Authorization: Bearer <METRICS_TOKEN>) or a queue operator's session."""
-    return token_matches(settings.METRICS_TOKEN, bearer_token(request)) or may_operate_queues(request.user)
+    presented = bearer_token(request)
+    if not presented.isascii():  # hmac.compare_digest refuses a non-ASCII str (a 500): no token of ours is one
+        presented = ""
+    return token_matches(settings.METRICS_TOKEN, presented) or may_operate_queues(request.user)
 
 
 @require_GET

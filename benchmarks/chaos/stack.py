@@ -165,6 +165,7 @@ class ChaosStack:
             # The whole load comes from one address, hundreds of members an hour: the throttles
             # (tested on their own in tests/security) would refuse most of it.
             THROTTLE_REGISTRATIONS_PER_IP="100000/hour", THROTTLE_UPLOADS_PER_USER="100000/hour",
+            THROTTLE_CONTRIBUTIONS_PER_USER="100000/hour",
         )
         self.env.pop("CI", None)
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=self.env, check=True,
