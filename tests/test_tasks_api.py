@@ -327,7 +327,6 @@ def test_a_hand_written_job_naming_an_undeclared_function_is_refused(redis_conn,
     assert job.get_status() == JobStatus.FAILED and "not a declared job" in job.latest_result().exc_string
 
 
-@pytest.mark.xfail(strict=True, reason="until the layer signs the jobs it writes (the integrator's HMAC change): then remove this mark")
 def test_a_hand_written_job_naming_a_declared_task_is_refused(redis_conn, run_worker):
     job_id = _hand_written(redis_conn, "tests.fixtures.add_numbers")
     run_worker("metrics")
