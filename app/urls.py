@@ -10,6 +10,12 @@ urlpatterns = [
     path("api/auth/register/", auth.register, name="register"),
     path("api/auth/login/", auth.login_view, name="login"),
     path("api/auth/logout/", auth.logout_view, name="logout"),
+    path("api/auth/confirm/", auth.confirm, name="confirm"),
+    path("api/auth/password-reset/", auth.password_reset, name="password-reset"),
+    path("api/auth/password-reset/confirm/", auth.password_reset_confirm, name="password-reset-confirm"),
+    # The pages the mailed links open (app/services/account_tokens.py): GET shows a form, POST acts.
+    path("account/confirm/<str:token>/", auth.confirm_page, name="confirm-page"),
+    path("account/reset/<str:token>/", auth.reset_page, name="reset-page"),
     path("api/images/", images.upload, name="image-upload"),
     path("api/images/<int:image_id>/", images.detail, name="image-detail"),
     # Where local storage's url() points (MEDIA_URL); with S3 clients get signed bucket URLs.

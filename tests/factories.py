@@ -42,3 +42,20 @@ def png_rgba_bytes(size: tuple[int, int] = (800, 600)) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def confirmation_token(username: str) -> str:
+    """The token the confirmation mail carries, made as the mail job makes it (tests that are not
+    about mail skip the SMTP round trip; tests/security/test_account_proof.py follows the real mail)."""
+    from app.services import account_tokens
+
+    user = get_user_model().objects.get(username=username)
+    return account_tokens.make(account_tokens.confirmation_tokens, user)
+
+
+def reset_token(username: str) -> str:
+    """The token a password-reset mail carries, made as the mail job makes it."""
+    from app.services import account_tokens
+
+    user = get_user_model().objects.get(username=username)
+    return account_tokens.make(account_tokens.reset_tokens, user)

@@ -10,6 +10,7 @@ os.environ.setdefault("JOB_SIGNING_KEY", "test-job-signing-key-0123456789-abcdef
 os.environ.setdefault("EGOEJO_VAR_DIR", tempfile.mkdtemp(prefix="egoejo-test-var-"))
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("QUEUEING_JOB_MODULES", "tests.fixtures")
+os.environ.setdefault("PUBLIC_BASE_URL", "https://egoejo.test")  # where account mail links point
 
 from app.settings import *  # noqa: E402,F403
 

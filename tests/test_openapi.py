@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import django_rq
 import pytest
@@ -25,7 +25,7 @@ from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIRespo
 from app.queueing.scheduling import ProjectScheduler
 from app.queueing.workers import InProcessWorker
 from app.views.schema import OPENAPI_PATH
-from tests.factories import jpeg_bytes, make_project
+from tests.factories import confirmation_token, jpeg_bytes, make_project, reset_token
 
 pytestmark = pytest.mark.django_db
 
@@ -58,11 +58,13 @@ class Walker:
     def token(self) -> str:
         return self.client.cookies["csrftoken"].value
 
-    def call(self, method: str, path: str, *, body: object = None, csrf: bool = True, valid_request: bool = True, **extra):  # type: ignore[no-untyped-def]
+    def call(self, method: str, path: str, *, body: object = None, form: dict | None = None, csrf: bool = True, valid_request: bool = True, **extra):  # type: ignore[no-untyped-def]
         headers = dict(extra)
         if csrf and "csrftoken" in self.client.cookies:
             headers["HTTP_X_CSRFTOKEN"] = self.token
-        if isinstance(body, dict) and "image" in body:
+        if form is not None:  # an HTML form's submission, as a browser sends it
+            response = getattr(self.client, method)(path, data=urlencode(form), content_type="application/x-www-form-urlencoded", **headers)
+        elif isinstance(body, dict) and "image" in body:
             response = getattr(self.client, method)(path, data=body, **headers)
             valid_request = False  # the multipart body was consumed by the view; its schema is checked by hand below
         elif body is not None:
@@ -96,7 +98,10 @@ def walker(redis_conn, settings) -> Iterator[Walker]:  # type: ignore[no-untyped
     settings.METRICS_TOKEN = "metrics-token-0123456789"
     # Small budgets and limits, so that the walk meets each 429 and the 413 (tests/security attacks them in earnest).
     settings.THROTTLE_REGISTRATIONS_PER_ADDRESS = "1/hour"
+    settings.THROTTLE_LOGIN_FAILURES_PER_CLIENT_ACCOUNT = "2/15minutes"
     settings.THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = "2/15minutes"
+    settings.THROTTLE_LOGIN_FAILURES_PER_IP = "6/15minutes"
+    settings.THROTTLE_PASSWORD_RESETS_PER_ADDRESS = "1/hour"
     settings.THROTTLE_UPLOADS_PER_USER = "4/hour"
     settings.THROTTLE_CONTRIBUTIONS_PER_USER = "7/hour"
     settings.IMAGE_UPLOAD_MAX_BYTES = 256 * 1024
@@ -119,6 +124,8 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
     assert w.call("post", "/api/images/", body={"image": io.BytesIO(b"x")}).status_code == 401
     assert w.call("post", "/api/auth/register/", body={"username": "", "email": "no", "password": "1"}, valid_request=False).status_code == 400
     assert w.call("post", "/api/auth/register/", body={"username": "ana"}, csrf=False, valid_request=False).status_code == 403
+    for path in ("/api/auth/confirm/", "/api/auth/password-reset/", "/api/auth/password-reset/confirm/"):
+        assert w.call("post", path, body={}, csrf=False, valid_request=False).status_code == 403
 
     # Register, log in, then the member's own operations
     with django_capture_on_commit_callbacks(execute=True):
@@ -129,6 +136,13 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
     assert registered.status_code == 202
     again = {"username": "ana2", "email": "ana@example.org", "password": "a-long-pass-phrase-42"}
     assert w.call("post", "/api/auth/register/", body=again).status_code == 429
+    # Unconfirmed: the login fails like a wrong password, until the mailed link is followed.
+    assert w.call("post", "/api/auth/login/", body={"username": "ana", "password": "a-long-pass-phrase-42"}).status_code == 400
+    stranger = {"REMOTE_ADDR": "192.0.2.99"}  # spends its own failure budget, not the walk's
+    for expected in (400, 400, 400, 400, 400, 400, 429):
+        assert w.call("post", "/api/auth/confirm/", body={"token": "MQ.forged-token", "password": "x"}, **stranger).status_code == expected
+    assert w.call("post", "/api/auth/confirm/", body={"token": confirmation_token("ana"), "password": "a-long-pass-phrase-42"}).status_code == 200
+    assert w.call("post", "/api/auth/logout/").status_code == 200
     for expected in (400, 400, 429):
         assert w.call("post", "/api/auth/login/", body={"username": "ghost", "password": "wrong"}).status_code == expected
     assert w.call("post", "/api/auth/login/", body={"username": "ana", "password": "a-long-pass-phrase-42"}).status_code == 200
@@ -138,6 +152,30 @@ def test_every_operation_answers_as_described(walker: Walker, redis_conn, django
     assert w.call("post", "/api/auth/login/", body={"username": "ana", "password": "a-long-pass-phrase-42"}).status_code == 200
     assert w.call("get", f"/api/jobs/{registered.json()['job_id']}/").status_code == 200
     assert w.call("get", "/api/jobs/not-a-job/").status_code == 404
+
+    # The pages the mailed links open: a form (GET changes nothing), its submission.
+    with django_capture_on_commit_callbacks(execute=True):
+        w.call("post", "/api/auth/register/", body={"username": "bea", "email": "bea@example.org", "password": "a-long-pass-phrase-42"})
+    bea = confirmation_token("bea")
+    assert w.call("get", f"/account/confirm/{bea}/").status_code == 200
+    assert w.call("post", f"/account/confirm/{bea}/", form={"password": "not-hers"}).status_code == 400
+    assert w.call("post", f"/account/confirm/{bea}/", form={"password": "x"}, **stranger).status_code == 429
+    with django_capture_on_commit_callbacks(execute=True):
+        assert w.call("post", f"/account/confirm/{bea}/", form={"password": "a-long-pass-phrase-42"}).status_code == 200
+    # Password reset: asked for (the same answer for any address), then set with the mailed token.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert w.call("post", "/api/auth/password-reset/", body={"email": "ana@example.org"}).status_code == 202
+    assert w.call("post", "/api/auth/password-reset/", body={"email": "ana@example.org"}).status_code == 429
+    assert w.call("post", "/api/auth/password-reset/", body={"email": "not an address"}).status_code == 400
+    assert w.call("post", "/api/auth/password-reset/confirm/", body={"token": reset_token("ana"), "password": "123"}).status_code == 400
+    assert w.call("post", "/api/auth/password-reset/confirm/", body={"token": "x", "password": "y"}, **stranger).status_code == 429
+    assert w.call("post", "/api/auth/password-reset/confirm/", body={"token": reset_token("ana"), "password": "a-new-pass-phrase-43"}).status_code == 200
+    bea_reset = reset_token("bea")
+    assert w.call("get", f"/account/reset/{bea_reset}/").status_code == 200
+    assert w.call("post", f"/account/reset/{bea_reset}/", form={"password": "123"}).status_code == 400
+    assert w.call("post", f"/account/reset/{bea_reset}/", form={"password": "x"}, **stranger).status_code == 429
+    assert w.call("post", f"/account/reset/{bea_reset}/", form={"password": "a-new-pass-phrase-44"}).status_code == 200
+    assert w.call("post", "/api/auth/login/", body={"username": "ana", "password": "a-new-pass-phrase-43"}).status_code == 200
 
     with django_capture_on_commit_callbacks(execute=True):
         assert w.call("post", f"/api/projects/{project.pk}/contributions/", body={"amount": "25.5"}).status_code == 201

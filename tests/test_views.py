@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from app.queueing.models import BackgroundJob
-from tests.factories import jpeg_bytes, make_user
+from tests.factories import confirmation_token, jpeg_bytes, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def post_json(client, url: str, body: dict):  # type: ignore[no-untyped-def]
 REGISTRATION = {"username": "nora", "email": "nora@example.org", "password": "a-long-pass-phrase-42"}
 
 
-def test_register_enqueues_one_welcome_mail_after_commit(client, django_capture_on_commit_callbacks):
+def test_register_enqueues_one_confirmation_mail_after_commit(client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = post_json(client, "/api/auth/register/", REGISTRATION)
         assert queued("emails") == []  # nothing reaches Redis before the commit
@@ -37,8 +37,8 @@ def test_register_enqueues_one_welcome_mail_after_commit(client, django_capture_
     assert queued("emails") == [job_id]
     assert queued("images") == [] and queued("metrics") == []
     job = django_rq.get_queue("emails").fetch_job(job_id)
-    assert job.func_name == "app.jobs.emails.send_welcome_email"
-    assert job.args == [User.objects.get(username="nora").pk]  # an id, never a model instance
+    assert job.func_name == "app.jobs.emails.send_confirmation_email"
+    assert job.args == [User.objects.get(username="nora").pk]  # an id (never a model instance, nor a token)
     assert job.retries_left and job.retry_intervals[0] < job.retry_intervals[-1]  # exponential backoff
 
 
@@ -114,9 +114,11 @@ def test_job_status_only_for_its_owner(client, django_capture_on_commit_callback
     with django_capture_on_commit_callbacks(execute=True):
         response = post_json(client, "/api/auth/register/", REGISTRATION)
     job_id = response.json()["job_id"]
-    client.force_login(User.objects.get(username="nora"))  # registering opens no session
-    assert client.get(f"/api/jobs/{job_id}/").json()["status"] == "queued"
     run_worker("emails")
+    # Registering opens no session; following the mailed link (with the password) does.
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = post_json(client, "/api/auth/confirm/", {"token": confirmation_token("nora"), "password": REGISTRATION["password"]})
+    assert confirmed.status_code == 200
     status = client.get(f"/api/jobs/{job_id}/").json()
     assert status["status"] == "finished"
     assert status["result"]["user_id"] == User.objects.get(username="nora").pk and status["result"]["sent"] is True
@@ -131,6 +133,6 @@ def test_job_status_only_for_its_owner(client, django_capture_on_commit_callback
 def test_job_status_survives_redis_losing_the_job(client, django_capture_on_commit_callbacks, redis_conn):
     with django_capture_on_commit_callbacks(execute=True):
         job_id = post_json(client, "/api/auth/register/", REGISTRATION).json()["job_id"]
-    client.force_login(User.objects.get(username="nora"))
+    assert post_json(client, "/api/auth/confirm/", {"token": confirmation_token("nora"), "password": REGISTRATION["password"]}).status_code == 200
     redis_conn.flushdb()
     assert client.get(f"/api/jobs/{job_id}/").json()["status"] == "pending"

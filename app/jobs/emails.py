@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from rq import get_current_job
 
 from app.queueing import Retries, TransientJobError, declare_queue, job, report_progress
-from app.services import mail, mail_bulk
+from app.services import account_tokens, mail, mail_bulk
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +31,15 @@ def send_email(to_email: str, subject: str, html_content: str, text_content: str
     return {"to": to_email, "message_id": message.extra_headers["Message-ID"], "sent": sent}
 
 
-def _mail_member(template: str, user_id: int) -> dict[str, Any]:
-    user = mail.active_user(user_id)
+def _mail_member(template: str, user_id: int, links: Callable[[Any], dict[str, Any]] | None = None, *, pending: bool = False) -> dict[str, Any]:
+    user = mail.pending_user(user_id) if pending else mail.active_user(user_id)
     if user is None:
-        # Deleted or deactivated since: nothing to send, nothing to retry.
-        logger.info("%s mail skipped: no active user %s", template, user_id)
+        # Deleted, deactivated or (pending) confirmed or replaced since: nothing to send, nothing to retry.
+        logger.info("%s mail skipped: no %s user %s", template, "pending" if pending else "active", user_id)
         return {"user_id": user_id, "sent": False}
     job_id = _job_id()
-    message = mail.templated_message(template, user, job_id)
+    # Links are made now, from the account's state: no token travels through Redis (app/services/account_tokens.py).
+    message = mail.templated_message(template, user, job_id, extra=links(user) if links else None)
     sent = mail.send_once(message, job_id)
     return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
 
@@ -48,9 +50,35 @@ def send_welcome_email(user_id: int) -> dict[str, Any]:
 
 
 @job(emails, owner="user_id")
+def send_confirmation_email(user_id: int) -> dict[str, Any]:
+    """A new registration: the link that proves the address (and activates the account)."""
+    return _mail_member("confirm_address", user_id, _confirmation_links, pending=True)
+
+
+@job(emails, owner="user_id")
 def send_account_exists_email(user_id: int) -> dict[str, Any]:
-    """Someone tried to register with this member's address: tell the member, not the registrant."""
-    return _mail_member("account_exists", user_id)
+    """Someone tried to register with this member's address: tell the member (with a link to set a
+    new password, should they have forgotten theirs), not the registrant."""
+    return _mail_member("account_exists", user_id, _reset_links)
+
+
+@job(emails)
+def send_password_reset_email(to_email: str) -> dict[str, Any]:
+    """A password reset was asked for this address: the link, if an active account uses it; else nothing.
+    Enqueued for every well-formed request, so that the web's answer and its time tell nothing."""
+    user = mail.active_user_by_address(to_email)
+    if user is None:
+        logger.info("password reset mail skipped: no active account uses the address")
+        return {"sent": False}
+    return _mail_member("password_reset", user.pk, _reset_links)
+
+
+def _confirmation_links(user: Any) -> dict[str, Any]:
+    return {"link": account_tokens.confirmation_link(user), "valid_hours": account_tokens.valid_hours()}
+
+
+def _reset_links(user: Any) -> dict[str, Any]:
+    return {"link": account_tokens.reset_link(user), "valid_hours": account_tokens.valid_hours()}
 
 
 @job(emails)

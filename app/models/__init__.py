@@ -1,3 +1,4 @@
+from .accounts import PendingAccount
 from .images import UploadedImage
 from .impact import ImpactDashboard
 from .mail import MemberPreferences, SentMail
@@ -7,6 +8,7 @@ __all__ = [
     "Contribution",
     "ImpactDashboard",
     "MemberPreferences",
+    "PendingAccount",
     "Project",
     "SentMail",
     "UploadedImage",

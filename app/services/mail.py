@@ -42,7 +42,7 @@ from app.queueing import PermanentJobError
 
 logger = logging.getLogger(__name__)
 
-TEMPLATES = ("welcome", "announcement", "account_exists", "username_taken")
+TEMPLATES = ("welcome", "announcement", "account_exists", "username_taken", "confirm_address", "password_reset")
 _TAG = re.compile(r"<[^>]+>")
 _BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr)>|<br\s*/?>", re.IGNORECASE)
 
@@ -277,13 +277,14 @@ class Rendered:
     text: str
 
 
-def render(template: str, user: Any | None, language: str) -> Rendered:
+def render(template: str, user: Any | None, language: str, extra: dict[str, Any] | None = None) -> Rendered:
     """Subjects are fixed text per template (tests/security checks that no template puts a variable
-    other than site_name there): what a member typed never reaches a Subject header."""
+    other than site_name there): what a member typed never reaches a Subject header. `extra`: the
+    account mails' link and its validity, made by the job when it runs."""
     if template not in TEMPLATES:
         raise PermanentJobError(f"unknown mail template {template!r}")
     with translation.override(language):
-        context = {"site_name": "EGOEJO"}
+        context: dict[str, Any] = {**(extra or {}), "site_name": "EGOEJO"}
         if user is not None:
             context.update(name=user.first_name or user.get_username(), username=user.get_username())
         return Rendered(
@@ -293,8 +294,10 @@ def render(template: str, user: Any | None, language: str) -> Rendered:
         )
 
 
-def templated_message(template: str, user: Any, job_id: str, language: str | None = None) -> EmailMultiAlternatives:
-    rendered = render(template, user, language or language_of(user.pk))
+def templated_message(
+    template: str, user: Any, job_id: str, language: str | None = None, extra: dict[str, Any] | None = None
+) -> EmailMultiAlternatives:
+    rendered = render(template, user, language or language_of(user.pk), extra)
     return build_message(user.email, rendered.subject, rendered.html, rendered.text, message_id_for(job_id, user.email))
 
 
@@ -307,3 +310,13 @@ def address_message(template: str, to_email: str, job_id: str, language: str) ->
 
 def active_user(user_id: int) -> Any | None:
     return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+
+
+def pending_user(user_id: int) -> Any | None:
+    """An account still waiting for its address to be confirmed (app.models.PendingAccount)."""
+    return get_user_model().objects.filter(pk=user_id, is_active=False, pending__isnull=False).first()
+
+
+def active_user_by_address(address: str) -> Any | None:
+    """The active account using this address (registration keeps addresses unique, case aside)."""
+    return get_user_model().objects.filter(email__iexact=address.strip(), is_active=True).order_by("pk").first()

@@ -1,4 +1,4 @@
-"""Throttling of the entry points an attacker can hammer: login, registration, uploads.
+"""Throttling of the entry points an attacker can hammer: login, registration, password resets, uploads.
 
 Budgets are moving windows counted by the `limits` library in Redis — the cache DB
 (settings.THROTTLE_REDIS_URL, by default REDIS_URL's cache DB), never the queues' DB — so every
@@ -6,15 +6,25 @@ web process shares one count. Each budget is keyed by what the attacker cannot m
 the client's address and the account (or address) under attack. A refused request is answered
 429 with a JSON body and a Retry-After header (`throttled_response`).
 
+Failed logins are not a hard lock of the account (anyone could lock its owner out by guessing
+wrong): they slow the guesser down (`LoginAttempt`). Failures are counted per (account, client)
+pair and per account; past the free ones, the next attempt waits a delay that doubles with each
+failure (1 s, 2 s, 4 s ... up to THROTTLE_LOGIN_MAX_DELAY). The pair's delay stops only the
+client that failed; the account's stops only clients that never logged in to it, so a stranger
+hammering an account, from one address or many, does not stop its owner's own client
+(tests/security/test_account_proof.py). A client failing across accounts is refused for the window.
+
 If the counting Redis is unreachable the request goes through (logged): throttling slows
 attackers down, it must not take logins down with the cache.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -71,11 +81,26 @@ def client_ip(request: HttpRequest) -> str:
     of X-Forwarded-For when that many proxies of ours stand in front (entries further left are the
     client's to forge)."""
     hops = settings.THROTTLE_TRUSTED_PROXIES
+    address = request.META.get("REMOTE_ADDR", "") or "unknown"
     if hops > 0:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
         if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+            address = forwarded[-hops]
+    return _network(address)
+
+
+def _network(address: str) -> str:
+    """An IPv6 client is its /64 (one subscriber gets a whole /64: counting its addresses apart
+    would give each attacker 2**64 budgets); IPv4 and anything unparsable as they are."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _key(value: str) -> str:
@@ -133,33 +158,126 @@ def throttled_response(exc: Throttled) -> JsonResponse:
     return response
 
 
-def login_charges(request: HttpRequest | None, username: str) -> tuple[tuple[Budget, str], ...]:
-    """The budgets a failed password spends: the account's, and the client's when there is a request."""
-    per_account = (budget("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT"), username or "")
-    if request is None:
-        return (per_account,)
-    return per_account, (budget("THROTTLE_LOGIN_FAILURES_PER_IP"), client_ip(request))
+# --- login: slow-down, never a lock-out ------------------------------------------------------
+
+KNOWN_CLIENT_SECONDS = 90 * 86_400  # a client that logged in to an account is its owner's for this long
+
+
+def _redis():  # type: ignore[no-untyped-def]
+    """The counting Redis's client (the `limits` storage's own connection pool)."""
+    return limiter().storage.get_connection()
+
+
+def _slow_key(kind: str, *parts: str) -> str:
+    return ":".join((_NAMESPACE, "slow", kind, *(_key(part) for part in parts)))
+
+
+def _wait(failures: int, last: float, rate: RateLimitItem, now: float) -> int:
+    """Seconds before the next attempt: none for the first `rate.amount` failures of the window,
+    then 1 s after the last failure, doubling with each failure, at most THROTTLE_LOGIN_MAX_DELAY."""
+    if failures < rate.amount:
+        return 0
+    delay = min(float(settings.THROTTLE_LOGIN_MAX_DELAY), 2.0 ** min(failures - rate.amount, 30))
+    return max(0, math.ceil(last + delay - now))
+
+
+class LoginAttempt:
+    """One login attempt's budgets: check() before the password is checked, then failed() or succeeded()."""
+
+    def __init__(self, request: HttpRequest | None, username: str) -> None:
+        self.account = username or ""
+        self.client = client_ip(request) if request is not None else "unknown"
+        self.per_client = budget("THROTTLE_LOGIN_FAILURES_PER_IP")
+        self.per_pair = _parse(settings.THROTTLE_LOGIN_FAILURES_PER_CLIENT_ACCOUNT)
+        self.per_account = _parse(settings.THROTTLE_LOGIN_FAILURES_PER_ACCOUNT)
+        self.pair_key = _slow_key("pair", self.account, self.client)
+        self.account_key = _slow_key("account", self.account)
+        self.known_key = _slow_key("known", self.account, self.client)
+
+    def check(self) -> None:
+        """Raise Throttled if this client must wait; counts nothing."""
+        check((self.per_client, self.client))
+        now = time.time()
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            for key, rate in ((self.pair_key, self.per_pair), (self.account_key, self.per_account)):
+                pipe.zremrangebyscore(key, 0, now - rate.get_expiry())
+                pipe.zcard(key)
+                pipe.zrange(key, -1, -1, withscores=True)
+            pipe.exists(self.known_key)
+            _, pair_count, pair_last, _, account_count, account_last, known = pipe.execute()
+        except Exception:  # noqa: BLE001 - any storage failure: let the request through
+            logger.warning("throttle storage unreachable: login not checked", exc_info=True)
+            return
+        waits = {"THROTTLE_LOGIN_FAILURES_PER_CLIENT_ACCOUNT": _wait(pair_count, _last(pair_last), self.per_pair, now)}
+        if not known:  # the account's own clients are never slowed down by strangers' failures
+            waits["THROTTLE_LOGIN_FAILURES_PER_ACCOUNT"] = _wait(account_count, _last(account_last), self.per_account, now)
+        name, seconds = max(waits.items(), key=lambda item: item[1])
+        if seconds > 0:
+            logger.warning("throttled: %s: retry after %d s", name, seconds)
+            raise Throttled(name, seconds)
+
+    def failed(self) -> None:
+        try:
+            hit((self.per_client, self.client))
+        except Throttled:
+            pass  # this failure is answered anyway; the next attempt is checked
+        now = time.time()
+        member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            for key, rate in ((self.pair_key, self.per_pair), (self.account_key, self.per_account)):
+                pipe.zadd(key, {member: now})
+                pipe.expire(key, rate.get_expiry() + settings.THROTTLE_LOGIN_MAX_DELAY)
+            pipe.execute()
+        except Exception:  # noqa: BLE001
+            logger.warning("throttle storage unreachable: failure not counted", exc_info=True)
+
+    def succeeded(self) -> None:
+        """The pair starts afresh and the client becomes one of the account's own; the account's
+        count stays (an owner's success must not hand a guesser a fresh budget)."""
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            pipe.delete(self.pair_key)
+            pipe.set(self.known_key, "1", ex=KNOWN_CLIENT_SECONDS)
+            pipe.execute()
+        except Exception:  # noqa: BLE001
+            logger.warning("throttle storage unreachable: success not recorded", exc_info=True)
+
+    def forgive(self) -> None:
+        """After the owner proved their address (a password reset): the account and this pair start afresh."""
+        try:
+            _redis().delete(self.pair_key, self.account_key)
+        except Exception:  # noqa: BLE001
+            logger.warning("throttle storage unreachable: counts not cleared", exc_info=True)
+
+
+def _last(entries: list[tuple[bytes, float]]) -> float:
+    return float(entries[0][1]) if entries else 0.0
 
 
 class ThrottledModelBackend(ModelBackend):
-    """Django's ModelBackend, counting failed passwords per account and per client: once either
-    budget is spent every attempt is refused, the right password included. It sits under every
-    login form — the API's (which answers 429 itself) and the admin's."""
+    """Django's ModelBackend under every login form — the API's and the admin's — with failed
+    passwords slowing the guesser down (LoginAttempt). A refused attempt checks no password; the
+    verdict is left on the request (`login_throttled`) for the API to answer 429 with Retry-After.
+
+    An inactive account (unconfirmed, or deactivated) fails exactly like a wrong password: the
+    hasher runs either way (ModelBackend hashes for an unknown username too), so neither the
+    answer nor its time tells whether the name exists or is confirmed."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):  # type: ignore[no-untyped-def]
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
-        charges = login_charges(request, str(username or ""))
+        attempt = LoginAttempt(request, str(username or ""))
         try:
-            check(*charges)
-        except Throttled:
+            attempt.check()
+        except Throttled as exc:
+            if request is not None:
+                request.login_throttled = exc  # type: ignore[attr-defined]
             raise PermissionDenied from None  # authenticate() stops here and returns None
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
-            try:
-                hit(*charges)
-            except Throttled:
-                pass  # this failure is refused anyway; the next attempt is checked above
+            attempt.failed()
         else:
-            forget(*charges[0])
+            attempt.succeeded()
         return user

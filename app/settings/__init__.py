@@ -250,8 +250,15 @@ HEALTH_MAX_QUEUE_AGE_SECONDS = env_int("HEALTH_MAX_QUEUE_AGE_SECONDS", 300)
 THROTTLE_REDIS_URL = env_str("THROTTLE_REDIS_URL", REDIS_LAYOUT.cache_url)
 # How many proxies of ours add to X-Forwarded-For (0: the client is REMOTE_ADDR, the header is ignored).
 THROTTLE_TRUSTED_PROXIES = env_int("THROTTLE_TRUSTED_PROXIES", 0)
-THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = env_str("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT", "5/15minutes")
+# Failed passwords: free per (account, client) pair, then each further attempt of the pair waits a delay
+# doubling from 1 s up to THROTTLE_LOGIN_MAX_DELAY; free per account across clients, then clients that never
+# logged in to it wait likewise (its owner's own clients do not); per client across accounts, then 429.
+THROTTLE_LOGIN_FAILURES_PER_CLIENT_ACCOUNT = env_str("THROTTLE_LOGIN_FAILURES_PER_CLIENT_ACCOUNT", "5/15minutes")
+THROTTLE_LOGIN_FAILURES_PER_ACCOUNT = env_str("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT", "20/15minutes")
 THROTTLE_LOGIN_FAILURES_PER_IP = env_str("THROTTLE_LOGIN_FAILURES_PER_IP", "20/15minutes")
+THROTTLE_LOGIN_MAX_DELAY = env_int("THROTTLE_LOGIN_MAX_DELAY", 900)
+THROTTLE_PASSWORD_RESETS_PER_IP = env_str("THROTTLE_PASSWORD_RESETS_PER_IP", "10/hour")
+THROTTLE_PASSWORD_RESETS_PER_ADDRESS = env_str("THROTTLE_PASSWORD_RESETS_PER_ADDRESS", "3/hour")
 THROTTLE_REGISTRATIONS_PER_IP = env_str("THROTTLE_REGISTRATIONS_PER_IP", "10/hour")
 THROTTLE_REGISTRATIONS_PER_ADDRESS = env_str("THROTTLE_REGISTRATIONS_PER_ADDRESS", "3/hour")
 THROTTLE_UPLOADS_PER_USER = env_str("THROTTLE_UPLOADS_PER_USER", "30/hour")
@@ -262,6 +269,17 @@ CONTRIBUTION_MIN_AMOUNT = env_decimal("CONTRIBUTION_MIN_AMOUNT", "1.00")
 CONTRIBUTION_MAX_AMOUNT = env_decimal("CONTRIBUTION_MAX_AMOUNT", "10000.00")
 if not Decimal("0.01") <= CONTRIBUTION_MIN_AMOUNT <= CONTRIBUTION_MAX_AMOUNT < Decimal("10000000000"):
     raise ImproperlyConfigured("Contribution bounds: 0.01 <= CONTRIBUTION_MIN_AMOUNT <= CONTRIBUTION_MAX_AMOUNT < 10^10 (the column's range).")
+
+# --- Accounts (app/services/accounts.py): an account proves its address by a mailed link -------
+# The public site the links in account mail point to (scheme://host[:port]), never a request's Host
+# header. Unset in production, account mail fails (permanently, with this reason) rather than guess.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+if PUBLIC_BASE_URL and urlsplit(PUBLIC_BASE_URL).scheme not in ("http", "https"):
+    raise ImproperlyConfigured(f"PUBLIC_BASE_URL must start with https:// (or http://), not {PUBLIC_BASE_URL!r}.")
+# Seconds a confirmation or password-reset link stays valid; also how long an unconfirmed
+# registration holds its username. Django's token generator reads PASSWORD_RESET_TIMEOUT.
+ACCOUNT_TOKEN_MAX_AGE = env_int("ACCOUNT_TOKEN_MAX_AGE", 86_400)
+PASSWORD_RESET_TIMEOUT = ACCOUNT_TOKEN_MAX_AGE
 
 # --- Uploads ---------------------------------------------------------------------------
 IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)

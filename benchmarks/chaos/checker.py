@@ -1,7 +1,7 @@
 """The invariant checker: reads what the run left (SQL, the SMTP sink, files on disk, Redis) and
 says, job by job, whether each committed job had exactly one effect and a rolled-back one none.
 
-Mail policy (docs/mail.md): transactional mail (welcome) is at-least-once, fan-outs at-most-once.
+Mail policy (docs/mail.md): transactional mail (confirmation, welcome) is at-least-once, fan-outs at-most-once.
 A mail whose sender was cut off between DATA and the record of the 250 is counted apart:
 a duplicate of an at-least-once kind whose row shows more than one attempt, or a loss of an
 at-most-once kind whose row is still `attempting`, follows the policy; anything else is a violation.
@@ -24,6 +24,7 @@ from .faults import CLIENT_PAUSE_SECONDS, REDIS_DOWN_SECONDS, FaultLog
 from .stack import ChaosStack
 
 WELCOME = "app.jobs.emails.send_welcome_email"
+CONFIRMATION = "app.jobs.emails.send_confirmation_email"
 BULK = "app.jobs.emails.send_bulk_email"
 RENDITIONS = ("display", "display_webp", "thumbnail")  # the names clients get (app/services/images.py)
 
@@ -103,6 +104,11 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
         if func == WELCOME:
             user = users.get(args[0])
             if user and user[1]:
+                expected[(job_id, user[0].lower())] = "at-least-once"
+        elif func == CONFIRMATION:
+            # Sent while the account waits for it; a member is only ever confirmed through it.
+            user = users.get(args[0])
+            if user:
                 expected[(job_id, user[0].lower())] = "at-least-once"
         elif func == BULK:
             for uid in args[1]:

@@ -7,6 +7,7 @@ import http.cookiejar
 import io
 import json
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +151,47 @@ def rolled_back_enqueues(stack: ChaosStack) -> list[str]:
     return list(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+PASSWORD = "chaos-Pass-12345!"
+CONFIRM_LINK = re.compile(r"/account/confirm/([A-Za-z0-9_-]+\.[0-9a-z]+-[0-9a-f]+)/")
+FIRST_CONFIRMATION_WAIT = 30.0  # seconds a client with no member yet waits for a confirmation mail
+
+
+def mailed_confirmation(stack: ChaosStack, address: str) -> str | None:
+    """The token of the newest confirmation link the sink received for `address`, as its owner reads it."""
+    with stack.sink.lock:
+        messages = [message for rcpts, message in stack.sink.messages if address in rcpts]
+    for message in reversed(messages):
+        body = message.get_body(("plain",))
+        found = CONFIRM_LINK.search(body.get_content() if body is not None else "")
+        if found:
+            return found.group(1)
+    return None
+
+
+def confirm_arrived(stack: ChaosStack, pending: list[tuple[Client, str]], members: list[Client],
+                    note: Callable[[str], None], wait: float = 0.0) -> None:
+    """Follow the confirmation link of every pending registration whose mail has come (waiting up
+    to `wait` seconds for the first one); a confirmed client is logged in and becomes a member."""
+    deadline = time.monotonic() + wait
+    while pending:
+        for entry in list(pending):
+            client, name = entry
+            token = mailed_confirmation(stack, f"{name}@example.org")
+            if token is None:
+                continue
+            pending.remove(entry)
+            status, _ = client.json("POST", "/api/auth/confirm/", {"token": token, "password": PASSWORD})
+            note(f"confirm {status}")
+            if status != 200:  # cut off mid-request (it may have committed): a login tells
+                status, _ = client.json("POST", "/api/auth/login/", {"username": name, "password": PASSWORD})
+                note(f"login {status}")
+            if status == 200:
+                members.append(client)
+        if members or time.monotonic() >= deadline:
+            return
+        time.sleep(0.2)
+
+
 def run_load(stack: ChaosStack, seed: int, jobs: int, project_id: int, duration: float, clients: int = 3) -> LoadLog:
     """About `jobs` outbox rows over `duration` seconds: half registrations, a third contributions,
     the rest uploads, and one bulk mail half-way."""
@@ -170,6 +213,7 @@ def run_load(stack: ChaosStack, seed: int, jobs: int, project_id: int, duration:
 
     def worker(index: int, actions: list[tuple[int, str]]) -> None:
         members: list[Client] = []
+        pending: list[tuple[Client, str]] = []  # registered, waiting for their confirmation mail
         local = random.Random(seed * 1000 + index)
         for position, action in actions:
             delay = started + position * pace - time.monotonic()
@@ -182,6 +226,7 @@ def run_load(stack: ChaosStack, seed: int, jobs: int, project_id: int, duration:
                 ids = rolled_back_enqueues(stack)
                 with lock:
                     log.rolled_back.extend(ids)
+            confirm_arrived(stack, pending, members, note, wait=0 if members else FIRST_CONFIRMATION_WAIT)
             if action != "register" and not members:
                 action = "register"
             if action == "register":
@@ -189,15 +234,12 @@ def run_load(stack: ChaosStack, seed: int, jobs: int, project_id: int, duration:
                 client.json("GET", "/api/auth/csrf/")
                 name = f"m{seed}x{index}x{position}"
                 status, _ = client.json("POST", "/api/auth/register/", {
-                    "username": name, "email": f"{name}@example.org", "password": "chaos-Pass-12345!",
+                    "username": name, "email": f"{name}@example.org", "password": PASSWORD,
                     "language": local.choice(["fr", "en"]),
                 })
                 note(f"register {status}")
                 if status in (202, 0):  # accepted (no session: tests/security), or cut off mid-request
-                    status, _ = client.json("POST", "/api/auth/login/", {"username": name, "password": "chaos-Pass-12345!"})
-                    note(f"login {status}")
-                    if status == 200:
-                        members.append(client)
+                    pending.append((client, name))  # a member once the mailed link is followed
             elif action == "contribute":
                 client = local.choice(members)
                 status, _ = client.json("POST", f"/api/projects/{project_id}/contributions/",

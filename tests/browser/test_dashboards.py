@@ -129,7 +129,9 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
             {"username": "mallory", "email": "mallory@example.org", "password": "a-long-pass-phrase-42", "first_name": PAYLOAD_NAME},
         )
         assert status == 202, body  # accepted, no session: registration tells nothing (tests/security)
-        status, body = api.request("POST", "/api/auth/login/", {"username": "mallory", "password": "a-long-pass-phrase-42"})
+        # The mailed link's token (made as the mail job makes it), then the confirmation logs in.
+        token = manage(env, "shell", "-c", "from tests.factories import confirmation_token; print(confirmation_token('mallory'))").stdout.split()[-1]
+        status, body = api.request("POST", "/api/auth/confirm/", {"token": token, "password": "a-long-pass-phrase-42"})
         assert status == 200, body
         status, image = upload(api, PAYLOAD_FILE, jpeg_bytes((1200, 900))[:3000])  # truncated: fails in the worker
         assert status == 202, image
@@ -139,9 +141,9 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
         assert redis_conn.zcard("rq:failed:images") == 2, logs(log_dir)
         assert redis_conn.zcard("rq:failed:emails") >= 1, logs(log_dir)
 
-        # The welcome mail and the described job are done before the lists are read.
+        # The confirmation and welcome mails and the described job are done before the lists are read.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and redis_conn.zcard("rq:finished:emails") < 2:
+        while time.monotonic() < deadline and redis_conn.zcard("rq:finished:emails") < 3:
             time.sleep(0.2)
 
         # --- rq-dashboard --------------------------------------------------------------------

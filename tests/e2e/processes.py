@@ -34,6 +34,7 @@ def stack_env(tmp_path: Path, redis_url: str, redis_db: int, **extra: str) -> di
         EMAIL_URL="console://",
         PYTHONUNBUFFERED="1",
         QUEUEING_JOB_MODULES="tests.fixtures",
+        PUBLIC_BASE_URL="http://127.0.0.1:8000",  # account mail links (a test that follows one sets its port)
     )
     env.update(extra)
     return env
