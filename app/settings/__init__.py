@@ -16,7 +16,7 @@ from app.queueing.connections import DeclaredQueues
 
 from .env import env_bool, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
-from .redis_layout import build_layout, parse_sentinels, sentinel_url
+from .redis_layout import build_layout, parse_sentinels, sentinel_url, with_credentials
 from .secrets import refuse_weak_secret
 from .storage import storages_from_env
 
@@ -126,8 +126,11 @@ MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
 STORAGES = storages_from_env()
 
 # --- Redis: channels DB 0, cache DB 1, queues on their own DB (default 2) -------------
+# Each process connects as its role's ACL user (deploy/redis/roles.acl): REDIS_USERNAME and
+# REDIS_PASSWORD (egoejo-web, egoejo-worker, egoejo-scheduler, egoejo-dashboard) replace any
+# credentials in REDIS_URL. Unset (development, tests' default): REDIS_URL as it is, no ACL needed.
 REDIS_LAYOUT = build_layout(
-    env_str("REDIS_URL", "redis://127.0.0.1:6379"),
+    with_credentials(env_str("REDIS_URL", "redis://127.0.0.1:6379"), env_optional("REDIS_USERNAME"), env_optional("REDIS_PASSWORD")),
     channels_db=env_int("REDIS_CHANNELS_DB", 0),
     cache_db=env_int("REDIS_CACHE_DB", 1),
     queues_db=env_int("RQ_REDIS_DB", 2),
@@ -184,6 +187,13 @@ else:
     _queue_connection = {"URL": REDIS_LAYOUT.queues_url}
     RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
 RQ_QUEUES = DeclaredQueues({**_queue_connection, "SERIALIZER": "rq.serializers.JSONSerializer"})
+# /metrics reads the queues' Redis as the read-only `egoejo-metrics` user when these are set
+# (app/queueing/connections.py:metrics_connection); unset, or with Sentinel, as this process's user.
+RQ_METRICS_REDIS_URL = (
+    with_credentials(REDIS_LAYOUT.queues_url, env_optional("REDIS_METRICS_USERNAME"), env_optional("REDIS_METRICS_PASSWORD"))
+    if env_optional("REDIS_METRICS_PASSWORD") and not _sentinels
+    else None
+)
 RQ = {
     # Jobs are pushed after the transaction commits by the queueing layer itself (its outbox);
     # django-rq's own deferral would only add a second, non-durable one.
@@ -261,6 +271,7 @@ if not DEBUG:
     refuse_weak_secret("RQ_DASHBOARD_PASSWORD", env_optional("RQ_DASHBOARD_PASSWORD"), 16)
     refuse_weak_secret("the password in REDIS_URL", urlsplit(env_str("REDIS_URL", "redis://127.0.0.1:6379")).password, 16)
     refuse_weak_secret("REDIS_PASSWORD", env_optional("REDIS_PASSWORD"), 16)
+    refuse_weak_secret("REDIS_METRICS_PASSWORD", env_optional("REDIS_METRICS_PASSWORD"), 16)
 
 # --- Error tracking (app/observability.py): on only with a DSN --------------------------
 SENTRY_DSN = env_optional("SENTRY_DSN")
