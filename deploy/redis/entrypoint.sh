@@ -39,6 +39,13 @@ if [ "${1:-}" = "healthcheck" ]; then  # the container's health check, as the re
   exit
 fi
 
+# redis-py names itself with CLIENT SETINFO (Redis 7.2+; unknown to 7.0's ACL, so added here only when the
+# server has it): harmless, and refusing it would fill the ACL log with one denial per connection.
+setinfo=""
+case "$(redis-server --version)" in
+  *v=7.0.*|*v=6.*) ;;
+  *) setinfo=" +client|setinfo" ;;
+esac
 acl_file="${REDIS_ACL_FILE:-/tmp/egoejo-users.acl}"
 umask 077
 {
@@ -46,7 +53,7 @@ umask 077
   grep -v '^[[:space:]]*#' "$roles_file" | grep -v '^[[:space:]]*$' | while read -r role rules; do
     # During a rotation (docs/operations.md) the previous password is accepted too.
     previous=$(password_of "$role" _PREVIOUS)
-    printf 'user egoejo-%s on >%s%s %s\n' "$role" "$(password_of "$role")" "${previous:+ >$previous}" "$rules"
+    printf 'user egoejo-%s on >%s%s %s%s\n' "$role" "$(password_of "$role")" "${previous:+ >$previous}" "$rules" "$setinfo"
   done
 } > "$acl_file"
 exec redis-server --aclfile "$acl_file" "$@"
