@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "app.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -261,6 +262,27 @@ SESSION_COOKIE_SECURE = not DEBUG and env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Served over https (the secure-cookie switch): http is redirected and browsers are told to
+# stick to https (HSTS, a year by default). The container's and Prometheus' own probes stay on http.
+# Behind a TLS proxy, request.is_secure() needs the proxy trusted (GUNICORN_FORWARDED_ALLOW_IPS,
+# docs/deploy.md), or every request is redirected again. `manage.py check --deploy` is clean
+# (tests/security/test_deploy.py).
+SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE and env_bool("DJANGO_SSL_REDIRECT", True)
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600) if SESSION_COOKIE_SECURE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# app/security_headers.py: the site's own scripts only, no plugins, no framing, forms to itself.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+# HSTS preload is a commitment of the whole domain to hstspreload.org's list: the operator's
+# decision (DJANGO_HSTS_PRELOAD=1), not a default, so its reminder is silenced until then.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 # Production refuses placeholder and short secrets (the example files' `change-me` included).
 if not DEBUG:
