@@ -9,10 +9,9 @@ the visible text, which is what double escaping looks like.
 from __future__ import annotations
 
 import http.server
-import threading
-
 import io
 import re
+import threading
 import time
 from pathlib import Path
 
