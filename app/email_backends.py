@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.core.mail.backends import filebased
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
@@ -53,3 +54,11 @@ class EmlFileBackend(filebased.EmailBackend):
                 continue
             sent += 1
         return sent
+
+
+class NoMailBackend(BaseEmailBackend):
+    """EMAIL_URL=none://: a process that sends no mail (web, scheduler, dashboard in compose) and so
+    holds no SMTP password. Sending from it is a bug: it raises, never drops a message silently."""
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        raise RuntimeError("This process has EMAIL_URL=none://: mail is sent by the workers (app/jobs/emails.py).")

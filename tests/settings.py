@@ -11,6 +11,7 @@ os.environ.setdefault("EGOEJO_VAR_DIR", tempfile.mkdtemp(prefix="egoejo-test-var
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("QUEUEING_JOB_MODULES", "tests.fixtures")
 os.environ.setdefault("PUBLIC_BASE_URL", "https://egoejo.test")  # where account mail links point
+os.environ.setdefault("DJANGO_SSL_REDIRECT", "0")  # the test client speaks http; the redirect: tests/security/test_deploy.py
 
 from app.settings import *  # noqa: E402,F403
 

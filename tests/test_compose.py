@@ -29,8 +29,9 @@ def compose_command() -> list[str]:
 def resolved(tmp_path_factory) -> dict:  # type: ignore[type-arg]
     project = tmp_path_factory.mktemp("compose")
     shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
-    (project / "deploy").mkdir()
-    shutil.copy(ROOT / "deploy" / "compose.env.example", project / "deploy" / "compose.env")
+    (project / "deploy" / "env").mkdir(parents=True)
+    for example in (ROOT / "deploy" / "env").glob("*.env.example"):
+        shutil.copy(example, project / "deploy" / "env" / example.name.removesuffix(".example"))
     for directory in ("minio", "prometheus"):
         shutil.copytree(ROOT / "deploy" / directory, project / "deploy" / directory)
     result = subprocess.run(
@@ -103,8 +104,8 @@ def test_no_secret_in_the_compose_file():
     for secret_name in ("SECRET_KEY", "PASSWORD", "TOKEN"):
         for line in text.splitlines():
             assert not (secret_name in line and "=" in line and not line.strip().startswith("#")), line
-    assert "env_file: deploy/compose.env" in text
-    assert "deploy/compose.env" in (ROOT / ".gitignore").read_text()
+    assert "env_file: [deploy/env/app.env" in text
+    assert "deploy/env/*.env" in (ROOT / ".gitignore").read_text()
 
 
 def test_the_image_runs_as_a_non_root_user():
@@ -118,22 +119,22 @@ def test_redis_accepts_the_previous_password_during_a_rotation_and_its_healthche
 
     import redis as redis_client
 
-    from tests.security.redis_acl import APP_USER, ENTRYPOINT, acl_redis_server, script_env
+    from tests.security.redis_acl import ENTRYPOINT, acl_redis_server, new_passwords, script_env, user
 
-    new, old = uuid.uuid4().hex, uuid.uuid4().hex
-    with acl_redis_server(tmp_path, new, REDIS_PASSWORD_PREVIOUS=old) as port:
-        for password in (new, old):
-            assert redis_client.Redis(port=port, username=APP_USER, password=password).ping()
+    new, old = new_passwords(), uuid.uuid4().hex
+    with acl_redis_server(tmp_path, new, REDIS_WORKER_PASSWORD_PREVIOUS=old) as port:
+        for password in (new["worker"], old):
+            assert redis_client.Redis(port=port, username=user("worker"), password=password).ping()
         check = ["sh", str(ENTRYPOINT), "healthcheck", "-p", str(port)]
         assert subprocess.run(check, env=script_env(tmp_path, new), capture_output=True).returncode == 0
-        assert subprocess.run(check, env=script_env(tmp_path, "wrong"), capture_output=True).returncode != 0
+        assert subprocess.run(check, env=script_env(tmp_path, {**new, "metrics": "wrong"}), capture_output=True).returncode != 0
 
 
 APP_SERVICES = ("migrate", "web", "worker-light", "worker-images", "scheduler", "dashboard")
 
 
 def test_media_is_in_object_storage_not_on_a_shared_volume(resolved):
-    env = dict(line.split("=", 1) for line in (ROOT / "deploy" / "compose.env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
+    env = dict(line.split("=", 1) for line in (ROOT / "deploy" / "env" / "app.env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
     assert env["MEDIA_STORAGE"] == "s3" and env["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
     for name in APP_SERVICES:
         service = resolved["services"][name]

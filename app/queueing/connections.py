@@ -59,3 +59,22 @@ def get_queue(name: str) -> Any:
 def redis_connection() -> Any:
     """The queues' Redis (all queues share it), reusing the per-process connection pool."""
     return get_queue("default").connection
+
+
+_metrics_connections: dict[str, Any] = {}
+
+
+def metrics_connection() -> Any:
+    """The queues' Redis for /metrics: the read-only `egoejo-metrics` ACL user when
+    settings.RQ_METRICS_REDIS_URL names it (deploy/redis/roles.acl), else this process's own."""
+    from django.conf import settings
+
+    url = getattr(settings, "RQ_METRICS_REDIS_URL", None)
+    if not url:
+        return redis_connection()
+    connection = _metrics_connections.get(url)
+    if connection is None:
+        from redis import Redis
+
+        connection = _metrics_connections[url] = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    return connection

@@ -17,7 +17,7 @@ from app.queueing.connections import DeclaredQueues
 
 from .env import env_bool, env_decimal, env_int, env_list, env_optional, env_str
 from .mail import email_settings_from_url
-from .redis_layout import build_layout, parse_sentinels, sentinel_url
+from .redis_layout import build_layout, parse_sentinels, sentinel_url, with_credentials
 from .secrets import refuse_weak_secret
 from .storage import storages_from_env
 
@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "app.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -129,8 +130,11 @@ MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
 STORAGES = storages_from_env()
 
 # --- Redis: channels DB 0, cache DB 1, queues on their own DB (default 2) -------------
+# Each process connects as its role's ACL user (deploy/redis/roles.acl): REDIS_USERNAME and
+# REDIS_PASSWORD (egoejo-web, egoejo-worker, egoejo-scheduler, egoejo-dashboard) replace any
+# credentials in REDIS_URL. Unset (development, tests' default): REDIS_URL as it is, no ACL needed.
 REDIS_LAYOUT = build_layout(
-    env_str("REDIS_URL", "redis://127.0.0.1:6379"),
+    with_credentials(env_str("REDIS_URL", "redis://127.0.0.1:6379"), env_optional("REDIS_USERNAME"), env_optional("REDIS_PASSWORD")),
     channels_db=env_int("REDIS_CHANNELS_DB", 0),
     cache_db=env_int("REDIS_CACHE_DB", 1),
     queues_db=env_int("RQ_REDIS_DB", 2),
@@ -187,6 +191,13 @@ else:
     _queue_connection = {"URL": REDIS_LAYOUT.queues_url}
     RQ_QUEUES_URL = REDIS_LAYOUT.queues_url
 RQ_QUEUES = DeclaredQueues({**_queue_connection, "SERIALIZER": "app.queueing.serialization.JobSerializer"})
+# /metrics reads the queues' Redis as the read-only `egoejo-metrics` user when these are set
+# (app/queueing/connections.py:metrics_connection); unset, or with Sentinel, as this process's user.
+RQ_METRICS_REDIS_URL = (
+    with_credentials(REDIS_LAYOUT.queues_url, env_optional("REDIS_METRICS_USERNAME"), env_optional("REDIS_METRICS_PASSWORD"))
+    if env_optional("REDIS_METRICS_PASSWORD") and not _sentinels
+    else None
+)
 RQ = {
     # Jobs are pushed after the transaction commits by the queueing layer itself (its outbox);
     # django-rq's own deferral would only add a second, non-durable one.
@@ -306,6 +317,27 @@ SESSION_COOKIE_SECURE = not DEBUG and env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Served over https (the secure-cookie switch): http is redirected and browsers are told to
+# stick to https (HSTS, a year by default). The container's and Prometheus' own probes stay on http.
+# Behind a TLS proxy, request.is_secure() needs the proxy trusted (GUNICORN_FORWARDED_ALLOW_IPS,
+# docs/deploy.md), or every request is redirected again. `manage.py check --deploy` is clean
+# (tests/security/test_deploy.py).
+SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE and env_bool("DJANGO_SSL_REDIRECT", True)
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600) if SESSION_COOKIE_SECURE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# app/security_headers.py: the site's own scripts only, no plugins, no framing, forms to itself.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+# HSTS preload is a commitment of the whole domain to hstspreload.org's list: the operator's
+# decision (DJANGO_HSTS_PRELOAD=1), not a default, so its reminder is silenced until then.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 # Production refuses placeholder and short secrets (the example files' `change-me` included).
 if not DEBUG:
@@ -317,6 +349,7 @@ if not DEBUG:
     refuse_weak_secret("RQ_DASHBOARD_PASSWORD", env_optional("RQ_DASHBOARD_PASSWORD"), 16)
     refuse_weak_secret("the password in REDIS_URL", urlsplit(env_str("REDIS_URL", "redis://127.0.0.1:6379")).password, 16)
     refuse_weak_secret("REDIS_PASSWORD", env_optional("REDIS_PASSWORD"), 16)
+    refuse_weak_secret("REDIS_METRICS_PASSWORD", env_optional("REDIS_METRICS_PASSWORD"), 16)
 
 # --- Error tracking (app/observability.py): on only with a DSN --------------------------
 SENTRY_DSN = env_optional("SENTRY_DSN")

@@ -1,4 +1,4 @@
-"""EMAIL_URL → Django e-mail settings (smtp://, smtp+tls://, smtps://, console://, file:///path, locmem://)."""
+"""EMAIL_URL → Django e-mail settings (smtp://, smtp+tls://, smtps://, console://, file:///path, locmem://, none://)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ def email_settings_from_url(url: str, default_file_dir: Path) -> dict[str, Any]:
     scheme = parts.scheme
     if scheme == "console":
         return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if scheme == "none":  # a process that sends no mail, and holds no SMTP password (compose's web, scheduler, dashboard)
+        return {"EMAIL_BACKEND": "app.email_backends.NoMailBackend"}
     if scheme == "locmem":
         return {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
     if scheme == "file":

@@ -7,7 +7,7 @@ indexes can be moved with REDIS_CHANNELS_DB / REDIS_CACHE_DB / RQ_REDIS_DB.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -34,6 +34,20 @@ class RedisLayout:
     @property
     def queues_url(self) -> str:
         return self.url_for(self.queues_db)
+
+
+def with_credentials(redis_url: str, username: str | None, password: str | None) -> str:
+    """REDIS_URL with this process's ACL user (REDIS_USERNAME / REDIS_PASSWORD) in place of any it names.
+
+    Each process connects as its role's user (deploy/redis/roles.acl): the host and port are shared,
+    the credentials are not, so they come in their own variables and one service's env never holds
+    another's password."""
+    if username is None and password is None:
+        return redis_url
+    parts = urlsplit(redis_url)
+    host = parts.netloc.rpartition("@")[2]
+    userinfo = quote(username or "", safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
 
 
 def build_layout(redis_url: str, channels_db: int, cache_db: int, queues_db: int) -> RedisLayout:

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from app.queueing.access import bearer_token, may_operate_queues, token_matches
-from app.queueing.connections import redis_connection
+from app.queueing.connections import metrics_connection
 from app.queueing.monitoring import JobStatsCollector
 
 
@@ -31,6 +31,6 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobStatsCollector(redis_connection()))
+    registry.register(JobStatsCollector(metrics_connection()))
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return HttpResponse(encoder(registry), content_type=content_type)

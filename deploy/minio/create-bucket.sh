@@ -1,6 +1,6 @@
 #!/bin/sh
 # One-off (compose service minio-bucket): the media bucket, private, and the application's key
-# with read/write on that bucket only. Safe to run again. Reads deploy/compose.env.
+# with read/write on that bucket only. Safe to run again. Reads deploy/env/minio.env and minio-bucket.env.
 set -eu
 mc alias set egoejo http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null
 mc mb --ignore-existing "egoejo/$AWS_STORAGE_BUCKET_NAME"

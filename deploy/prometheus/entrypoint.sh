@@ -1,5 +1,5 @@
 #!/bin/sh
-# Prometheus reads the scrape token from a file; compose gives it METRICS_TOKEN (deploy/compose.env).
+# Prometheus reads the scrape token from a file; compose gives it METRICS_TOKEN (deploy/env/prometheus.env).
 set -eu
 umask 077
 printf '%s' "$METRICS_TOKEN" > /prometheus/metrics_token

@@ -8,8 +8,10 @@ the visible text, which is what double escaping looks like.
 
 from __future__ import annotations
 
+import http.server
 import io
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -93,6 +95,19 @@ def upload(client: HttpClient, name: str, data: bytes) -> tuple[int, dict]:
 
     with client.opener.open(request, timeout=10) as response:
         return response.status, json.loads(response.read())
+
+
+class _BlankPage(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = b"<!doctype html><title>elsewhere</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def test_dashboards_show_failures_requeue_works_and_no_script_runs(
@@ -211,7 +226,11 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
             time.sleep(0.1)
         assert redis_conn.xlen(f"rq:results:{requeued_id}") == runs_before + 1, (requeued_id, runs_before, logs(log_dir))
         foreign = context.new_page()  # not watched: its refused POST is logged as a 403, as it should be
-        foreign.goto(web + "/api/projects/")  # another origin: same host, another port
+        # Another origin (same host, another port): a page of the attacker's own, served from loopback,
+        # without the web's CSP (whose connect-src 'self' would stop the fetch before the dashboard could refuse it).
+        elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BlankPage)
+        threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+        foreign.goto(f"http://127.0.0.1:{elsewhere.server_address[1]}/")
         status = foreign.evaluate(
             "async (url) => (await fetch(url, {method: 'POST', mode: 'no-cors', credentials: 'include'})).status",
             dash + "/queue/images/failed/empty",
@@ -219,6 +238,7 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
         assert status == 0  # opaque: the browser sent it, the answer is not the page's to read
         assert redis_conn.zcard("rq:failed:images") == 2  # nothing emptied
         foreign.close()
+        elsewhere.shutdown()
         assert dialogs == []
         assert watch.errors == []
 

@@ -62,10 +62,11 @@ def test_production_refuses_placeholder_and_short_secrets(name: str, value: str)
 
 def test_production_refuses_the_compose_example_env_file_as_it_is():
     example = {}
-    for line in (ROOT / "deploy" / "compose.env.example").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            example[key.strip()] = value.strip()
-    example.update(DATABASE_URL="sqlite:///:memory:", REDIS_URL=example["REDIS_URL"].replace("@redis:", "@127.0.0.1:"))
+    for name in ("app", "web"):  # what the web service reads
+        for line in (ROOT / "deploy" / "env" / f"{name}.env.example").read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                example[key.strip()] = value.strip()
+    example.update(DATABASE_URL="sqlite:///:memory:", REDIS_URL=example["REDIS_URL"].replace("//redis:", "//127.0.0.1:"))
     result = _start(example)
     assert result.returncode != 0 and "placeholder" in result.stderr

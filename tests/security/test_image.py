@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # What lives beside a checkout on a build host, and must never reach a layer.
 PLANTED_SECRETS = [
     "deploy/compose.env",
+    "deploy/env/web.env",
+    "deploy/env/redis.env",
     ".env",
     ".env.production",
     "app/.env",
