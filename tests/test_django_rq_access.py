@@ -36,3 +36,9 @@ def test_metrics_token_still_works_without_a_session(client, settings):
     assert response.status_code == 200
     assert b"rq_jobs" in response.content or b"rq_workers" in response.content
     assert client.get("/admin/django-rq/metrics/", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+
+
+def test_a_non_ascii_token_is_refused_not_a_500(client, settings):
+    settings.RQ_API_TOKEN = "s3cret-token"
+    assert client.get("/admin/django-rq/stats.json/", HTTP_AUTHORIZATION="Bearer jéton").status_code == 403
+    assert client.get("/admin/django-rq/metrics/", HTTP_AUTHORIZATION="Bearer jéton").status_code == 403

@@ -34,7 +34,8 @@ def bearer_token(request: HttpRequest) -> str:
 
 def token_matches(expected: str, presented: str) -> bool:
     """Constant-time comparison; an unset token never matches."""
-    return bool(expected and presented and compare_digest(expected, presented))
+    # As bytes: compare_digest refuses non-ASCII text (a 500 for a hostile header).
+    return bool(expected and presented and compare_digest(expected.encode(), presented.encode()))
 
 
 def _has_valid_token(request: HttpRequest) -> bool:

@@ -275,6 +275,8 @@ class ThrottledModelBackend(ModelBackend):
             if request is not None:
                 request.login_throttled = exc  # type: ignore[attr-defined]
             raise PermissionDenied from None  # authenticate() stops here and returns None
+        if "\x00" in str(username or ""):
+            username = ""  # no account's name: PostgreSQL refuses a NUL in text; the hasher still runs
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
             attempt.failed()

@@ -214,27 +214,15 @@ HOSTILE_BODIES: list[tuple[str, bytes]] = [
 ]
 
 
-# Failures that belong to another part's owner, reported there: the sweep still runs them and
-# marks the test xfail (not pass) while they last, and passes once they are fixed.
-KNOWN_ELSEWHERE = {
-    # PostgreSQL only: ModelBackend looks the username up as given, and PostgreSQL refuses a NUL
-    # in text (SQLite takes it). Login is the accounts flow's (app/views/auth.py, throttling's backend).
-    ("/api/auth/login/", b'{"amount": "1\\u0000", "username": "a\\u0000b", "password": "\\u0000", "email": "a@b\\u0000.org"}'),
-}
-
-
 @pytest.mark.parametrize("route", ROUTES)
 def test_hostile_bodies_are_a_json_4xx(world: World, route: str):
-    failures, known = [], []
+    failures = []
     path = world.sample(route)
     for method in ("post", "put", "patch"):
         for content_type, body in HOSTILE_BODIES:
             response = call(world.client, method, path, data=body, content_type=content_type)
-            found = [f"{method.upper()} {route} [{content_type[:40]}] {body[:40]!r}: {p}" for p in problems_with(route, response)]
-            (known if (route, body) in KNOWN_ELSEWHERE else failures).extend(found)
+            failures += [f"{method.upper()} {route} [{content_type[:40]}] {body[:40]!r}: {p}" for p in problems_with(route, response)]
     assert not failures, "\n".join(failures)
-    if known:
-        pytest.xfail("reported to its owner: " + "; ".join(known))
 
 
 HOSTILE_HEADERS: list[dict[str, str]] = [
