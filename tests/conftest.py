@@ -18,12 +18,14 @@ from tests.smtp import SmtpSink, point_mail_at
 def redis_db_index() -> Iterator[int]:
     """A Redis DB for this session's queues: empty when claimed, flushed when released."""
     db = redis_db.claim_empty_db()
+    redis_db.create_role_users()  # the processes tests start connect as their roles (tests/e2e/processes.py)
     url = f"{redis_db.redis_url()}/{db}"
     settings.RQ_QUEUES.connection["URL"] = url
     settings.RQ_QUEUES_URL = url
     settings.THROTTLE_REDIS_URL = url  # throttle counters too: flushed around each test
     yield db
     redis_db.release_db(db)
+    redis_db.delete_role_users()
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,8 @@ are candidates, and one that holds any key is refused rather than flushed.
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
 
 import redis
 
@@ -41,3 +43,33 @@ def claim_empty_db() -> int:
 def release_db(db: int) -> None:
     redis.Redis.from_url(redis_url(), db=db).flushdb()
     redis.Redis.from_url(redis_url(), db=CLAIMS_DB).delete(f"egoejo:test-claim:{db}")
+
+
+# -- the application's Redis roles, as users of the test server ------------------------------------
+
+ROLES_FILE = Path(__file__).resolve().parents[1] / "deploy" / "redis" / "roles.acl"
+# role -> (username, password) on the test Redis, for this test session (create_role_users).
+ROLE_USERS: dict[str, tuple[str, str]] = {}
+
+
+def create_role_users() -> dict[str, tuple[str, str]]:
+    """Each role of deploy/redis/roles.acl as an ACL user of the test Redis, under a name of this
+    session's (parallel runs share the server), with a random password: the processes a test
+    starts connect as their role (tests/e2e/processes.py), so the suite proves the roles suffice."""
+    admin = redis.Redis.from_url(redis_url())
+    version = tuple(int(part) for part in str(admin.info("server")["redis_version"]).split(".")[:2])
+    setinfo = ["+client|setinfo"] if version >= (7, 2) else []
+    for line in ROLES_FILE.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        role, *rules = line.split()
+        username, password = f"egoejo-{role}-t{os.getpid()}", secrets.token_hex(16)
+        admin.execute_command("ACL", "SETUSER", username, "reset", "on", f">{password}", *rules, *setinfo)
+        ROLE_USERS[role] = (username, password)
+    return ROLE_USERS
+
+
+def delete_role_users() -> None:
+    if ROLE_USERS:
+        redis.Redis.from_url(redis_url()).execute_command("ACL", "DELUSER", *(user for user, _ in ROLE_USERS.values()))
+        ROLE_USERS.clear()

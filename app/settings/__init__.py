@@ -258,7 +258,7 @@ IMPACT_STALE_AFTER_SECONDS = env_int("IMPACT_STALE_AFTER_SECONDS", 900)
 HEALTH_MAX_QUEUE_AGE_SECONDS = env_int("HEALTH_MAX_QUEUE_AGE_SECONDS", 300)
 
 # --- Throttling (app/services/throttling.py): moving windows counted in the cache DB -------
-THROTTLE_REDIS_URL = env_str("THROTTLE_REDIS_URL", REDIS_LAYOUT.cache_url)
+THROTTLE_REDIS_URL = with_credentials(env_str("THROTTLE_REDIS_URL", REDIS_LAYOUT.cache_url), env_optional("REDIS_USERNAME"), env_optional("REDIS_PASSWORD"))
 # How many proxies of ours add to X-Forwarded-For (0: the client is REMOTE_ADDR, the header is ignored).
 THROTTLE_TRUSTED_PROXIES = env_int("THROTTLE_TRUSTED_PROXIES", 0)
 # Failed passwords: free per (account, client) pair, then each further attempt of the pair waits a delay

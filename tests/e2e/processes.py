@@ -40,9 +40,32 @@ def stack_env(tmp_path: Path, redis_url: str, redis_db: int, **extra: str) -> di
     return env
 
 
+# Which Redis role each command runs as (deploy/redis/roles.acl, docs/operations.md); what is not
+# named here (migrate, the operator's commands) runs with the web's.
+_ROLE_OF_COMMAND = {"rqworker": "worker", "rqpool": "worker", "rqscheduler": "scheduler", "rqdashboard": "dashboard"}
+
+
+def role_of(argv: list[str]) -> str:
+    words = [word.rsplit("/", 1)[-1] for word in argv]
+    if "app.queueing.dashboard:wsgi_app()" in words:
+        return "dashboard"
+    return next((_ROLE_OF_COMMAND[word] for word in words if word in _ROLE_OF_COMMAND), "web")
+
+
+def as_role(env: dict[str, str], argv: list[str]) -> dict[str, str]:
+    """`env` with the Redis credentials of the role `argv` runs as, on the test Redis where the
+    session made its role users (tests/redis_db.py); unchanged for a private server of a test's."""
+    from tests import redis_db
+
+    if not redis_db.ROLE_USERS or not env.get("REDIS_URL", "").startswith(redis_db.redis_url()):
+        return env
+    username, password = redis_db.ROLE_USERS[role_of(argv)]
+    return {**env, "REDIS_USERNAME": username, "REDIS_PASSWORD": password}
+
+
 def manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=True
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=as_role(env, list(args)), capture_output=True, text=True, timeout=timeout, check=True
     )
 
 
@@ -54,7 +77,7 @@ def running(env: dict[str, str], *commands: list[str], log_dir: Path) -> Iterato
     try:
         for index, argv in enumerate(commands):
             log = open(log_dir / f"process-{index}.log", "wb")
-            processes.append(subprocess.Popen([PYTHON, *argv], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            processes.append(subprocess.Popen([PYTHON, *argv], cwd=ROOT, env=as_role(env, argv), stdout=log, stderr=subprocess.STDOUT))
         yield processes
     finally:
         for process in processes:

@@ -202,3 +202,35 @@ def test_each_role_does_its_own_work_with_its_own_credentials(
     assert client.post("/queue/metrics/scheduled/empty", headers=auth).status_code == 200
     assert web.llen("rq:queue:metrics") == 0
     no_redis_errors(caplog)
+
+
+def test_refusals_are_recorded_with_each_roles_own_credentials(server, as_role, db, caplog):
+    """A job or a schedule the layer did not make is failed, with its reason, by the role that finds it."""
+    from datetime import datetime
+
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+    from rq_scheduler import Scheduler
+
+    from app.queueing.jobclass import QueueingJob
+    from app.queueing.scheduling import ProjectScheduler
+    from app.queueing.stats import REFUSED_KEY
+    from app.queueing.workers import InProcessWorker
+
+    caplog.set_level(logging.WARNING)
+    port, passwords = server
+    intruder = redis.Redis.from_url(role_url(server, "web"))  # any role that may write jobs
+    forged = Queue("emails", connection=intruder, serializer=JSONSerializer).enqueue_call(
+        "app.jobs.emails.send_email", args=["someone@outside.example", "Hi", "<p>x</p>"]
+    )
+    schedule = Scheduler(queue_name="emails", connection=intruder, job_class=QueueingJob).enqueue_at(
+        datetime(2000, 1, 1), "app.jobs.emails.send_email", "someone@outside.example", "Hi", "<p>x</p>"
+    )
+    worker = as_role("worker")
+    InProcessWorker([django_rq.get_queue("emails")], connection=worker).work(burst=True, with_scheduler=False)
+    scheduler = as_role("scheduler")
+    ProjectScheduler(queue_name="emails", interval=1, connection=scheduler).enqueue_jobs()
+    for job_id in (forged.id, schedule.id):
+        assert QueueingJob.fetch(job_id, connection=worker).get_status() == "failed"
+    assert int(worker.hget(REFUSED_KEY, "emails")) == 2
+    no_redis_errors(caplog)
