@@ -55,7 +55,7 @@ class World:
     def sample(self, route: str) -> str:
         """A path of `route` with well-formed parameters that exist and belong to the member."""
         path = route.replace("<int:project_id>", str(self.project_id)).replace("<int:image_id>", str(self.image_id))
-        path = path.replace("<str:job_id>", "some-job-id")
+        path = path.replace("<str:job_id>", "some-job-id").replace("<str:token>", "MQ.c1a2b3-0123456789abcdef")  # a well-formed, dead account link
         path = path.replace("<path:key>", f"uploads/renditions/{self.stem}/v1/thumbnail-1x1.jpg")
         assert "<" not in path, f"no sample for a parameter of {route}: add one here"
         return path
