@@ -21,13 +21,13 @@ import redis
 
 from tests import redis_db
 from tests.e2e.processes import HttpClient, logs, manage, running, stack_env
-from tests.factories import jpeg_bytes
+from tests.factories import jpeg_bytes, png_rgba_bytes
 from tests.smtp import free_port
 
 pytestmark = pytest.mark.e2e
 
 PAYLOAD_NAME = "<script>alert('first_name')</script>"
-PAYLOAD_FILE = "\"><img src=x onerror=alert('file')>.jpg"
+PAYLOAD_FILE = "\"><img src=x onerror=alert('file')>.png"
 PAYLOAD_ADDRESS = "<img src=x onerror=alert('address')>"
 PAYLOAD_DESCRIPTION = "<script>alert('description')</script><img src=x onerror=alert('d2')>"
 PAYLOAD_KEY = "\"<img/src=x/onerror=alert('key')>\"@example.org"  # a valid address, a key of a bulk result
@@ -77,13 +77,26 @@ def assert_text_unescaped(page) -> None:  # type: ignore[no-untyped-def]
 
 
 
+def broken_pixels_png() -> bytes:
+    """A PNG whose chunks are sound (the web decodes no pixel) and whose pixel stream stops short:
+    the worker's decode fails, permanently."""
+    import struct
+    import zlib
+
+    whole = png_rgba_bytes((800, 600))
+    at = whole.find(b"IDAT")
+    pixels = whole[at + 4 : at + 4 + int.from_bytes(whole[at - 4 : at], "big") // 3]
+    chunk = struct.pack(">I", len(pixels)) + b"IDAT" + pixels + struct.pack(">I", zlib.crc32(b"IDAT" + pixels))
+    return whole[: at - 4] + chunk + whole[whole.find(b"IEND") - 4 :]
+
+
 def upload(client: HttpClient, name: str, data: bytes) -> tuple[int, dict]:
     import urllib.request
 
     boundary = "----egoejo-boundary"
     body = io.BytesIO()
     body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'.encode())
-    body.write(b"Content-Type: image/jpeg\r\n\r\n" + data + f"\r\n--{boundary}--\r\n".encode())
+    body.write(b"Content-Type: application/octet-stream\r\n\r\n" + data + f"\r\n--{boundary}--\r\n".encode())
     token = next(c.value for c in client.cookies if c.name == "csrftoken")
     request = urllib.request.Request(
         client.base_url + "/api/images/",
@@ -120,7 +133,7 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
     manage(env, "migrate", "--noinput")
     media = Path(env["EGOEJO_VAR_DIR"]) / "media"
     bad_job, later_job = manage(
-        env, "shell", "-c", SETUP.format(address=PAYLOAD_ADDRESS, description=PAYLOAD_DESCRIPTION, key=PAYLOAD_KEY)
+        env, "shell", "-c", SETUP.format(address=PAYLOAD_ADDRESS, description=PAYLOAD_DESCRIPTION, key=PAYLOAD_KEY), as_intruder=True
     ).stdout.strip().splitlines()[-1].split()
     manage(env, "collectstatic", "--noinput")  # the admin's CSS and JS, served by WhiteNoise as in production
     manage(env, "rqscheduler", "--register-only")  # the recurring dashboard refresh
@@ -148,7 +161,7 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
         token = manage(env, "shell", "-c", "from tests.factories import confirmation_token; print(confirmation_token('mallory'))").stdout.split()[-1]
         status, body = api.request("POST", "/api/auth/confirm/", {"token": token, "password": "a-long-pass-phrase-42"})
         assert status == 200, body
-        status, image = upload(api, PAYLOAD_FILE, jpeg_bytes((1200, 900))[:3000])  # truncated: fails in the worker
+        status, image = upload(api, PAYLOAD_FILE, broken_pixels_png())  # a sound structure: fails in the worker
         assert status == 202, image
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and redis_conn.zcard("rq:failed:images") < 2:
@@ -156,9 +169,10 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
         assert redis_conn.zcard("rq:failed:images") == 2, logs(log_dir)
         assert redis_conn.zcard("rq:failed:emails") >= 1, logs(log_dir)
 
-        # The confirmation and welcome mails and the described job are done before the lists are read.
+        # The confirmation and welcome mails are done, and the described job (written by hand: not
+        # the layer's) refused, before the lists are read.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and redis_conn.zcard("rq:finished:emails") < 3:
+        while time.monotonic() < deadline and (redis_conn.zcard("rq:finished:emails") < 2 or redis_conn.zcard("rq:failed:emails") < 2):
             time.sleep(0.2)
 
         # --- rq-dashboard --------------------------------------------------------------------
@@ -182,10 +196,14 @@ def test_dashboards_show_failures_requeue_works_and_no_script_runs(
         page.locator("tr[data-role=job] pre.exc_info").filter(has_text="image file not found").wait_for(timeout=10_000)
         page.locator("tr[data-role=job] pre.exc_info").filter(has_text="truncated").wait_for(timeout=10_000)
         assert_text_unescaped(page)
-        # The finished list is titled as such, and shows the description as text.
+        # The failed list is titled as such, and shows the forged job's description as text.
+        page.goto(dash + "/0/view/jobs/emails/failed/8/asc/1")
+        page.get_by_text("all the failed jobs on queue").wait_for(timeout=10_000)
+        page.locator("tr[data-role=job] .description").filter(has_text=PAYLOAD_DESCRIPTION).wait_for(timeout=10_000)
+        page.locator("tr[data-role=job] pre.exc_info").filter(has_text="ForgedJobError").wait_for(timeout=10_000)
+        assert_text_unescaped(page)
         page.goto(dash + "/0/view/jobs/emails/finished/8/asc/1")
         page.get_by_text("all the finished jobs on queue").wait_for(timeout=10_000)
-        page.locator("tr[data-role=job] .description").filter(has_text=PAYLOAD_DESCRIPTION).wait_for(timeout=10_000)
         assert_text_unescaped(page)
         for registry in ("queued", "started", "deferred", "scheduled", "canceled"):
             page.goto(dash + f"/0/view/jobs/metrics/{registry}/8/asc/1")

@@ -63,9 +63,12 @@ def as_role(env: dict[str, str], argv: list[str]) -> dict[str, str]:
     return {**env, "REDIS_USERNAME": username, "REDIS_PASSWORD": password}
 
 
-def manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def manage(env: dict[str, str], *args: str, timeout: float = 120, as_intruder: bool = False) -> subprocess.CompletedProcess[str]:
+    """`manage.py ARGS` as its role; `as_intruder`: as Redis's unrestricted user, for a test that
+    writes into Redis what no role of the project may (a worker's result, a forged job)."""
     return subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=as_role(env, list(args)), capture_output=True, text=True, timeout=timeout, check=True
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env if as_intruder else as_role(env, list(args)),
+        capture_output=True, text=True, timeout=timeout, check=True,
     )
 
 
