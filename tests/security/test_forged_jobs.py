@@ -73,6 +73,8 @@ def _forged_calls(member, tmp_path: Path) -> dict[str, tuple[Any, ...]]:  # type
         "app.jobs.emails.send_account_exists_email": (member.pk,),
         "app.jobs.emails.send_username_taken_email": ("someone@outside.example", "fr"),
         "app.jobs.emails.send_bulk_email": ("announcement", [member.pk]),
+        "app.jobs.emails.send_confirmation_email": (member.pk,),
+        "app.jobs.emails.send_password_reset_email": (member.email,),
         "app.jobs.images.process_image": (str(outside),),
         "app.jobs.metrics.update_impact_dashboard_metrics": (member.pk,),
         "app.jobs.metrics.refresh_all_dashboards": (),
@@ -95,7 +97,7 @@ def test_a_forged_call_of_each_declared_job_has_no_effect(worker_class, redis_co
     assert ImpactDashboard.objects.count() == 0
     assert sorted(tmp_path.rglob("*")) == files_before  # no rendition next to the image, nothing in media
     assert not any(media_root.rglob("*"))
-    assert int(redis_conn.hget(REFUSED_KEY, "emails")) == 5
+    assert int(redis_conn.hget(REFUSED_KEY, "emails")) == 7
     assert int(redis_conn.hget(REFUSED_KEY, "images")) == 1 and int(redis_conn.hget(REFUSED_KEY, "metrics")) == 2
 
 
