@@ -551,7 +551,7 @@ _original_deserialize_data = Job._deserialize_data
 def _deserialize_data_or_mark(job: Job) -> None:
     """Job._deserialize_data, reading data that is not a JSON call as a call of UNREADABLE_FUNC."""
     try:
-        _original_deserialize_data(job)
+        _original_deserialize_data(job)  # type: ignore[no-untyped-call]  # rq leaves it untyped
         shaped = (
             isinstance(job._func_name, str)
             and isinstance(job._args, (list, tuple))
@@ -635,17 +635,17 @@ def _field_reads(name: str, value: Any) -> bool:
 def install_json_only() -> None:
     """No reader in this process unpickles, and none fails on what a job hash holds: RQ's default
     serializer is JSON, unreadable data reads as a marker, unreadable fields are left out."""
-    rq.serializers.DefaultSerializer.dumps = staticmethod(JobSerializer.dumps)  # type: ignore[assignment]
-    rq.serializers.DefaultSerializer.loads = staticmethod(JobSerializer.loads)  # type: ignore[assignment]
+    rq.serializers.DefaultSerializer.dumps = staticmethod(JobSerializer.dumps)
+    rq.serializers.DefaultSerializer.loads = staticmethod(JobSerializer.loads)
     Job._deserialize_data = _deserialize_data_or_mark  # type: ignore[method-assign]
-    Job.restore = _restore_or_mark  # type: ignore[method-assign]
+    Job.restore = _restore_or_mark  # type: ignore[method-assign,assignment]
 
 
 def json_only_installed() -> bool:
     return (
-        rq.serializers.DefaultSerializer.loads is JobSerializer.loads  # type: ignore[comparison-overlap]
-        and Job._deserialize_data is _deserialize_data_or_mark  # type: ignore[comparison-overlap]
-        and Job.restore is _restore_or_mark  # type: ignore[comparison-overlap]
+        rq.serializers.DefaultSerializer.loads is JobSerializer.loads
+        and Job._deserialize_data is _deserialize_data_or_mark
+        and Job.restore is _restore_or_mark
     )
 
 

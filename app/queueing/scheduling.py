@@ -193,7 +193,7 @@ def ensure_schedules(scheduler: Scheduler) -> list[str]:
             use_local_timezone=False,
         )
         job.meta[signing.SIGNATURE_META] = signing.sign_job(job)
-        job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+        job.save_meta()
         logger.info("registered schedule %s: %s at '%s' (UTC)", schedule_id, spec.path, recurring.cron())
         changed.append(schedule_id)
     return changed
