@@ -26,6 +26,7 @@ from app.queueing.liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, proces
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
 from tests.faults.test_lease_fence import children
+from tests.signing import enqueue_signed
 
 
 def _sleeper() -> subprocess.Popen[bytes]:
@@ -60,7 +61,7 @@ def test_gone_here_reads_the_process_itself():
 def _abandoned_by(connection: redis.Redis, worker: str, identity: str | None) -> Job:
     """A started job whose worker `worker` still has a live key (as after a SIGKILL)."""
     queue = Queue("metrics", connection=connection, serializer=JSONSerializer)
-    job = queue.enqueue("tests.fixtures.say_hello", "x")
+    job = enqueue_signed(queue, "tests.fixtures.say_hello", "x")
     connection.lrem(rq_compat.queue_key("metrics"), 0, job.id)
     job.set_status(JobStatus.STARTED)
     job.worker_name = worker
@@ -127,7 +128,7 @@ def test_a_pool_member_killed_mid_job_is_handed_back_at_once(tmp_path: Path, red
     env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index)
     manage(env, "migrate", "--noinput")
     marker = tmp_path / "effect"
-    job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.sleep_then_mark", 30, str(marker))
+    job = enqueue_signed(Queue("metrics", connection=redis_conn, serializer=JSONSerializer), "tests.fixtures.sleep_then_mark", 30, str(marker))
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqpool", "metrics", "--workers", "1"], log_dir=log_dir) as [pool]:
         deadline = time.monotonic() + 60

@@ -18,6 +18,7 @@ from app.queueing import rq_compat
 from app.queueing.liveness import LIVENESS_TTL
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
+from tests.signing import enqueue_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,7 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
     env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index)
     manage(env, "migrate", "--noinput")
     marker = tmp_path / "effect"
-    job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.sleep_then_mark", 4, str(marker))
+    job = enqueue_signed(Queue("metrics", connection=redis_conn, serializer=JSONSerializer), "tests.fixtures.sleep_then_mark", 4, str(marker))
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", *command], log_dir=log_dir) as [worker]:
         deadline = time.monotonic() + 60
@@ -77,7 +78,7 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
     manage(env, "migrate", "--noinput")
     marker = tmp_path / "effect"
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
-    job = queue.enqueue("tests.fixtures.sleep_then_mark", 3, str(marker))
+    job = enqueue_signed(queue, "tests.fixtures.sleep_then_mark", 3, str(marker))
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqworker", "metrics"], log_dir=log_dir) as [first]:
         deadline = time.monotonic() + 60
@@ -124,7 +125,7 @@ def test_a_thawed_in_process_worker_records_no_success_before_its_fence_thread_r
 
     monkeypatch.setattr(os, "_exit", exit_now)
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
-    job = queue.enqueue("tests.fixtures.say_hello", "thawed")
+    job = enqueue_signed(queue, "tests.fixtures.say_hello", "thawed")
     worker = InProcessWorker([queue], connection=redis_conn, name="thawed")
     worker._liveness_pid = os.getpid()
     silent = LIVENESS_TTL + 7 if lease == "lapsed" else 1  # frozen 19 s, or a beat a second ago

@@ -15,6 +15,7 @@ from rq import Queue
 
 from tests.e2e.processes import ROOT, manage, stack_env
 from tests.faults.servers import RedisServer
+from tests.signing import enqueue_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +108,7 @@ def test_children_die_with_their_parent_and_pop_nothing(tmp_path: Path, private_
 
         # Nobody is left to run a job: it must stay in its queue for the next worker.
         queue = Queue("emails", connection=client)
-        job = queue.enqueue("app.jobs.emails.send_email", "x@example.org", "s", "<p>b</p>")
+        job = enqueue_signed(queue, "app.jobs.emails.send_email", "x@example.org", "s", "<p>b</p>")
         time.sleep(1.5)
         assert queue.get_job_ids() == [job.id], "the job was popped by a dead worker's connection"
     finally:
@@ -129,7 +130,7 @@ def test_a_busy_workers_horse_dies_with_it_and_its_job_runs_once(tmp_path: Path,
     manage(env, "migrate", "--noinput")
     client = private_redis.client()
     marker = tmp_path / "effect"
-    job = Queue("metrics", connection=client, serializer=JSONSerializer).enqueue("tests.fixtures.sleep_then_mark", 3, str(marker))
+    job = enqueue_signed(Queue("metrics", connection=client, serializer=JSONSerializer), "tests.fixtures.sleep_then_mark", 3, str(marker))
     logs = [open(tmp_path / f"worker-{n}.log", "wb") for n in (1, 2)]
     first = subprocess.Popen([sys.executable, "manage.py", "rqworker", "metrics"], cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT)
     second = None
