@@ -99,6 +99,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
         "transaction_mode": "IMMEDIATE",
     }
+# Under ASGI (Daphne, uvicorn) every request runs in a thread of its own, so a persistent
+# connection is never reused: each request would open one (~10 ms on PostgreSQL). The web's ASGI
+# processes set DATABASE_POOL to a pool size (psycopg's pool, per process); everything else keeps
+# persistent connections (a pool's threads must not meet a forking worker). docs/deploy.md#asgi.
+DATABASE_POOL = env_int("DATABASE_POOL", 0)
+if DATABASE_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both at once
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL, "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ModelBackend with failed passwords counted per account and client (API and admin logins alike).
