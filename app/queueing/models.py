@@ -48,6 +48,8 @@ class BackgroundJob(models.Model):
     created_at = models.DateTimeField(db_default=Now())
     due_at = models.DateTimeField(null=True, blank=True)  # a delayed job's due time (UTC)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # The enqueuer's W3C traceparent when tracing is on (tracing.py); the job carries it to its worker.
+    trace_parent = models.CharField(max_length=55, null=True, blank=True)
 
     class Meta:
         db_table = "egoejo_backgroundjob"  # kept from before the queueing layer was an app of its own
@@ -69,6 +71,7 @@ class BackgroundJob(models.Model):
         calls: Sequence[tuple[str, list[Any], dict[str, Any]]],
         owner_id: int | None,
         due_at: Any = None,
+        traceparent: str | None = None,
     ) -> None:
         """Record pending jobs, one per (job id, args, kwargs), in the caller's transaction.
 
@@ -76,7 +79,10 @@ class BackgroundJob(models.Model):
         `created_at` is left to the database's default (its own clock).
         """
         pending = cls.State.PENDING.value
-        if due_at is None:
+        if traceparent is not None:  # tracing on (tracing.py): the same rows, with their trace context
+            fields, extra = (*_RECORD_FIELDS, "due_at", "trace_parent"), (due_at, traceparent)
+            insert_rows(cls, fields, [(job_id, queue, func, args, kwargs, owner_id, pending, "", *extra) for job_id, args, kwargs in calls])
+        elif due_at is None:
             insert_rows(cls, _RECORD_FIELDS, [(job_id, queue, func, args, kwargs, owner_id, pending, "") for job_id, args, kwargs in calls])
         else:
             insert_rows(

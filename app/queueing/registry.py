@@ -106,6 +106,7 @@ class Push(NamedTuple):
     args: list[Any]
     kwargs: dict[str, Any]
     due_at: datetime | None
+    traceparent: str | None = None  # the enqueuer's trace context, W3C format (tracing.py)
 
 
 @dataclass

@@ -211,14 +211,14 @@ PER_CALL_FIELDS = ("data", "description", "retry_intervals")
 _PUSH_SCRIPT = """
 -- KEYS[1] queue list, KEYS[2] RQ's set of queues
 -- ARGV[1] job key prefix, ARGV[2] RPUSH or LPUSH, ARGV[3] n template pairs, ARGV[4..] template
--- pairs, then per job: id, data, description, retry_intervals ('' for none)
+-- pairs, then per job: id, data, description, retry_intervals ('' for none), meta ('' for the template's)
 local prefix = ARGV[1]
 local push = ARGV[2]
 local pairs_end = 3 + 2 * tonumber(ARGV[3])
 local template = {}
 for i = 4, pairs_end do template[#template + 1] = ARGV[i] end
 local pushed = {}
-for i = pairs_end + 1, #ARGV, 4 do
+for i = pairs_end + 1, #ARGV, 5 do
   local id = ARGV[i]
   local key = prefix .. id
   if redis.call('EXISTS', key) == 0 then
@@ -228,6 +228,7 @@ for i = pairs_end + 1, #ARGV, 4 do
     else
       redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2], 'retry_intervals', ARGV[i + 3])
     end
+    if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'meta', ARGV[i + 4]) end
     pushed[#pushed + 1] = id
   end
 end
@@ -306,7 +307,10 @@ def _check_ids(pushes: Sequence[Push]) -> None:
 
 
 def _build(queue: Queue, push: Push) -> Job:
-    return queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **job_options(push.spec, push.job_id, push.args))
+    options = job_options(push.spec, push.job_id, push.args)
+    if push.traceparent:  # the one meta key a push adds to the declared ones (app/queueing/tracing.py)
+        options["meta"] = {**options["meta"], "otel_traceparent": push.traceparent}
+    return queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **options)
 
 
 def _push_with_rq(queue: Queue, push: Push, at_front: bool = False) -> int:
@@ -331,7 +335,7 @@ def _template(queue: Queue, push: Push) -> tuple[list[Any], list[int], str | Non
     cached = _templates.get(key)
     if cached is not None:
         return cached[0], cached[1], None
-    job = _build(queue, push)
+    job = _build(queue, push._replace(traceparent=None))  # per call, like the data: never in the template
     queue._prepare_for_queue(job)  # origin, enqueued_at, timeout, status: what RQ sets before saving
     if job.ttl or job._dependency_ids or job.repeats_left is not None or job.rate_limit_key:
         # RQ would also expire keys, register dependencies, schedule repeats or take a rate-limit
@@ -365,7 +369,8 @@ def _script_call(queue: Queue, pushes: Sequence[Push], at_front: bool = False) -
             intervals, drawn = drawn, None
         else:
             intervals = json.dumps(spec.retry_intervals()) if retries else ""
-        args.extend((push.job_id, zlib.compress(dumps((path, None, push.args, push.kwargs))), describe(path, push.args), intervals))
+        meta = dumps({**job_options(spec, push.job_id, ())["meta"], "otel_traceparent": push.traceparent}) if push.traceparent else ""
+        args.extend((push.job_id, zlib.compress(dumps((path, None, push.args, push.kwargs))), describe(path, push.args), intervals, meta))
     return [queue.key, queue.redis_queues_keys], args
 
 

@@ -7,6 +7,7 @@ here (see .env.example); the rest of the code reads django.conf.settings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -279,6 +280,18 @@ if SENTRY_DSN:
         SENTRY_DSN, environment=env_str("SENTRY_ENVIRONMENT", "production"), release=env_optional("SENTRY_RELEASE")
     )
 
+# --- Tracing (app/tracing.py): on only when an OpenTelemetry exporter is configured -----------
+# The standard OTEL_* variables; the SDK reads the rest of them itself (service name, headers, batching).
+from app.tracing import exporter_from  # noqa: E402  (imports nothing of Django's or OpenTelemetry's)
+
+TRACING_EXPORTER = exporter_from({
+    name: env_optional(name) or ""
+    for name in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+})
+TRACING_SAMPLE_RATIO = (
+    float(env_optional("OTEL_TRACES_SAMPLER_ARG") or "1.0") if (env_optional("OTEL_TRACES_SAMPLER") or "").endswith("traceidratio") else 1.0
+)
+
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "text")  # "text" or "json"
@@ -299,3 +312,14 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
+_TRACED_LOGGING: dict[str, Any] = {
+    "formatters": {
+        "text": {"()": "app.tracing.TextWithTraceFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "app.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["trace_context"]}},
+    "filters": {"rq_housekeeping": {"()": "app.logging.RQHousekeepingAtDebug"}, "trace_context": {"()": "app.tracing.TraceContextFilter"}},
+}
+if TRACING_EXPORTER:
+    # Each line logged inside a span (a job's run, a request) carries its trace id: joinable with the trace.
+    LOGGING.update(_TRACED_LOGGING)
