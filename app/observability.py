@@ -17,6 +17,8 @@ import sentry_sdk
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 
+from app.tracing import current_ids
+
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_SECONDS = 2.0
@@ -54,6 +56,11 @@ def report_job_failure(job: Any, exc_value: BaseException, traceback: TracebackT
         scope.set_tag("queue", job.origin)
         scope.set_tag("job.func", job.func_name)
         scope.set_context("job", {"id": job.id, "queue": job.origin, "func": job.func_name})
+        ids = current_ids()  # the job's trace (app/tracing.py), when tracing is on
+        if ids is not None:
+            # The event joins the job's trace: Sentry reads the trace id from the event's trace context.
+            scope.set_tag("trace_id", ids[0])
+            scope.set_context("trace", {"trace_id": ids[0], "span_id": ids[1]})
         sentry_sdk.capture_exception((type(exc_value), exc_value, traceback))
     # A forking worker's work-horse ends with os._exit: send now or the event is lost with it.
     sentry_sdk.flush(timeout=FLUSH_TIMEOUT_SECONDS)

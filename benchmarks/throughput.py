@@ -20,7 +20,30 @@ CONFIGS = {
     "forking rqworker x2 (baseline)": ([["rqworker", "metrics", "--burst"], ["rqworker", "metrics", "--burst"]], {}),
     "rqpool --workers 2 (light queues)": ([["rqpool", "metrics", "--workers", "2", "--burst"]], {}),
     "rqpool --workers 2, RQ's own paths (RQ_FAST_PATHS=0)": ([["rqpool", "metrics", "--workers", "2", "--burst"]], {"RQ_FAST_PATHS": "0"}),
+    # Tracing on (app/tracing.py): spans exported over OTLP/HTTP to a local receiver that discards them.
+    "forking rqworker x2, tracing on": ([["rqworker", "metrics", "--burst"], ["rqworker", "metrics", "--burst"]], {"OTEL_EXPORTER_OTLP_ENDPOINT": "{collector}"}),
+    "rqpool --workers 2, tracing on": ([["rqpool", "metrics", "--workers", "2", "--burst"]], {"OTEL_EXPORTER_OTLP_ENDPOINT": "{collector}"}),
 }
+
+
+def discarding_collector() -> str:
+    """An OTLP/HTTP endpoint on this machine that accepts spans and drops them; returns its URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def _ts(raw: bytes) -> float:
@@ -182,8 +205,9 @@ def main() -> None:
         queue = django_rq.get_queue("metrics")
         rows = []
         results = {}
+        collector = discarding_collector()
         for name, (commands, extra) in CONFIGS.items():
-            config_env = {**env, **extra}
+            config_env = {**env, **{key: value.replace("{collector}", collector) for key, value in extra.items()}}
             rates = [drain(config_env, queue, commands, count) for _ in range(repeat)]
             p50 = latency(config_env, queue, commands, latency_count)
             results[name] = (median(rates), p50)

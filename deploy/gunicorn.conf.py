@@ -1,4 +1,5 @@
-"""gunicorn's configuration for the web container (`gunicorn -c deploy/gunicorn.conf.py app.wsgi`).
+"""gunicorn's configuration for the web container (`gunicorn -c deploy/gunicorn.conf.py app.wsgi`,
+or under ASGI with `-k uvicorn_worker.UvicornWorker app.asgi:application`: docs/deploy.md).
 
 gunicorn is meant to sit behind a reverse proxy (TLS, buffering of slow clients, request body
 limits): docs/deploy.md. These limits are its own second line: a request line, header count or
@@ -7,7 +8,8 @@ header size past them is answered 400 by gunicorn before Django sees anything.
 
 import os
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# A PaaS (Railway, Heroku-like) says which port to listen on in $PORT.
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
 worker_class = "sync"
 accesslog = "-"

@@ -115,3 +115,27 @@ def _active_after_settings(extra: dict[str, str]) -> str:
 def test_error_tracking_is_on_only_with_a_dsn():
     assert _active_after_settings({}) == "False"
     assert _active_after_settings({"SENTRY_DSN": "https://public@sentry.invalid/1"}) == "True"
+
+
+def test_with_tracing_on_a_final_job_failure_joins_its_trace(sent, monkeypatch):
+    """The event carries the trace id of the job's run span (app/tracing.py): Sentry files it
+    under that trace, and the job's log lines carry the same id."""
+    from types import SimpleNamespace
+
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from app import tracing
+
+    monkeypatch.setattr(tracing, "_enabled", True)
+    run = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=False, trace_flags=TraceFlags(1))
+    job = SimpleNamespace(id="j1", origin="emails", func_name="app.jobs.emails.send_email")
+    with trace.use_span(NonRecordingSpan(run)):
+        try:
+            raise RuntimeError("SMTP said no")
+        except RuntimeError as exc:
+            observability.report_job_failure(job, exc, exc.__traceback__)
+    [event] = sent
+    assert event["contexts"]["trace"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert event["contexts"]["trace"]["span_id"] == "00f067aa0ba902b7"
+    assert event["tags"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"

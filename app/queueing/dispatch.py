@@ -27,7 +27,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from . import rq_compat
+from . import rq_compat, tracing
 from .connections import get_queue, redis_connection
 from .registry import Push
 
@@ -111,6 +111,7 @@ def send(pushes: Sequence[Push], at_front: bool = False) -> int:
             batches[-1].append(push)
         else:
             batches.append([push])
+    spans = tracing.start_push(pushes, resent=at_front)  # none when tracing is off
     try:
         return rq_compat.push_if_absent(redis_connection(), [(get_queue(batch[0].spec.queue_name), batch) for batch in batches], at_front)
     except RedisError as exc:
@@ -119,3 +120,5 @@ def send(pushes: Sequence[Push], at_front: bool = False) -> int:
             len(pushes), exc, pushes[0].job_id, pushes[0].spec.path,
         )
         return 0
+    finally:
+        tracing.end_spans(spans)

@@ -24,7 +24,7 @@ from django.db import transaction
 from django_rq.queues import DjangoRQ
 from rq.job import Job
 
-from . import dispatch, registry
+from . import dispatch, registry, tracing
 from .connections import get_queue
 from .errors import UnsupportedJobOption
 from .registry import JobSpec, Push
@@ -57,8 +57,9 @@ def submit(
     job_id = job_id or uuid.uuid4().hex
     if due_at is not None and due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware (UTC)")
-    BackgroundJob.record(spec.queue_name, spec.path, [(job_id, args, kwargs)], owner_id, due_at=due_at)
-    push = Push(spec, job_id, args, kwargs, due_at, at_front)
+    traceparent = tracing.current_traceparent()  # None when tracing is off
+    BackgroundJob.record(spec.queue_name, spec.path, [(job_id, args, kwargs)], owner_id, due_at=due_at, traceparent=traceparent)
+    push = Push(spec, job_id, args, kwargs, due_at, at_front=at_front, traceparent=traceparent)
     transaction.on_commit(lambda: dispatch.after_commit([push]), robust=True)
     return _handle(spec, job_id)
 
@@ -76,8 +77,9 @@ def submit_many(spec: JobSpec, calls: Sequence[list[Any]], *, owner_id: int | No
     no_kwargs: dict[str, Any] = {}  # one object for all: the record prepares it once
     _check_call(spec, calls[0], no_kwargs)
     jobs = [(uuid.uuid4().hex, args) for args in calls]
-    BackgroundJob.record(spec.queue_name, spec.path, [(job_id, args, no_kwargs) for job_id, args in jobs], owner_id)
-    pushes = [Push(spec, job_id, args, no_kwargs, None) for job_id, args in jobs]
+    traceparent = tracing.current_traceparent()  # None when tracing is off
+    BackgroundJob.record(spec.queue_name, spec.path, [(job_id, args, no_kwargs) for job_id, args in jobs], owner_id, traceparent=traceparent)
+    pushes = [Push(spec, job_id, args, no_kwargs, None, traceparent=traceparent) for job_id, args in jobs]
     transaction.on_commit(lambda: dispatch.after_commit(pushes), robust=True)
     return [job_id for job_id, _ in jobs]
 

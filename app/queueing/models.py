@@ -51,6 +51,8 @@ class BackgroundJob(models.Model):
     # What its attempts came to, written with the end by the worker (outcomes.py): read by the
     # standard task API's get_result once RQ's TTLs have dropped the job (tasks_backend.py).
     outcome = models.JSONField(null=True, blank=True)
+    # The enqueuer's W3C traceparent when tracing is on (tracing.py); the job carries it to its worker.
+    trace_parent = models.CharField(max_length=55, null=True, blank=True)
 
     class Meta:
         db_table = "egoejo_backgroundjob"  # kept from before the queueing layer was an app of its own
@@ -72,6 +74,7 @@ class BackgroundJob(models.Model):
         calls: Sequence[tuple[str, list[Any], dict[str, Any]]],
         owner_id: int | None,
         due_at: Any = None,
+        traceparent: str | None = None,
     ) -> None:
         """Record pending jobs, one per (job id, args, kwargs), in the caller's transaction.
 
@@ -79,7 +82,10 @@ class BackgroundJob(models.Model):
         `created_at` is left to the database's default (its own clock).
         """
         pending = cls.State.PENDING.value
-        if due_at is None:
+        if traceparent is not None:  # tracing on (tracing.py): the same rows, with their trace context
+            fields, extra = (*_RECORD_FIELDS, "due_at", "trace_parent"), (due_at, traceparent)
+            insert_rows(cls, fields, [(job_id, queue, func, args, kwargs, owner_id, pending, "", *extra) for job_id, args, kwargs in calls])
+        elif due_at is None:
             insert_rows(cls, _RECORD_FIELDS, [(job_id, queue, func, args, kwargs, owner_id, pending, "") for job_id, args, kwargs in calls])
         else:
             insert_rows(

@@ -88,7 +88,7 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
     )
     if cursor:
         rows = rows.filter(id__gt=cursor.decode())
-    batch = list(rows.order_by("id").values_list("id", "queue", "func", "args", "kwargs", "due_at", "created_at")[:page])
+    batch = list(rows.order_by("id").values_list("id", "queue", "func", "args", "kwargs", "due_at", "created_at", "trace_parent")[:page])
     if len(batch) == page:
         connection.set(CURSOR_KEY, batch[-1][0], ex=3600)
     else:
@@ -133,7 +133,7 @@ def _reconcile_rows(
     connection: Any, batch: list[Any], statuses: list[Any], claimed: set[str], unheld: set[str], lost_entries: set[str],
     pushes: list[Push], counts: dict[str, int], missing_after: int,
 ) -> None:
-    for (job_id, queue, func, args, kwargs, due_at, _created), raw in zip(batch, statuses, strict=True):
+    for (job_id, queue, func, args, kwargs, due_at, _created, trace_parent), raw in zip(batch, statuses, strict=True):
         status = raw.decode() if raw is not None else None
         if status in _CLOSED_BY_STATUS:
             state, reason = _CLOSED_BY_STATUS[status]
@@ -148,7 +148,7 @@ def _reconcile_rows(
                 continue
             if job_id in claimed or not seen_twice(connection, "missing", job_id, after=missing_after):
                 continue  # still running on a worker, or not yet seen missing long enough
-            pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at))
+            pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
         elif status == "queued" and job_id in lost_entries:
             # Its hash survived but the queue entry didn't (a failover lost the old master's
             # last writes, say): nothing would ever run it. Pushed only if that still holds in
@@ -166,7 +166,7 @@ def _reconcile_rows(
                 # A partial hash (a worker's late write after Redis lost the job): dropped, the
                 # job is sent again from its row.
                 logger.warning("job %s (%s) said %s but its hash was partial: re-sent from its row", job_id, func, status)
-                pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at))
+                pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
 
 
 def _requeue_unheld(connection: Any, queue: str, job_id: str, status: str | None) -> str:

@@ -107,6 +107,7 @@ class Push(NamedTuple):
     kwargs: dict[str, Any]
     due_at: datetime | None
     at_front: bool = False  # ahead of what its queue holds (a standard task's priority > 0: tasks_backend.py)
+    traceparent: str | None = None  # the enqueuer's trace context, W3C format (tracing.py)
 
 
 @dataclass

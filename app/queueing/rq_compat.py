@@ -321,7 +321,10 @@ def _check_ids(pushes: Sequence[Push]) -> None:
 
 def _build(queue: Queue, push: Push) -> Job:
     """The job RQ builds for `push`, signed (signing.py): what RQ's own path writes."""
-    job = queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **job_options(push.spec, push.job_id, push.args))
+    options = job_options(push.spec, push.job_id, push.args)
+    if push.traceparent:  # the one meta key a push adds to the declared ones (app/queueing/tracing.py)
+        options["meta"] = {**options["meta"], "otel_traceparent": push.traceparent}
+    job = queue.create_job(push.spec.path, args=push.args, kwargs=push.kwargs, **options)
     job.meta[signing.SIGNATURE_META] = signing.sign_job(job)
     return job
 
@@ -348,7 +351,7 @@ def _template(queue: Queue, push: Push) -> tuple[list[Any], list[int], str | Non
     cached = _templates.get(key)
     if cached is not None:
         return cached[0], cached[1], None
-    job = _build(queue, push)
+    job = _build(queue, push._replace(traceparent=None))  # per call, like the data: never in the template
     queue._prepare_for_queue(job)  # origin, enqueued_at, timeout, status: what RQ sets before saving
     if job.ttl or job._dependency_ids or job.repeats_left is not None or job.rate_limit_key:
         # RQ would also expire keys, register dependencies, schedule repeats or take a rate-limit
@@ -384,12 +387,12 @@ def _script_call(queue: Queue, pushes: Sequence[Push], at_front: bool = False) -
         else:
             intervals = json.dumps(spec.retry_intervals()) if retries else ""
         data, description = dumps((path, None, push.args, push.kwargs)), describe(path, push.args)
-        signature = signing.sign(
+        meta = {**base_meta, "otel_traceparent": push.traceparent} if push.traceparent else dict(base_meta)
+        meta[signing.SIGNATURE_META] = signing.sign(
             push.job_id, queue.name, data, description, spec.timeout, spec.result_ttl, spec.failure_ttl,
-            json.loads(intervals) if intervals else None, base_meta,
+            json.loads(intervals) if intervals else None, meta,
         )
-        meta = dumps({**base_meta, signing.SIGNATURE_META: signature})
-        args.extend((push.job_id, zlib.compress(data), description, meta, intervals))
+        args.extend((push.job_id, zlib.compress(data), description, dumps(meta), intervals))
     return [queue.key, queue.redis_queues_keys], args
 
 

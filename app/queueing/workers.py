@@ -32,7 +32,7 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.worker_pool import WorkerPool
 
-from . import outcomes, rq_compat, stats
+from . import outcomes, rq_compat, stats, tracing
 from .ends import mark_cancelled, mark_ended
 from .errors import PermanentJobError, TransientJobError
 from .jobclass import QueueingJob, record_refusal, refusal_of
@@ -120,6 +120,7 @@ class ProjectWorkerMixin(_WorkerBase):
         _close_stale_connections()
         attempt = attempt_number(job)
         context = {"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt}
+        job_span = tracing.start_job(job, attempt)  # None when tracing is off; current until its end below
         logger.info("job %s started queue=%s func=%s attempt=%d", job.id, job.origin, job.func_name, attempt, extra=context)
         succeeded = False
         try:
@@ -129,6 +130,7 @@ class ProjectWorkerMixin(_WorkerBase):
             _close_stale_connections()
             recorded = getattr(self, "outcome_recorded_for", None) == job.id
             _report_outcome(self.connection, job, succeeded, context, record=not recorded)
+            tracing.end_job(job_span, succeeded, flush=self.is_horse)  # a work-horse leaves by os._exit
 
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
         # Every project worker is a LivenessMixin too (this mixin precedes it, and the fast path

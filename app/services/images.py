@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from app import tracing
 from app.models import UploadedImage
 from app.queueing import PermanentJobError
 
@@ -38,14 +39,14 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
     image_files.validate_key(image_path)
     record = UploadedImage.objects.filter(original_path=image_path).first()
     try:
-        with image_files.storage_errors_are_transient():
+        with image_files.storage_errors_are_transient(), tracing.span("image read"):
             source = image_files.open_original(image_path)
     except FileNotFoundError:
         reason = f"image file not found: {image_path!r}"
         _mark_failed(record, reason)
         raise PermanentJobError(reason) from None
     try:
-        with source:
+        with source, tracing.span("image render"):
             renditions = image_pipeline.render(source, max_width, max_height, quality, settings.IMAGE_MAX_PIXELS)
     except PermanentJobError as exc:
         _mark_failed(record, str(exc))
@@ -60,7 +61,7 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
     written: dict[str, dict[str, Any]] = {}
     created: list[str] = []
     try:
-        with image_files.storage_errors_are_transient():
+        with image_files.storage_errors_are_transient(), tracing.span("image write", {"image.renditions": len(renditions)}):
             _write(renditions, prefix, previous, written, created)
         if record is not None:
             UploadedImage.objects.filter(pk=record.pk).update(

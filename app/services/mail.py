@@ -37,6 +37,7 @@ from django.db import connection as db_connection
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from app import tracing
 from app.models import MemberPreferences, SentMail
 from app.queueing import PermanentJobError
 
@@ -191,7 +192,8 @@ def send_once(
             SentMail.attempt_again(message_id)
     progress = _Progress()
     try:
-        _deliver(connection(verify=verify_connection), message, data, progress)
+        with tracing.span("smtp send"):  # the SMTP conversation, in the job's trace when tracing is on
+            _deliver(connection(verify=verify_connection), message, data, progress)
     except BaseException as exc:
         definite = not progress.data_started or isinstance(exc, (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused))
         if message_id and definite and prior is None:

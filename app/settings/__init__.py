@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -103,6 +104,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
         "transaction_mode": "IMMEDIATE",
     }
+# Under ASGI (Daphne, uvicorn) every request runs in a thread of its own, so a persistent
+# connection is never reused: each request would open one (~10 ms on PostgreSQL). The web's ASGI
+# processes set DATABASE_POOL to a pool size (psycopg's pool, per process); everything else keeps
+# persistent connections (a pool's threads must not meet a forking worker). docs/deploy.md#asgi.
+DATABASE_POOL = env_int("DATABASE_POOL", 0)
+if DATABASE_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both at once
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL, "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ModelBackend with failed passwords counted per account and client (API and admin logins alike).
@@ -360,6 +369,18 @@ if SENTRY_DSN:
         SENTRY_DSN, environment=env_str("SENTRY_ENVIRONMENT", "production"), release=env_optional("SENTRY_RELEASE")
     )
 
+# --- Tracing (app/tracing.py): on only when an OpenTelemetry exporter is configured -----------
+# The standard OTEL_* variables; the SDK reads the rest of them itself (service name, headers, batching).
+from app.tracing import exporter_from  # noqa: E402  (imports nothing of Django's or OpenTelemetry's)
+
+TRACING_EXPORTER = exporter_from({
+    name: env_optional(name) or ""
+    for name in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+})
+TRACING_SAMPLE_RATIO = (
+    float(env_optional("OTEL_TRACES_SAMPLER_ARG") or "1.0") if (env_optional("OTEL_TRACES_SAMPLER") or "").endswith("traceidratio") else 1.0
+)
+
 # --- Logging ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "text")  # "text" or "json"
@@ -380,3 +401,14 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
+_TRACED_LOGGING: dict[str, Any] = {
+    "formatters": {
+        "text": {"()": "app.tracing.TextWithTraceFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "app.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["trace_context"]}},
+    "filters": {"rq_housekeeping": {"()": "app.logging.RQHousekeepingAtDebug"}, "trace_context": {"()": "app.tracing.TraceContextFilter"}},
+}
+if TRACING_EXPORTER:
+    # Each line logged inside a span (a job's run, a request) carries its trace id: joinable with the trace.
+    LOGGING.update(_TRACED_LOGGING)

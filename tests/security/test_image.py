@@ -37,7 +37,7 @@ PLANTED_SECRETS = [
     "tests/settings.py",
 ]
 NEEDED = ["app/__init__.py", "app/settings/__init__.py", "app/templates/emails/en/welcome.txt", "manage.py",
-          "requirements.txt", "deploy/gunicorn.conf.py"]
+          "requirements.txt", "deploy/gunicorn.conf.py", "railway/Procfile.worker"]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,8 @@ def test_no_secret_beside_the_checkout_reaches_the_build_context(context: set[st
 
 def test_the_build_context_is_an_allow_list(context: set[str]):
     tops = {path.split("/", 1)[0] for path in context}
-    assert tops <= {"app", "manage.py", "requirements.txt", "deploy", "Dockerfile", ".dockerignore"}, tops
+    assert tops <= {"app", "manage.py", "requirements.txt", "deploy", "railway", "Dockerfile", ".dockerignore"}, tops
+    assert {path for path in context if path.startswith("railway/")} == {"railway/Procfile.worker"}
     assert {path for path in context if path.startswith("deploy/")} == {"deploy/gunicorn.conf.py"}
     for name in NEEDED:
         assert name in context, f"{name} is needed by the image"
