@@ -124,7 +124,7 @@ def test_an_anonymous_or_wrong_password_client_is_refused(server):
 
 
 def test_each_role_does_its_own_work_with_its_own_credentials(
-    server, as_role, db, admin_client, django_capture_on_commit_callbacks, caplog, settings
+    server, as_role, transactional_db, admin_client, django_capture_on_commit_callbacks, caplog, settings
 ):
     from app.jobs import emails
     from app.queueing import status
@@ -204,7 +204,7 @@ def test_each_role_does_its_own_work_with_its_own_credentials(
     no_redis_errors(caplog)
 
 
-def test_refusals_are_recorded_with_each_roles_own_credentials(server, as_role, db, caplog):
+def test_refusals_are_recorded_with_each_roles_own_credentials(server, as_role, transactional_db, caplog):
     """A job or a schedule the layer did not make is failed, with its reason, by the role that finds it."""
     from datetime import datetime
 
