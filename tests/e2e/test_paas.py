@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -224,11 +225,15 @@ def register_and_get_mail(client: HttpClient, sink: SmtpSink, username: str, log
     )
     assert status == 202, (body, logs(log_dir))
     try:
-        [(recipients, _)] = sink.wait_for(1, timeout=30)
+        [(recipients, message)] = sink.wait_for(1, timeout=30)
     except AssertionError:
         raise AssertionError(logs(log_dir)) from None
     assert recipients == [f"{username}@example.org"]
-    status, _ = client.request("POST", "/api/auth/login/", {"username": username, "password": "a-long-pass-phrase-42"})
+    # The mailed confirmation link, followed as its owner would: it activates the account and logs in.
+    text = "".join(part.get_content() for part in message.walk() if part.get_content_type() == "text/plain")
+    token = re.search(r"/account/confirm/([^/\s\"<]+)/", text)
+    assert token, text
+    status, _ = client.request("POST", "/api/auth/confirm/", {"token": token.group(1), "password": "a-long-pass-phrase-42"})
     assert status == 200
 
 
