@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -186,8 +187,8 @@ def test_a_registration_and_an_upload_are_each_one_trace_across_processes(
             status, body = client.request("POST", "/api/auth/register/",
                                           {"username": "tracy", "email": "tracy@example.org", "password": "a-long-pass-phrase-42"})
             assert status == 202, body
-            sink.wait_for(1, timeout=30)
-            welcome = "job app.jobs.emails.send_welcome_email"
+            [(_, confirmation_mail)] = sink.wait_for(1, timeout=30)
+            welcome = "job app.jobs.emails.send_confirmation_email"  # the registration's mail: its link
 
             # -- the registration's trace --------------------------------------------------------
             [request] = wait_for(lambda: collector.find(lambda s: s.service == "web" and "register" in s.name and not s.parent_id),
@@ -210,8 +211,11 @@ def test_a_registration_and_an_upload_are_each_one_trace_across_processes(
             assert f"trace_id={request.trace_id}" in started_line
 
             # -- the upload's trace --------------------------------------------------------------
-            status, _ = client.request("POST", "/api/auth/login/", {"username": "tracy", "password": "a-long-pass-phrase-42"})
-            assert status == 200
+            text = "".join(part.get_content() for part in confirmation_mail.walk() if part.get_content_type() == "text/plain")
+            token = re.search(r"/account/confirm/([^/\s\"<]+)/", text)
+            assert token, text
+            status, _ = client.request("POST", "/api/auth/confirm/", {"token": token.group(1), "password": "a-long-pass-phrase-42"})
+            assert status == 200  # confirmed, and logged in
             image = upload_image(client)
             wait_for(lambda: client.request("GET", f"/api/images/{image['id']}/")[1].get("status") == "done", "image not done", log_dir)
             [upload] = wait_for(lambda: collector.find(lambda s: s.service == "web" and "images" in s.name and s.name.startswith("POST")
