@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.databases import seconds_since
 from tests.faults.stack import Stack
 from tests.smtp import SmtpSink
 
@@ -122,7 +123,7 @@ print(job.id)""")
             time.sleep(0.1)
         assert client.hget(f"rq:job:{job_id}", "status") == b"started", stack.log_text()
         # Past the reconciler's minimum age (10 s from the row's INSERT): a lost job is re-sent now.
-        while stack.query(f"select (julianday('now') - julianday(created_at)) * 86400 from egoejo_backgroundjob where id = '{job_id}'")[0][0] < 11:
+        while stack.query(f"select {seconds_since(stack.database_url, 'created_at')} from egoejo_backgroundjob where id = '{job_id}'")[0][0] < 11:
             time.sleep(0.2)
         client.flushdb()
         wait_all_finished(stack, 1, timeout=40)
