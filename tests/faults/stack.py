@@ -20,6 +20,7 @@ class Stack:
             tmp_path, redis_server.url, 2, EMAIL_URL=f"smtp://127.0.0.1:{smtp_port}", LOG_LEVEL="WARNING"
         )
         self.database_url = self.env["DATABASE_URL"]  # PostgreSQL under CI (tests/e2e/databases.py)
+        self.redis = redis_server.client()  # the stack's queues (DB 2)
         self.workers: list[subprocess.Popen[bytes]] = []
         self.others: list[subprocess.Popen[bytes]] = []
         self.logs = tmp_path / "logs"

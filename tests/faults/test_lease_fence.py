@@ -18,6 +18,7 @@ from app.queueing import rq_compat
 from app.queueing.liveness import LIVENESS_TTL
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
+from tests.settle import outbox_pending, settle
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,9 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
         time.sleep(LIVENESS_TTL + 8)  # past the lease: its key is gone, a sweep would requeue the job
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
-        time.sleep(8)  # the frozen copy had 4 s of work left: it would have written by now
+        # The frozen copy had 4 s of work left: once everything has settled (tests/settle.py: a
+        # full reconciler cycle with nothing queued, running or claimed) it would have written.
+        settle(redis_conn, outbox_pending(env["DATABASE_URL"]), describe=lambda: logs(log_dir))
         writers = {int(line) for line in marker.read_text().split()} if marker.exists() else set()
         assert not writers & set(frozen), (writers, frozen, logs(log_dir))  # a legitimate re-run may have written
         assert f"past its {LIVENESS_TTL} s lease" in logs(log_dir)
@@ -102,7 +105,8 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
         finally:
             for pid in frozen:
                 os.kill(pid, signal.SIGCONT)
-        time.sleep(6)  # the thawed copy is fenced: it had 3 s of work left and must not write
+        # The thawed copy is fenced: it had 3 s of work left and must not write (settled: tests/settle.py).
+        settle(redis_conn, outbox_pending(env["DATABASE_URL"]))
         writers = {int(line) for line in marker.read_text().split()}
         assert len(marker.read_text().split()) == 1 and not writers & set(frozen), (marker.read_text(), frozen)
 

@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.processes import ROOT, manage, stack_env
 from tests.faults.servers import RedisServer
 from tests.scale.netns import TcpForward, make_hosts, remove_hosts
+from tests.settle import outbox_pending, settle
 from tests.smtp import SmtpSink, free_port
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +86,7 @@ def test_a_host_cut_off_mid_job_loses_nothing_and_duplicates_nothing(tmp_path: P
             return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
 
         start([sys.executable, "manage.py", "rqscheduler", "--interval", "2"], local, "scheduler")
-        start(hosts[0].command([sys.executable, "manage.py", "rqworker", "emails"]), host_env(0), "host0-worker")
+        cut_off = start(hosts[0].command([sys.executable, "manage.py", "rqworker", "emails"]), host_env(0), "host0-worker")
         assert manage(local, "shell", "-c", """
 from app.jobs import emails
 from app.queueing.enqueueing import enqueue
@@ -99,7 +100,22 @@ print(enqueue(emails.send_email, "cut@example.org", "Hi", "<p>x</p>"))
         rerun_after = time.monotonic() - cut_at
         assert rerun_after < 60
         hosts[0].restore()
-        time.sleep(25)  # the cut-off worker wakes up, finds Redis again, and must not send twice
+        # The cut-off worker wakes up and finds Redis again (its worker hash, under its pid, not
+        # busy) or leaves; then nothing may be pending anywhere for a reconciler cycle
+        # (tests/settle.py). Only then is "not twice" counted, not after a fixed 25 s.
+        client = redis_server.client()
+
+        def cut_off_back() -> bool:
+            if cut_off.poll() is not None:
+                return True
+            states = [client.hmget(key, "pid", "state") for key in client.scan_iter("rq:worker:*") if client.type(key) == b"hash"]
+            return any(pid == str(cut_off.pid).encode() and state != b"busy" for pid, state in states)
+
+        deadline = time.monotonic() + 120
+        while not cut_off_back() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert cut_off_back(), f"the cut-off worker did not come back\n{log_text()}"
+        settle(client, outbox_pending(local["DATABASE_URL"]), describe=log_text)
         delivered = sinks[0].recipients() + sinks[1].recipients()
         assert delivered == ["cut@example.org"], (delivered, log_text())
         with psycopg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{database}") as connection:
