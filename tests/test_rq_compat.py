@@ -8,9 +8,8 @@ An rq upgrade (the version gate turns the fast paths off) is checked by running 
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import random
 import re
 import uuid
