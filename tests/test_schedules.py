@@ -79,19 +79,36 @@ def test_a_killed_schedulers_lock_holds_its_successor_up_3_s_past_the_interval(r
     scheduler.remove_lock()
 
 
-def test_a_scheduler_resuming_after_an_outage_passes_at_once(redis_conn: redis.Redis):
+def test_a_scheduler_resuming_after_an_outage_passes_at_once(tmp_path: Path):
     """Redis went away mid-pass: the lock could not be released, and a Redis restarted from its
     AOF still holds it for up to 15 s. The resumed loop used to skip its passes ("Lock already
-    taken") for that long, sweeps and re-sends included (the chaos campaign's seed 5)."""
-    from app.queueing.scheduling import ProjectScheduler
+    taken") for that long, sweeps and re-sends included (the chaos campaign's seed 5). A real
+    outage here: a private redis-server with an AOF, killed during the pass and started again."""
+    import shutil
 
-    cut = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
-    assert cut.acquire_lock()  # the pass the outage cut short: its release never reached Redis
-    resumed = cut.successor()
-    assert resumed is not cut and resumed._interval == 5 and resumed.queue_name == "metrics"
-    assert resumed.acquire_lock()
-    other = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
-    assert not other.acquire_lock()  # still one scheduler at a time
+    from app.queueing.scheduling import ProjectScheduler
+    from tests.faults.servers import RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    server.start()
+    try:
+        connection = server.client()
+        cut = ProjectScheduler(queue_name="metrics", interval=5, connection=connection)
+        assert cut.acquire_lock()  # the pass the outage cuts short
+        server.kill()
+        with pytest.raises(redis.ConnectionError):
+            connection.ping()  # Redis is really gone: the pass's release cannot reach it
+        server.start()  # same port, same AOF
+        assert connection.ttl(cut.scheduler_lock_key) > 0  # the lock came back with the data
+        resumed = cut.successor()
+        assert resumed is not cut and resumed._interval == 5 and resumed.queue_name == "metrics"
+        assert resumed.acquire_lock()  # at once, not after the lock's TTL
+        other = ProjectScheduler(queue_name="metrics", interval=5, connection=connection)
+        assert not other.acquire_lock()  # still one scheduler at a time
+    finally:
+        server.stop()
 
 
 def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: redis.Redis):

@@ -112,12 +112,13 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
 
 
 @pytest.mark.parametrize("lease", ["lapsed", "renewed"])
-def test_a_thawed_in_process_worker_records_no_success_before_its_fence_thread_runs(redis_conn: redis.Redis, monkeypatch, lease):
+def test_an_in_process_worker_past_its_lease_records_no_success_before_its_fence_thread_runs(redis_conn: redis.Redis, monkeypatch, lease):
     """The eighth goal run's seed 33: a pool member frozen as its welcome mail ended thawed after
     its job had been re-sent and run elsewhere; its main thread recorded the copy's success before
     the liveness thread woke to fence it (the job recorded as succeeding twice, 3.7 s apart). The
     thread about to record a success checks the lease itself. Here the liveness thread has not
-    run since the thaw: the check alone must stop the record."""
+    run since the thaw: the check alone must stop the record. (The real SIGSTOP of an in-process
+    worker: test_a_worker_thawed_after_its_lease_does_not_finish_its_copy[in-process].)"""
     from rq.executions import Execution
     from rq.utils import now
 
