@@ -431,7 +431,7 @@ def test_two_sweeps_racing_requeue_an_abandoned_job_once(redis_conn):
         barrier = threading.Barrier(2)
         results: list[list[str]] = []
 
-        def one_sweep(connection):  # type: ignore[no-untyped-def]
+        def one_sweep(connection, barrier=barrier, results=results):  # type: ignore[no-untyped-def]
             barrier.wait()
             results.append(recovery.sweep(connection, ["metrics"]))
 
