@@ -21,3 +21,12 @@ def sign_in_redis(connection: Any, job_id: str) -> None:
     job.meta.pop(signing.SIGNATURE_META, None)
     job.meta[signing.SIGNATURE_META] = signing.sign_job(job)
     job.save_meta()
+
+
+def enqueue_signed(queue: Any, func: str, *args: Any, **options: Any) -> Any:
+    """RQ's own `Queue.create_job` + `enqueue_job`, signed before the push: safe while a worker listens."""
+    job = queue.create_job(func, args=args, **options)
+    job.meta.pop(signing.SIGNATURE_META, None)
+    signature = signing.sign_job(job)
+    job.meta[signing.SIGNATURE_META] = signature
+    return queue.enqueue_job(job)

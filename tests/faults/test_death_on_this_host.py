@@ -26,6 +26,7 @@ from app.queueing.liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, proces
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
 from tests.faults.test_lease_fence import children
+from tests.signing import sign_in_redis
 
 
 def _sleeper() -> subprocess.Popen[bytes]:
@@ -128,6 +129,7 @@ def test_a_pool_member_killed_mid_job_is_handed_back_at_once(tmp_path: Path, red
     manage(env, "migrate", "--noinput")
     marker = tmp_path / "effect"
     job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.sleep_then_mark", 30, str(marker))
+    sign_in_redis(redis_conn, job.id)  # the workers run only the layer's jobs (tests/signing.py)
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqpool", "metrics", "--workers", "1"], log_dir=log_dir) as [pool]:
         deadline = time.monotonic() + 60

@@ -19,6 +19,7 @@ from app.queueing.liveness import LIVENESS_TTL
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
 from tests.settle import outbox_pending, settle
+from tests.signing import sign_in_redis
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +42,7 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
     manage(env, "migrate", "--noinput")
     marker = tmp_path / "effect"
     job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.sleep_then_mark", 4, str(marker))
+    sign_in_redis(redis_conn, job.id)  # the workers run only the layer's jobs (tests/signing.py)
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", *command], log_dir=log_dir) as [worker]:
         deadline = time.monotonic() + 60
@@ -81,6 +83,7 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
     marker = tmp_path / "effect"
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
     job = queue.enqueue("tests.fixtures.sleep_then_mark", 3, str(marker))
+    sign_in_redis(redis_conn, job.id)
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqworker", "metrics"], log_dir=log_dir) as [first]:
         deadline = time.monotonic() + 60

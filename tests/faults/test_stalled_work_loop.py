@@ -22,10 +22,13 @@ from rq.serializers import JSONSerializer
 from app.queueing.liveness import EX_SOFTWARE
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
+from tests.signing import enqueue_signed
 
 pytestmark = pytest.mark.e2e
 
-STALL_LIMIT = 15  # past the idle loop's 10 s BLPOP: a healthy idle worker never trips it
+# Past the idle loop's 10 s BLPOP (a healthy idle worker never trips it), and 7 s past the worker
+# key's 12 s TTL, where the first test looks: room for a loaded 2-core machine.
+STALL_LIMIT = 20
 
 
 def whole_logs(log_dir: Path) -> str:
@@ -51,7 +54,7 @@ def test_a_worker_stuck_outside_any_job_leaves_with_its_stacks(tmp_path: Path, r
             time.sleep(0.1)
         registered_at = time.monotonic()
         assert redis_conn.smembers("rq:workers"), logs(log_dir)
-        time.sleep(STALL_LIMIT - 2)  # past its worker key's TTL (12 s): only the liveness thread keeps it
+        time.sleep(13)  # past its worker key's TTL (12 s): only the liveness thread keeps it
         assert redis_conn.smembers("rq:workers") and worker.poll() is None, logs(log_dir)
         # ... but its loop is stuck: it leaves once the limit has passed.
         assert worker.wait(timeout=30) == EX_SOFTWARE, logs(log_dir)
@@ -69,7 +72,7 @@ def test_an_in_process_job_stuck_past_its_timeout_is_recovered(tmp_path: Path, r
     env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index, QUEUEING_WORK_LOOP_STALL_SECONDS=str(STALL_LIMIT))
     manage(env, "migrate", "--noinput")
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
-    job = queue.enqueue("tests.fixtures.swallow_timeout", 3600, job_timeout=1)
+    job = enqueue_signed(queue, "tests.fixtures.swallow_timeout", 3600, timeout=1)  # tests/signing.py
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqpool", "metrics", "--workers", "1"], log_dir=log_dir) as [pool]:
         text = wait_for_text(log_dir, "its work loop has not moved", timeout=60)
@@ -98,7 +101,7 @@ def test_a_worker_frozen_past_the_stall_limit_is_not_taken_for_stalled(tmp_path:
         os.kill(worker.pid, signal.SIGCONT)
         time.sleep(2 * 3 + 2)  # two liveness ticks
         assert worker.poll() is None, logs(log_dir)
-        job = Queue("metrics", connection=redis_conn, serializer=JSONSerializer).enqueue("tests.fixtures.say_hello", "thawed")
+        job = enqueue_signed(Queue("metrics", connection=redis_conn, serializer=JSONSerializer), "tests.fixtures.say_hello", "thawed")
         deadline = time.monotonic() + 30
         while job.get_status(refresh=True) != "finished" and time.monotonic() < deadline:
             time.sleep(0.2)
