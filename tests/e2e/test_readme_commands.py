@@ -30,9 +30,9 @@ BAD_ADDRESS = "broken@"
 # What each command must show (a substring of its output) or do, keyed by the command as written.
 EXPECTED_OUTPUT = {
     "redis-cli -n 2 ping": "PONG",
-    "rq info --url redis://127.0.0.1:6379/2": "emails",
+    "rq info --url redis://127.0.0.1:6379/2 -S rq.serializers.JSONSerializer": "emails",
     "python manage.py rqstats": "emails",
-    "rq info --url redis://127.0.0.1:6379/2 -W": "emails",
+    "rq info --url redis://127.0.0.1:6379/2 -S rq.serializers.JSONSerializer -W": "emails",
     "python manage.py failedjobs --queue emails": f"invalid e-mail address '{BAD_ADDRESS}'",
     "rq requeue --url redis://127.0.0.1:6379/2 -S rq.serializers.JSONSerializer --queue emails --all": "Requeueing 1 jobs",
     "rq empty --url redis://127.0.0.1:6379/2 emails": "emails",
