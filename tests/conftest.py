@@ -10,8 +10,56 @@ from django.conf import settings
 
 from app.queueing.workers import InProcessWorker
 from tests import redis_db
+from tests.ci import under_ci
+from tests.e2e import databases as stack_databases_module
 from tests.s3 import S3Server
 from tests.smtp import SmtpSink, point_mail_at
+
+# -- no skip under CI ---------------------------------------------------------------------------
+# A test that needs a service (a binary, PostgreSQL, root for namespaces) skips where it is
+# missing locally; under CI (`CI` set to anything truthy) every such skip fails the run, here,
+# in one place. Held by tests/test_ci_hook.py.
+
+
+def _fail_the_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and under_ci():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where nothing may skip: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _fail_the_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _fail_the_skip(outcome.get_result())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def stack_databases_of_module() -> Iterator[None]:
+    """The PostgreSQL databases a module-scoped fixture's stack got (tests/e2e/databases.py): dropped with the module."""
+    since = stack_databases_module.mark()
+    yield
+    stack_databases_module.drop_created(since)
+
+
+@pytest.fixture(autouse=True)
+def stack_databases() -> Iterator[None]:
+    """The PostgreSQL databases the test's process stacks got: dropped when it ends, after the
+    fixtures it asked for have stopped their processes."""
+    since = stack_databases_module.mark()
+    yield
+    stack_databases_module.drop_created(since)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stack_databases_module.drop_created()
+    stack_databases_module.drop_template()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A real SMTP server (aiosmtpd) for tests: keeps what it accepts, and can misbehave on request.
 
 - `reject_recipients`: addresses answered with 550 at RCPT (a permanent refusal);
-- `defer_data`: how many DATA commands to answer 451 before accepting (a transient one);
+- `defer_data`: how many DATA commands to answer 451 before accepting (a transient one), counted in `deferred`;
 - `rcpt_delay`: seconds to wait at each RCPT (sets `rcpt_started`), to kill a sender mid-job;
 - `tls=True`: offers STARTTLS with a self-signed certificate for 127.0.0.1 (`cafile` to trust it);
 - `script`: faults for the next mail transactions, one consumed per transaction (`script_faults()`):
@@ -77,6 +77,7 @@ class _Handler:
             self.sink.sessions.add(session.peer)
             if self.sink.defer_data > 0:
                 self.sink.defer_data -= 1
+                self.sink.deferred += 1
                 return "451 4.3.0 Try again later"
         self.sink._keep(session, envelope)
         return "250 Message accepted for delivery"
@@ -90,6 +91,7 @@ class SmtpSink:
         self.tls_flags: list[bool] = []
         self.reject_recipients: set[str] = set()
         self.defer_data = 0
+        self.deferred = 0  # DATA commands answered 451 by `defer_data`: a test shows its fault fired
         self.rcpt_delay = 0.0
         self.rcpt_started = threading.Event()
         self.lock = threading.Lock()

@@ -41,7 +41,7 @@ def api(client):  # type: ignore[no-untyped-def]
 
 @pytest.mark.urls(__name__)
 @pytest.mark.parametrize("url", ["/api/db/", "/api/redis/"])
-def test_an_unreachable_backend_answers_503_with_retry_after(api, url):
+def test_a_backend_error_raised_in_a_view_answers_503_with_retry_after(api, url):
     response = api.get(url, HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
@@ -63,3 +63,57 @@ def test_pages_outside_the_api_keep_djangos_error_page(api):
     response = api.get("/page/db/")
     assert response.status_code == 500
     assert response["Content-Type"].startswith("text/html")
+
+
+# -- the real thing: the project's own views, with the backend actually out of reach -----------
+
+
+def _closed_port() -> int:
+    from tests.smtp import free_port
+
+    return free_port()  # bound a moment ago, released: nothing listens there
+
+
+@pytest.fixture
+def database_unreachable(transactional_db):  # type: ignore[no-untyped-def]
+    """The default connection pointed at a database nobody serves (a closed port, or a SQLite
+    file in a directory that does not exist), restored before the test database is flushed."""
+    from django.db import connection
+
+    saved = dict(connection.settings_dict)
+    held = connection.connection  # set aside, not closed (a SQLite test database lives in memory)
+    connection.connection = None
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent/egoejo/db.sqlite3"
+    else:
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(_closed_port()))
+        connection.settings_dict.setdefault("OPTIONS", {})["connect_timeout"] = 3
+    yield
+    connection.connection = None
+    connection.settings_dict.clear()
+    connection.settings_dict.update(saved)
+    connection.connection = held
+
+
+def _assert_503(response) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "5"
+    assert response.json() == {"error": "The service is briefly unavailable; try again in a few seconds."}
+
+
+def test_the_project_list_answers_503_while_the_database_is_unreachable(api, database_unreachable):
+    _assert_503(api.get("/api/projects/", HTTP_ACCEPT_LANGUAGE="en"))
+
+
+@pytest.mark.django_db
+def test_a_login_goes_through_while_the_throttles_redis_is_unreachable(api, settings):
+    """Redis really out of reach (a closed port): the throttle fails open (app/services/throttling.py),
+    the login is answered on its merits, never a 500 or a 503."""
+    from tests.factories import make_user
+
+    make_user("walter")
+    settings.THROTTLE_REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    response = api.post(
+        "/api/auth/login/", {"username": "walter", "password": "wrong"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert response.status_code == 400 and response.json() == {"error": "Invalid username or password."}

@@ -49,14 +49,23 @@ def test_a_transient_error_is_retried_with_backoff(run_worker, django_capture_on
     # An SMTP server that refuses connections: a transient condition.
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+    import time
+
     with django_capture_on_commit_callbacks(execute=True):
         job_id = enqueue(emails.send_email, "ok@example.org", "Hi", "<p>x</p>")
+    before = time.time()
     run_worker("emails")
+    after = time.time()
     queue = django_rq.get_queue("emails")
     job = queue.fetch_job(job_id)
     assert job.get_status() == JobStatus.SCHEDULED
     assert job.retries_left == 4
     assert queue.scheduled_job_registry.get_job_ids() == [job_id]
+    # The backoff, measured: the retry is due the declared first interval after the failure.
+    [(_, due)] = redis_conn.zrange(queue.scheduled_job_registry.key, 0, -1, withscores=True)
+    first_interval = job.retry_intervals[0]
+    assert first_interval > 0
+    assert before + first_interval - 1 <= due <= after + first_interval + 1, (due - before, job.retry_intervals)
     assert queue.failed_job_registry.get_job_ids() == []
     stats = redis_conn.hgetall("egoejo:jobstats:app.jobs.emails.send_email")
     assert stats[b"retry"] == b"1" and b"failure" not in stats

@@ -379,9 +379,10 @@ def test_every_end_in_redis_closes_the_row_and_the_reconciler_pages_through_all_
     assert seen == [3, 3, 1, 3]  # then it starts over
 
 
-def test_two_sweeps_requeue_an_abandoned_job_once(redis_conn):
+def test_a_sweep_whose_zrem_another_sweep_won_does_not_requeue(redis_conn):
     """A sweep paused longer than its lock: the one that took over and the late one both see the
-    abandoned job; only the one whose ZREM removed the entry requeues it."""
+    abandoned job; only the one whose ZREM removed the entry requeues it. (The other sweep's ZREM
+    is played into this one's: the real race of two sweeps is the next test.)"""
     from rq import Queue
 
     from app.queueing import recovery
@@ -407,6 +408,43 @@ def test_two_sweeps_requeue_an_abandoned_job_once(redis_conn):
     assert redis_conn.lrange("rq:queue:metrics", 0, -1) == []
 
 
+def test_two_sweeps_racing_requeue_an_abandoned_job_once(redis_conn):
+    """Two real sweeps, each on its own connection and thread, started together (a barrier), over
+    20 abandoned jobs one after another: each job is requeued once, whichever sweep wins."""
+    import threading
+
+    import redis as redis_lib
+    from rq import Queue
+
+    from app.queueing import recovery
+
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    url = redis_conn.connection_pool.connection_kwargs
+    connections = [redis_lib.Redis(host=url.get("host", "127.0.0.1"), port=url.get("port", 6379), db=url.get("db", 0)) for _ in range(2)]
+    for round_ in range(20):
+        job = queue.enqueue("tests.fixtures.say_hello", str(round_))
+        redis_conn.lrem("rq:queue:metrics", 0, job.id)
+        job.set_status(JobStatus.STARTED)
+        job.worker_name = "dead-worker"
+        job.save()
+        redis_conn.zadd("rq:wip:metrics", {f"{job.id}:exec1": 9999999999})
+        barrier = threading.Barrier(2)
+        results: list[list[str]] = []
+
+        def one_sweep(connection, barrier=barrier, results=results):  # type: ignore[no-untyped-def]
+            barrier.wait()
+            results.append(recovery.sweep(connection, ["metrics"]))
+
+        threads = [threading.Thread(target=one_sweep, args=(c,)) for c in connections]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(len(r) for r in results) == [0, 1], results
+        assert redis_conn.lrange("rq:queue:metrics", 0, -1) == [job.id.encode()]
+        redis_conn.delete("rq:queue:metrics")
+
+
 def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
     from app.queueing import recovery
 
@@ -424,9 +462,9 @@ def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis
 
     with recovery._sweep_lock(redis_conn) as held:
         assert held and 0 < redis_conn.ttl(recovery.LOCK_KEY) <= 5
-        redis_conn.expire(recovery.LOCK_KEY, 1)  # a slow sweep: its lock nearly out ...
+        redis_conn.expire(recovery.LOCK_KEY, 3)  # a slow sweep: its lock nearly out (3 s: room for a loaded machine) ...
         held.extend()  # ... renewed between two queues
-        assert redis_conn.ttl(recovery.LOCK_KEY) > 1
+        assert redis_conn.ttl(recovery.LOCK_KEY) > 3
         redis_conn.set(recovery.LOCK_KEY, "another-sweep", ex=2)
         held.extend()  # not ours any more: left as it is
         assert redis_conn.ttl(recovery.LOCK_KEY) <= 2

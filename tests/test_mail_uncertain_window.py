@@ -71,8 +71,9 @@ def test_a_blip_while_recording_is_ridden_out(smtp_sink, run_worker, django_capt
     user = member("oscar")
     with django_capture_on_commit_callbacks(execute=True):
         job_id = enqueue(emails.send_welcome_email, user.pk)
-    with database_down_after_acceptance(smtp_sink, times=1):
+    with database_down_after_acceptance(smtp_sink, times=1) as failed:
         run_worker("emails")
+    assert len(failed) == 1, "the blip was not injected"
     assert SentMail.objects.get(job_id=job_id).state == SentMail.State.SENT
     assert len(smtp_sink.messages) == 1
 
@@ -98,8 +99,9 @@ def test_bulk_mail_is_at_most_once(smtp_sink, run_worker, django_capture_on_comm
         [job_id] = queue_bulk_email("announcement", [u.pk for u in users])
     uncertain = mail.message_id_for(job_id, users[0].email)
     SentMail.claim(uncertain, job_id, users[0].email, "News")  # an earlier run died after DATA
-    with database_down_after_acceptance(smtp_sink):
+    with database_down_after_acceptance(smtp_sink) as failed:
         run_worker("emails")
+    assert failed, "the fault was not injected"
     job = django_rq.get_queue("emails").fetch_job(job_id)
     assert job.get_status() == "finished"
     assert sorted(r for rcpts, _ in smtp_sink.messages for r in rcpts) == sorted(u.email for u in users[1:])
@@ -119,6 +121,7 @@ def test_a_refusal_releases_the_attempt(smtp_sink, run_worker, django_capture_on
     with django_capture_on_commit_callbacks(execute=True):
         [job_id] = queue_bulk_email("announcement", [u.pk for u in users])
     run_worker("emails")
+    assert smtp_sink.deferred == 1, "the 451 was not answered"
     assert not SentMail.objects.filter(job_id=job_id).exists()
     queue = django_rq.get_queue("emails")
     for retry in queue.scheduled_job_registry.get_job_ids():
@@ -137,15 +140,18 @@ def test_a_run_overlapping_a_refused_one_keeps_its_record(smtp_sink, run_worker,
         job_id = enqueue(emails.send_welcome_email, user.pk)
     message_id = mail.message_id_for(job_id, user.email)
     SentMail.claim(message_id, job_id, user.email, "Welcome")  # run A's attempt, under way
+    released: list[str] = []
 
     def wrapper(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         # Run B's mail has been accepted: now run A's refusal releases the row, before B records.
         if smtp_sink.messages and sql.lstrip().upper().startswith(("INSERT", "UPDATE")) and "SENTMAIL" in sql.upper():
+            released.append(sql)
             SentMail.release(message_id)
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(wrapper):
         run_worker("emails")  # run B
+    assert released, "run A's release was not injected between B's 250 and B's record"
     assert len(smtp_sink.messages) == 1
     assert SentMail.objects.get(message_id=message_id).state == SentMail.State.SENT
     # Run A's retry: nothing more goes out.
@@ -174,8 +180,10 @@ def test_a_refusal_after_an_unfinished_attempt_keeps_the_unfinished_attempt(smtp
         job_id = enqueue(emails.send_welcome_email, user.pk)
     message_id = mail.message_id_for(job_id, user.email)
     run_worker("emails")  # attempt 1: kept by the server, the connection dropped before the 250
+    assert [fault for _, fault, _ in smtp_sink.refusals] == ["drop_after_store"]
     assert SentMail.objects.get(message_id=message_id).state == SentMail.State.ATTEMPTING
     _run_due_retries(run_worker)  # attempt 2: 421 at RCPT
+    assert [fault for _, fault, _ in smtp_sink.refusals] == ["drop_after_store", "421"]
     row = SentMail.objects.get(message_id=message_id)  # not released: attempt 1 may have gone out
     assert (row.state, row.attempts) == (SentMail.State.ATTEMPTING, 2)
     _run_due_retries(run_worker)  # attempt 3: delivered again, at-least-once, the same Message-ID

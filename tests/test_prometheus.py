@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -30,7 +32,7 @@ def test_metrics_refuse_anonymous_and_wrong_token(client, settings):
     assert client.get("/metrics").status_code == 401
 
 
-def test_metrics_report_job_durations_outcomes_and_queues(client, settings, smtp_sink, run_worker, django_capture_on_commit_callbacks):
+def test_metrics_report_job_durations_outcomes_and_queues(client, settings, smtp_sink, run_worker, redis_conn, django_capture_on_commit_callbacks):
     settings.METRICS_TOKEN = "prom-token"
     with django_capture_on_commit_callbacks(execute=True):
         for index in range(3):
@@ -40,7 +42,10 @@ def test_metrics_report_job_durations_outcomes_and_queues(client, settings, smtp
     with django_capture_on_commit_callbacks(execute=True):
         from app.jobs import metrics
 
-        enqueue(metrics.refresh_all_dashboards)
+        refresh = enqueue(metrics.refresh_all_dashboards)
+    # The refresh has waited 30 s (its enqueued_at set back): the gauge reads that age, not 0.
+    waited_since = time.time() - 30
+    redis_conn.hset(f"rq:job:{refresh}", "enqueued_at", datetime.fromtimestamp(waited_since, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prom-token")
     assert response.status_code == 200
     text = response.content.decode()
@@ -52,7 +57,7 @@ def test_metrics_report_job_durations_outcomes_and_queues(client, settings, smtp
     assert sample(text, "egoejo_job_duration_seconds_bucket", function=func, le="+Inf") == 4
     assert sample(text, "egoejo_queue_failed_jobs", queue="emails") == 1
     assert sample(text, "egoejo_queue_depth", queue="metrics") == 1
-    assert sample(text, "egoejo_queue_oldest_job_age_seconds", queue="metrics") >= 0
+    assert 30 <= sample(text, "egoejo_queue_oldest_job_age_seconds", queue="metrics") <= time.time() - waited_since + 1
     assert sample(text, "egoejo_queue_workers_alive", queue="emails") == 0  # the burst worker has left
     assert sample(text, "egoejo_scheduler_alive") == 0
     assert re.search(r'egoejo_job_duration_seconds_sum\{function="app.jobs.emails.send_email",queue="emails"\} [0-9.e-]+', text)
@@ -60,7 +65,6 @@ def test_metrics_report_job_durations_outcomes_and_queues(client, settings, smtp
 
 def test_metrics_feed_the_alert_rules(client, settings, redis_conn, django_capture_on_commit_callbacks):
     """Outbox age, abandoned requeues, Redis memory, queue budgets, scheduler heartbeat (deploy/prometheus/rules.yml)."""
-    import time
     from datetime import timedelta
 
     from rq.job import JobStatus
@@ -91,7 +95,7 @@ def test_metrics_feed_the_alert_rules(client, settings, redis_conn, django_captu
     assert sample(text, "egoejo_outbox_pending_jobs") == 2  # the requeued one has not ended either
     assert 600 <= sample(text, "egoejo_outbox_oldest_pending_age_seconds") < 700
     assert sample(text, "egoejo_redis_memory_used_bytes") > 0
-    assert sample(text, "egoejo_redis_memory_max_bytes") >= 0
+    assert sample(text, "egoejo_redis_memory_max_bytes") == int(redis_conn.config_get("maxmemory")["maxmemory"])
     assert sample(text, "egoejo_queue_wait_budget_seconds", queue="emails") == 60
     assert 42 <= sample(text, "egoejo_scheduler_heartbeat_age_seconds") < 100
     assert sample(text, "egoejo_scheduler_alive") == 1

@@ -9,6 +9,7 @@ An rq upgrade (the version gate turns the fast paths off) is checked by running 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import uuid
@@ -355,14 +356,32 @@ def test_rq_writes_a_retrys_scheduled_status_before_the_failures_pipeline_runs(r
     assert redis_conn.zscore(rq_compat.scheduled_key("metrics"), job.id) is None
 
 
-def test_the_gate_turns_fast_paths_off_on_another_rq_version(settings, monkeypatch, caplog):
-    settings.QUEUEING_FAST_PATHS = True
+ANOTHER_RQ = """
+import rq
+rq.__version__ = "9.9.9"  # what an upgrade installs, before anything of the project is imported
+import django
+django.setup()
+from django.conf import settings
+from app.queueing import rq_compat
+print("setting", settings.QUEUEING_FAST_PATHS, "fast_paths", rq_compat.fast_paths(), "installed", rq_compat.speedups_installed())
+"""
+
+
+def test_the_gate_turns_fast_paths_off_on_another_rq_version(redis_db_index):
+    """A real version mismatch: a process whose rq says 9.9.9 runs the module's own check at import,
+    and with the setting on, the fast paths stay off and say why."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
     assert rq.__version__ == rq_compat.VERIFIED_RQ_VERSION, "rq was upgraded: run this file, then move VERIFIED_RQ_VERSION"
-    assert rq_compat.fast_paths()
-    monkeypatch.setattr(rq_compat, "_why_off", "rq 9.9 is not the verified version")
-    monkeypatch.setattr(rq_compat, "_why_logged", False)
-    assert not rq_compat.fast_paths()
-    assert "using RQ's own code paths: rq 9.9" in caplog.text
+    env = {k: v for k, v in os.environ.items() if k != "RQ_FAST_PATHS"}
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", RQ_FAST_PATHS="1")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", ANOTHER_RQ], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "setting True fast_paths False installed False" in result.stdout, result.stdout + result.stderr
+    assert "using RQ's own code paths: rq 9.9.9 is not the 3.0.0 the fast paths were verified against" in result.stdout + result.stderr
 
 
 def test_speedups_are_installed_and_answer_as_rq_does():

@@ -42,9 +42,15 @@ def test_restarts_keep_one_schedule_and_two_schedulers_enqueue_once(tmp_path: Pa
     assert datetime.fromtimestamp(due, UTC).second == 0
     log_dir = tmp_path / "logs"
     with running(env, ["manage.py", "rqscheduler", "--interval", "1"], ["manage.py", "rqscheduler", "--interval", "1"], log_dir=log_dir):
-        deadline = due + 4
-        while time.time() < deadline:
-            time.sleep(0.5)
+        # Queued within 30 s of the boundary (two schedulers passing every second; the margin is
+        # for a loaded 2-core machine, where starting a scheduler alone can take seconds) ...
+        deadline = due + 30
+        while time.time() < deadline and not redis_conn.llen("rq:queue:metrics"):
+            time.sleep(0.2)
+        # ... then three more passes of each (1 s apart): a second copy would be queued by now.
+        moved_at = time.monotonic()
+        while time.monotonic() < moved_at + 3:
+            time.sleep(0.2)
         queued = [m.decode() for m in redis_conn.lrange("rq:queue:metrics", 0, -1)]
         assert queued == [SCHEDULE_ID], (queued, logs(log_dir))
         # ... and it is back in the schedule for the next minute, still once.
@@ -79,19 +85,36 @@ def test_a_killed_schedulers_lock_holds_its_successor_up_3_s_past_the_interval(r
     scheduler.remove_lock()
 
 
-def test_a_scheduler_resuming_after_an_outage_passes_at_once(redis_conn: redis.Redis):
+def test_a_scheduler_resuming_after_an_outage_passes_at_once(tmp_path: Path):
     """Redis went away mid-pass: the lock could not be released, and a Redis restarted from its
     AOF still holds it for up to 15 s. The resumed loop used to skip its passes ("Lock already
-    taken") for that long, sweeps and re-sends included (the chaos campaign's seed 5)."""
-    from app.queueing.scheduling import ProjectScheduler
+    taken") for that long, sweeps and re-sends included (the chaos campaign's seed 5). A real
+    outage here: a private redis-server with an AOF, killed during the pass and started again."""
+    import shutil
 
-    cut = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
-    assert cut.acquire_lock()  # the pass the outage cut short: its release never reached Redis
-    resumed = cut.successor()
-    assert resumed is not cut and resumed._interval == 5 and resumed.queue_name == "metrics"
-    assert resumed.acquire_lock()
-    other = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
-    assert not other.acquire_lock()  # still one scheduler at a time
+    from app.queueing.scheduling import ProjectScheduler
+    from tests.faults.servers import RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    server.start()
+    try:
+        connection = server.client()
+        cut = ProjectScheduler(queue_name="metrics", interval=5, connection=connection)
+        assert cut.acquire_lock()  # the pass the outage cuts short
+        server.kill()
+        with pytest.raises(redis.ConnectionError):
+            connection.ping()  # Redis is really gone: the pass's release cannot reach it
+        server.start()  # same port, same AOF
+        assert connection.ttl(cut.scheduler_lock_key) > 0  # the lock came back with the data
+        resumed = cut.successor()
+        assert resumed is not cut and resumed._interval == 5 and resumed.queue_name == "metrics"
+        assert resumed.acquire_lock()  # at once, not after the lock's TTL
+        other = ProjectScheduler(queue_name="metrics", interval=5, connection=connection)
+        assert not other.acquire_lock()  # still one scheduler at a time
+    finally:
+        server.stop()
 
 
 def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: redis.Redis):

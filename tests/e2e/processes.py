@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.databases import stack_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
@@ -26,7 +28,7 @@ def stack_env(tmp_path: Path, redis_url: str, redis_db: int, **extra: str) -> di
         DJANGO_SECRET_KEY="e2e-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         DJANGO_SECURE_COOKIES="0",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'e2e.sqlite3'}",
+        DATABASE_URL=stack_database_url(tmp_path),  # the configured database's kind (tests/e2e/databases.py)
         EGOEJO_VAR_DIR=str(tmp_path / "var"),
         REDIS_URL=redis_url,
         RQ_REDIS_DB=str(redis_db),

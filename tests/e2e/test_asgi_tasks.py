@@ -39,8 +39,7 @@ def test_async_views_enqueue_through_the_outbox_and_read_results_under_daphne(tm
         status, answer = client.request("GET", f"/test/tasks/{body['task_id']}/")
         assert (status, answer) == (200, {"status": "SUCCESSFUL", "return_value": 42, "attempts": 1}), logs(log_dir)
     # The rolled-back view's task was never recorded: only the two jobs of the first view exist.
-    import sqlite3
+    from tests.e2e.databases import query
 
-    with sqlite3.connect(tmp_path / "e2e.sqlite3") as database:
-        rows = database.execute("select func, state from egoejo_backgroundjob order by func").fetchall()
+    rows = query(env["DATABASE_URL"], "select func, state from egoejo_backgroundjob order by func")
     assert rows == [("tests.fixtures.add_numbers", "finished"), ("tests.fixtures.say_hello", "finished")]

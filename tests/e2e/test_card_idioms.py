@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
+from tests.settle import outbox_pending, settle
 from tests.smtp import SmtpSink
 
 pytestmark = pytest.mark.e2e
@@ -65,7 +66,9 @@ def test_card_idioms_deliver_once_and_a_hand_written_job_is_refused(tmp_path: Pa
                 time.sleep(0.2)
             assert statuses == [JobStatus.FAILED, JobStatus.FAILED], logs(log_dir)
             assert all("not a declared job" in Job.fetch(j.id, connection=redis_conn, serializer=JSONSerializer).latest_result().exc_string for j in hostile)
-            time.sleep(2)  # anything late would show now
+            # Nothing twice: counted once the outbox, queues and registries are empty through a
+            # full reconciler cycle (tests/settle.py), not after a fixed 2 s.
+            settle(redis_conn, outbox_pending(env["DATABASE_URL"]), describe=lambda: logs(log_dir))
             assert len(sink.messages) == 2 and not marker.exists()
             for job_id in ids:
                 assert Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED

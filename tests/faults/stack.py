@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.e2e import databases
 from tests.e2e.processes import ROOT, manage, stack_env
 from tests.faults.servers import RedisServer
 
@@ -16,10 +16,11 @@ from tests.faults.servers import RedisServer
 class Stack:
     def __init__(self, tmp_path: Path, redis_server: RedisServer, smtp_port: int) -> None:
         self.tmp_path = tmp_path
-        self.database = tmp_path / "e2e.sqlite3"
         self.env = stack_env(
             tmp_path, redis_server.url, 2, EMAIL_URL=f"smtp://127.0.0.1:{smtp_port}", LOG_LEVEL="WARNING"
         )
+        self.database_url = self.env["DATABASE_URL"]  # PostgreSQL under CI (tests/e2e/databases.py)
+        self.redis = redis_server.client()  # the stack's queues (DB 2)
         self.workers: list[subprocess.Popen[bytes]] = []
         self.others: list[subprocess.Popen[bytes]] = []
         self.logs = tmp_path / "logs"
@@ -67,8 +68,7 @@ class Stack:
         return manage(self.env, "shell", "-c", code).stdout.strip().splitlines()[-1]
 
     def query(self, sql: str) -> list[tuple]:
-        with sqlite3.connect(self.database) as connection:
-            return connection.execute(sql).fetchall()
+        return databases.query(self.database_url, sql)
 
     def log_text(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log")))

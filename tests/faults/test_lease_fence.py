@@ -18,6 +18,7 @@ from app.queueing import rq_compat
 from app.queueing.liveness import LIVENESS_TTL
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
+from tests.settle import outbox_pending, settle
 from tests.signing import enqueue_signed
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +55,9 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
         time.sleep(LIVENESS_TTL + 8)  # past the lease: its key is gone, a sweep would requeue the job
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
-        time.sleep(8)  # the frozen copy had 4 s of work left: it would have written by now
+        # The frozen copy had 4 s of work left: once everything has settled (tests/settle.py: a
+        # full reconciler cycle with nothing queued, running or claimed) it would have written.
+        settle(redis_conn, outbox_pending(env["DATABASE_URL"]), describe=lambda: logs(log_dir))
         writers = {int(line) for line in marker.read_text().split()} if marker.exists() else set()
         assert not writers & set(frozen), (writers, frozen, logs(log_dir))  # a legitimate re-run may have written
         assert f"past its {LIVENESS_TTL} s lease" in logs(log_dir)
@@ -103,18 +106,20 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
         finally:
             for pid in frozen:
                 os.kill(pid, signal.SIGCONT)
-        time.sleep(6)  # the thawed copy is fenced: it had 3 s of work left and must not write
+        # The thawed copy is fenced: it had 3 s of work left and must not write (settled: tests/settle.py).
+        settle(redis_conn, outbox_pending(env["DATABASE_URL"]))
         writers = {int(line) for line in marker.read_text().split()}
         assert len(marker.read_text().split()) == 1 and not writers & set(frozen), (marker.read_text(), frozen)
 
 
 @pytest.mark.parametrize("lease", ["lapsed", "renewed"])
-def test_a_thawed_in_process_worker_records_no_success_before_its_fence_thread_runs(redis_conn: redis.Redis, monkeypatch, lease):
+def test_an_in_process_worker_past_its_lease_records_no_success_before_its_fence_thread_runs(redis_conn: redis.Redis, monkeypatch, lease):
     """The eighth goal run's seed 33: a pool member frozen as its welcome mail ended thawed after
     its job had been re-sent and run elsewhere; its main thread recorded the copy's success before
     the liveness thread woke to fence it (the job recorded as succeeding twice, 3.7 s apart). The
     thread about to record a success checks the lease itself. Here the liveness thread has not
-    run since the thaw: the check alone must stop the record."""
+    run since the thaw: the check alone must stop the record. (The real SIGSTOP of an in-process
+    worker: test_a_worker_thawed_after_its_lease_does_not_finish_its_copy[in-process].)"""
     from rq.executions import Execution
     from rq.utils import now
 

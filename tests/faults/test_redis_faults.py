@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.databases import seconds_since
 from tests.faults.stack import Stack
+from tests.settle import outbox_pending, settle
 from tests.smtp import SmtpSink
 
 pytestmark = pytest.mark.e2e
@@ -52,13 +54,15 @@ def describe_pending(stack: Stack) -> str:
     return "\n".join(lines)
 
 
-def assert_each_mail_once(sink: SmtpSink, count: int, stack: Stack | None = None) -> None:
+def assert_each_mail_once(sink: SmtpSink, count: int, stack: Stack) -> None:
+    """Counted once nothing can add a mail: tests/settle.py's end condition, then the sink."""
+    settle(stack.redis, outbox_pending(stack.database_url), describe=lambda: describe_pending(stack) + stack.log_text())
     recipients = sink.recipients()
     assert sorted(set(recipients)) == sorted(f"r{i}@example.org" for i in range(count))
     if len(recipients) != count:
         with sink.lock:
             twice = [(m["To"], m["Message-ID"]) for _, m in sink.messages if recipients.count(m["To"]) > 1]
-        raise AssertionError(f"delivered twice: {twice}\n{stack.log_text() if stack else ''}")
+        raise AssertionError(f"delivered twice: {twice}\n{stack.log_text()}")
 
 
 @pytest.fixture
@@ -122,7 +126,7 @@ print(job.id)""")
             time.sleep(0.1)
         assert client.hget(f"rq:job:{job_id}", "status") == b"started", stack.log_text()
         # Past the reconciler's minimum age (10 s from the row's INSERT): a lost job is re-sent now.
-        while stack.query(f"select (julianday('now') - julianday(created_at)) * 86400 from egoejo_backgroundjob where id = '{job_id}'")[0][0] < 11:
+        while stack.query(f"select {seconds_since(stack.database_url, 'created_at')} from egoejo_backgroundjob where id = '{job_id}'")[0][0] < 11:
             time.sleep(0.2)
         client.flushdb()
         wait_all_finished(stack, 1, timeout=40)
@@ -131,7 +135,9 @@ print(job.id)""")
         while client.exists(claim) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not client.exists(claim)  # dropped at the job's end, not left for its 12 s TTL
-        time.sleep(16)  # a copy sent after the flush would have finished by now
+        # A copy sent after the flush would be queued, running or claimed, or would have finished
+        # (16 s of work) within the settled window (tests/settle.py).
+        settle(client, outbox_pending(stack.database_url), timeout=120, describe=stack.log_text)
         runs = marker.read_text().split()
         assert len(runs) == 1, (runs, stack.log_text())
         assert stack.query("select count(*) from egoejo_backgroundjob where state = 'pending'")[0][0] == 0
@@ -154,7 +160,7 @@ def test_redis_away_for_10_s_at_the_end_of_a_job(tmp_path: Path, private_redis, 
         wait_all_finished(stack, 1, timeout=90)
         enqueue_mails(stack, 1, offset=1)  # and the same worker takes new work afterwards
         wait_all_finished(stack, 2, timeout=60)
-        assert_each_mail_once(sink, 2)
+        assert_each_mail_once(sink, 2, stack)
         assert stack.workers[0].poll() is None, "the worker exited"
     finally:
         stack.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.stack import Stack
+from tests.settle import outbox_pending, settle
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,7 @@ print(result.id)""")
         assert result_of(stack, task_id) == ["SUCCESSFUL", 2, 2, 0]
         private_redis.client().flushdb()  # RQ's TTLs, sooner: the answer is the outbox's now
         assert result_of(stack, task_id) == ["SUCCESSFUL", 2, 2, 0]
-        time.sleep(1)
+        settle(stack.redis, outbox_pending(stack.database_url), describe=stack.log_text)  # tests/settle.py
         assert lines() == ["started", "1", "started", "2", "done", "2"]  # and never a third time
     finally:
         stack.stop()
