@@ -388,10 +388,10 @@ def _script_call(queue: Queue, pushes: Sequence[Push], at_front: bool = False) -
             intervals = json.dumps(spec.retry_intervals()) if retries else ""
         data, description = dumps((path, None, push.args, push.kwargs)), describe(path, push.args)
         meta = {**base_meta, "otel_traceparent": push.traceparent} if push.traceparent else dict(base_meta)
-        meta[signing.SIGNATURE_META] = signing.sign(
+        meta[signing.SIGNATURE_META] = signing.sign(signing.SignedFields(
             push.job_id, queue.name, data, description, spec.timeout, spec.result_ttl, spec.failure_ttl,
             json.loads(intervals) if intervals else None, meta,
-        )
+        ))
         args.extend((push.job_id, zlib.compress(data), description, dumps(meta), intervals))
     return [queue.key, queue.redis_queues_keys], args
 

@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 SIGNATURE_META = "sig"
 _VERSION = "egoejo-job/1"
@@ -64,51 +64,53 @@ def keys() -> tuple[bytes, ...]:
     return configured
 
 
-def _message(
-    job_id: str,
-    origin: str,
-    data: bytes,
-    description: str | None,
-    timeout: Any,
-    result_ttl: Any,
-    failure_ttl: Any,
-    retry_intervals: Sequence[int] | None,
-    meta: Mapping[str, Any],
-) -> bytes:
+class SignedFields(NamedTuple):
+    """What a signature covers: the fields that decide a job's effect, as the layer writes them."""
+
+    job_id: str
+    origin: str
+    data: bytes  # the serialized call, as written to the hash (before compression)
+    description: str | None
+    timeout: Any
+    result_ttl: Any
+    failure_ttl: Any
+    retry_intervals: Sequence[int] | None
+    meta: Mapping[str, Any]
+
+
+def fields_of(job: Any) -> SignedFields:
+    """An RQ job's signed fields as it stands (its data serialized as RQ writes it)."""
+    return SignedFields(
+        job.id, job.origin, job.data, job.description, job.timeout, job.result_ttl, job.failure_ttl,
+        job.retry_intervals, job.meta,
+    )
+
+
+def _message(fields: SignedFields) -> bytes:
     head = [
-        _VERSION, job_id, origin, description, _int(timeout), _int(result_ttl), _int(failure_ttl),
-        list(retry_intervals) if retry_intervals is not None else None,
-        {name: meta[name] for name in SIGNED_META if name in meta},
+        _VERSION, fields.job_id, fields.origin, fields.description, _int(fields.timeout), _int(fields.result_ttl),
+        _int(fields.failure_ttl), list(fields.retry_intervals) if fields.retry_intervals is not None else None,
+        {name: fields.meta[name] for name in SIGNED_META if name in fields.meta},
     ]
-    return json.dumps(head, separators=(",", ":"), sort_keys=True).encode() + b"\0" + data
+    return json.dumps(head, separators=(",", ":"), sort_keys=True).encode() + b"\0" + fields.data
 
 
 def _int(value: Any) -> int | None:
     return None if value is None or value == "" else int(value)
 
 
-def sign(
-    job_id: str,
-    origin: str,
-    data: bytes,
-    description: str | None,
-    timeout: Any,
-    result_ttl: Any,
-    failure_ttl: Any,
-    retry_intervals: Sequence[int] | None,
-    meta: Mapping[str, Any],
-) -> str:
+def _digest(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def sign(fields: SignedFields) -> str:
     """The signature of a job with these fields, under the current key."""
-    message = _message(job_id, origin, data, description, timeout, result_ttl, failure_ttl, retry_intervals, meta)
-    return hmac.new(keys()[0], message, hashlib.sha256).hexdigest()
+    return _digest(keys()[0], _message(fields))
 
 
 def sign_job(job: Any) -> str:
-    """The signature of an RQ job as it stands (its data serialized as RQ writes it)."""
-    return sign(
-        job.id, job.origin, job.data, job.description, job.timeout, job.result_ttl, job.failure_ttl,
-        job.retry_intervals, job.meta,
-    )
+    """The signature of an RQ job as it stands."""
+    return sign(fields_of(job))
 
 
 def refusal(job: Any, fields: Iterable[str], empty_fields: Mapping[str, bool]) -> str | None:
@@ -133,13 +135,10 @@ def refusal(job: Any, fields: Iterable[str], empty_fields: Mapping[str, bool]) -
     if not isinstance(presented, str):
         return UNSIGNED
     try:
-        message = _message(
-            job.id, job.origin, job.data, job.description, job.timeout, job.result_ttl, job.failure_ttl,
-            job.retry_intervals, meta,
-        )
+        message = _message(fields_of(job))
     except (TypeError, ValueError):
         return "ForgedJobError: its fields are not those of a job the layer makes"
-    if not any(hmac.compare_digest(hmac.new(key, message, hashlib.sha256).hexdigest(), presented) for key in keys()):
+    if not any(hmac.compare_digest(_digest(key, message), presented) for key in keys()):
         return "ForgedJobError: its signature does not match its fields (written or changed outside the queueing layer)"
     max_retries = meta.get("max_retries")
     if job.retries_left is not None and (not isinstance(max_retries, int) or job.retries_left > max_retries):
