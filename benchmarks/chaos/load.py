@@ -114,7 +114,7 @@ def queue_bulk_mail(stack: ChaosStack) -> list[str]:
     code = (
         "import json\nfrom django.contrib.auth import get_user_model\n"
         "from app.services.mail_fanout import queue_bulk_email\n"
-        "ids = list(get_user_model().objects.order_by('pk').values_list('pk', flat=True))\n"
+        "ids = list(get_user_model().objects.filter(is_active=True).order_by('pk').values_list('pk', flat=True))\n"
         "print(json.dumps(queue_bulk_email('announcement', ids)))\n"
     )
     for _ in range(5):  # the database or Redis may be mid-fault: the command is retried as an operator would

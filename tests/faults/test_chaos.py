@@ -19,6 +19,11 @@ JOBS = 24
 # Nothing is tolerated: conditional pushes, the worker's status check at dequeue and the lease
 # fence closed issue 15 item 1 (a job pushed twice ran twice). Kept as an explicit, empty set.
 TOLERATED_UNTIL_CONDITIONAL_PUSHES: set[str] = set()
+# Kinds whose target lives only by chance in a 30 s run of 24 jobs: a work-horse exists while an
+# image job runs (a few uploads, each processed in well under a second). Their fault is attacked
+# on purpose elsewhere: tests/faults/test_process_tree.py (a busy worker's horse killed) and
+# tests/faults/test_worker_kills.py. Every other kind must fire in the two seeds.
+BY_CHANCE = {"kill_horse"}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -28,7 +33,8 @@ def _require(condition: bool, message: str) -> None:
 
 def test_short_campaign_keeps_every_invariant_and_fires_every_fault_kind(tmp_path: Path) -> None:
     """Both seeds, one after the other: each keeps every invariant, and between them every fault
-    kind of faults.KINDS was injected at least once (a kind that never found a target proves nothing)."""
+    kind of faults.KINDS but BY_CHANCE was injected at least once (a kind that never found a
+    target proves nothing)."""
     _require(shutil.which("redis-server") is not None, "redis-server is not installed")
     _require(pg_available(), "PostgreSQL does not answer on 127.0.0.1:5432 (the campaign creates its own database there)")
     _require(faketime_available(), "libfaketime is missing (scripts/lib/test.d/faketime.sh installs it)")
@@ -40,7 +46,8 @@ def test_short_campaign_keeps_every_invariant_and_fires_every_fault_kind(tmp_pat
         campaign.print_seed(result)
         _assert_invariants(seed, result, directory)
         fired.update(result.fault_log.injected)
-    assert set(faults.KINDS) - set(fired) == set(), f"fault kinds that never fired: {sorted(set(faults.KINDS) - set(fired))}; fired: {dict(fired)}"
+    listed = set(faults.KINDS) - BY_CHANCE
+    assert listed - set(fired) == set(), f"fault kinds that never fired: {sorted(listed - set(fired))}; fired: {dict(fired)}"
 
 
 def _assert_invariants(seed: int, result: campaign.SeedResult, directory: Path) -> None:
