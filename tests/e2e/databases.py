@@ -15,6 +15,8 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -109,3 +111,27 @@ def seconds_since(database_url: str, column: str) -> str:
     if database_url.startswith("sqlite:"):
         return f"(julianday('now') - julianday({column})) * 86400"
     return f"extract(epoch from now() - {column})"
+
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def private_pg_database(prefix: str, needed_for: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for a test that must run on PostgreSQL (a PaaS's, the
+    tracing's psycopg spans), dropped at the end; the test skips without a server (a failure
+    under CI: tests/ci.py)."""
+    import psycopg
+    import pytest
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is needed for {needed_for}: {exc}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -31,17 +31,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 
+from tests.e2e.databases import private_pg_database
 from tests.e2e.processes import ROOT, HttpClient
 from tests.smtp import SmtpSink, free_port
 
 pytestmark = pytest.mark.e2e
 
 RAILWAY = ROOT / "railway"
-ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 WEB_SERVICES = {"web", "web-daphne"}
 
 
@@ -73,19 +72,8 @@ def test_every_service_builds_the_one_image_and_only_the_web_migrates():
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    name = f"egoejo_paas_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is needed for the PaaS test: {exc}")
-        pytest.skip(f"PostgreSQL is needed for the PaaS test: {exc}")
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with private_pg_database("egoejo_paas", "the PaaS test") as url:
+        yield url
 
 
 @contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
 import threading
@@ -26,16 +25,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 
 from tests import redis_db
+from tests.e2e.databases import private_pg_database
 from tests.e2e.processes import PYTHON, ROOT, HttpClient, logs, stack_env
 from tests.smtp import SmtpSink, free_port
 
 pytestmark = pytest.mark.e2e
-ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 @dataclass
@@ -107,19 +105,8 @@ def _value(value: Any) -> Any:
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    name = f"egoejo_trace_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is needed for the tracing test: {exc}")
-        pytest.skip(f"PostgreSQL is needed for the tracing test: {exc}")
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with private_pg_database("egoejo_trace", "the tracing test") as url:
+        yield url
 
 
 @contextmanager
