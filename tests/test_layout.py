@@ -1,17 +1,23 @@
 """The layout's rules, checked on the source: no import cycle in app/, the queueing layer never
-imports the domain, and rq's private surface (underscore names, `rq:` keys) lives in rq_compat.py."""
+imports the domain, and the private surface of rq and of the libraries around it (underscore
+names, `rq:` keys) lives in the compatibility gate, the package app/queueing/rq_compat/."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import rq
+import importlib.util
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app"
 QUEUEING = APP / "queueing"
-COMPAT = QUEUEING / "rq_compat.py"
+COMPAT = QUEUEING / "rq_compat"
+# The libraries whose private names only the gate may touch, by import name.
+GATED_LIBRARIES = ("rq", "rq_scheduler", "redis", "rq_dashboard", "django_rq")
+# Attribute names a gated library defines that a module outside the gate uses for another library's
+# object: (path, name) -> whose name it is there.
+NOT_THEIRS = {("app/s3_media_storage.py", "_connections"): "django-storages' S3Storage._connections (its clients per thread)"}
 DOMAIN = ("app.models", "app.services", "app.jobs", "app.views")
 
 
@@ -98,11 +104,13 @@ def test_the_queueing_layer_never_imports_the_domain():
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
-def rq_private_names() -> set[str]:
-    """Every single-underscore name rq itself defines: methods, functions, classes, attributes it
-    assigns (`self._x = ...`), module and class globals — not names of other libraries it merely uses."""
+def private_names(library: str) -> set[str]:
+    """Every single-underscore name `library` itself defines: methods, functions, classes, attributes
+    it assigns (`self._x = ...`), module and class globals — not names of other libraries it merely uses."""
+    spec = importlib.util.find_spec(library)  # found, not imported: django_rq needs settings to import
+    assert spec is not None and spec.origin is not None, library
     names: set[str] = set()
-    for path in Path(rq.__file__).parent.rglob("*.py"):
+    for path in Path(spec.origin).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             candidates: list[str] = []
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -119,31 +127,81 @@ def rq_private_names() -> set[str]:
     return names
 
 
-def test_rq_private_names_and_keys_appear_only_in_rq_compat():
-    private = rq_private_names()
-    assert {"_enqueue_job", "_prepare_for_queue", "_stop_requested", "_status"} <= private  # the check has teeth
+def gated_private_names() -> set[str]:
+    return set().union(*(private_names(library) for library in GATED_LIBRARIES))
+
+
+def gate_offenders(tree: ast.Module, private: set[str], label: str = "", allowed: frozenset[str] = frozenset()) -> list[str]:
+    """What in `tree` only the gate may write: a private attribute (also by getattr/setattr/hasattr/delattr
+    with its name), an underscore name imported from a gated library, an `rq:` key."""
+    offenders: list[str] = []
+    for node in ast.walk(tree):
+        where = f"{label}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Attribute) and node.attr in private and node.attr not in allowed:
+            offenders.append(f"{where} .{node.attr}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in private
+            and node.args[1].value not in allowed
+        ):
+            offenders.append(f"{where} {node.func.id}(..., {node.args[1].value!r})")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in GATED_LIBRARIES:
+            offenders.extend(f"{where} import {alias.name}" for alias in node.names if alias.name.startswith("_"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("rq:"):
+            offenders.append(f"{where} {node.value!r}")
+        elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) and str(node.values[0].value).startswith("rq:"):
+            offenders.append(f"{where} f-string key")
+    return offenders
+
+
+def test_third_party_private_names_and_keys_appear_only_in_the_gate():
+    private = gated_private_names()
+    # the check has teeth: rq's, rq-scheduler's, redis-py's own privates are in it
+    assert {"_enqueue_job", "_prepare_for_queue", "_stop_requested", "_status", "_interval", "_lock_acquired", "_sock"} <= private
     offenders: list[str] = []
     for path in APP.rglob("*.py"):
-        if path == COMPAT or "migrations" in path.parts:
+        if COMPAT in path.parents or "migrations" in path.parts:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
-            if isinstance(node, ast.Attribute) and node.attr in private:
-                offenders.append(f"{where} .{node.attr}")
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rq"):
-                offenders.extend(f"{where} import {alias.name}" for alias in node.names if alias.name.startswith("_"))
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("rq:"):
-                offenders.append(f"{where} {node.value!r}")
-            elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) and str(node.values[0].value).startswith("rq:"):
-                offenders.append(f"{where} f-string key")
+        label = str(path.relative_to(ROOT))
+        allowed = frozenset(name for (where, name) in NOT_THEIRS if where == label)
+        offenders.extend(gate_offenders(ast.parse(path.read_text()), private, label, allowed))
     assert offenders == []
 
 
 def test_the_rules_above_catch_what_they_look_for(tmp_path):
-    """The checks are not vacuous: a planted cycle, a private name and a key are each found."""
-    tree = ast.parse("from rq.queue import _x\nqueue._enqueue_job(job)\nkey = 'rq:queue:x'\n")
-    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    assert names & rq_private_names() == {"_enqueue_job"}
+    """The checks are not vacuous: a planted cycle, each gated library's private names and a key are each found."""
+    planted = ast.parse(
+        "from rq.queue import _x\n"
+        "queue._enqueue_job(job)\n"
+        "key = 'rq:queue:x'\n"
+        "from rq_scheduler.scheduler import _y\n"
+        "scheduler._interval\n"
+        "scheduler._lock_acquired = True\n"
+        "getattr(pool, '_available_connections', [])\n"
+        "key = f'rq:wip:{name}'\n"
+        "from rq_dashboard.app import _normalize_prefix\n"
+        "django_rq.queues._thread_data\n"
+        "storage._connections\n"
+    )
+    found = gate_offenders(planted, gated_private_names(), "planted", frozenset({"_connections"}))
+    assert sorted(found) == [
+        "planted:1 import _x",
+        "planted:10 ._thread_data",
+        "planted:2 ._enqueue_job",
+        "planted:3 'rq:queue:x'",
+        "planted:4 import _y",
+        "planted:5 ._interval",
+        "planted:6 ._lock_acquired",
+        "planted:7 getattr(..., '_available_connections')",
+        "planted:8 'rq:wip:'",  # the f-string's text, then the f-string
+        "planted:8 f-string key",
+        "planted:9 import _normalize_prefix",
+    ]
+    assert gate_offenders(ast.parse("storage._connections\n"), gated_private_names()) == [":1 ._connections"]  # allowed only where named
     known = {"app.a", "app.b"}
     a = imports_of("app.a", APP / "a.py", ast.parse("def f():\n    from app import b\n"), known)
     b = imports_of("app.b", APP / "b.py", ast.parse("from app.a import thing\n"), known)

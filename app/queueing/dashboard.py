@@ -208,8 +208,9 @@ def create_app(
     import rq
     import rq_dashboard
     from rq_dashboard.version import VERSION as RQ_DASHBOARD_VERSION
-    from rq_dashboard.web import config as service_config
     from rq_dashboard.web import escape_format_instance_list, setup_rq_connection
+
+    from . import rq_compat
 
     if not (username and password):
         raise ValueError("rq-dashboard needs RQ_DASHBOARD_USERNAME and RQ_DASHBOARD_PASSWORD")
@@ -229,10 +230,10 @@ def create_app(
     )
     app.config["RQ_DASHBOARD_REDIS_URL"] = [redis_url]
     app.config["RQ_DASHBOARD_POLL_INTERVAL"] = 2500
-    service_config.serializer = JobSerializer  # the project's jobs are JSON, never pickle
+    rq_compat.dashboard.use_serializer(JobSerializer)  # the project's jobs are JSON, never pickle
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="")
     setup_rq_connection(app)
-    _register_queues(app.redis_conn)  # type: ignore[attr-defined]  # set by rq-dashboard's setup_rq_connection
+    _register_queues(rq_compat.dashboard.redis_connection(app))
     expected_user, expected_password = username.encode(), password.encode()
 
     def own_origin() -> Origin | None:
@@ -250,7 +251,7 @@ def create_app(
         return Response(
             render_template(
                 "egoejo/recurring.html",
-                rows=recurring_jobs(app.redis_conn),  # type: ignore[attr-defined]  # set by rq-dashboard
+                rows=recurring_jobs(rq_compat.dashboard.redis_connection(app)),
                 now=datetime.now(UTC),
                 current_instance=instance_number,
                 instance_list=escape_format_instance_list(app.config["RQ_DASHBOARD_REDIS_URL"]),
@@ -283,7 +284,7 @@ def create_app(
         if request.method not in ("GET", "HEAD"):
             if not allowed_origin():
                 abort(403)  # a cross-site form or fetch: the browser's credentials are not consent
-            _record_operator_deletes(request.path, app.redis_conn)  # type: ignore[attr-defined]
+            _record_operator_deletes(request.path, rq_compat.dashboard.redis_connection(app))
         return None
 
     @app.after_request

@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from . import rq_compat
+
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -61,12 +63,10 @@ def release_connection(client: Any) -> None:
     pool = getattr(client, "connection_pool", None)
     if pool is None:
         return
-    connections = list(getattr(pool, "_available_connections", [])) + list(getattr(pool, "_in_use_connections", []))
-    for connection in connections:
-        sock = getattr(connection, "_sock", None)
+    for connection in rq_compat.redis_py.pool_connections(pool):
+        sock = rq_compat.redis_py.detach_socket(connection)
         if sock is None:
             continue
-        connection._sock = None
         try:
             sock.close()  # our file descriptor only: the parent's socket stays open and usable
         except OSError:
@@ -81,6 +81,7 @@ def release_connection(client: Any) -> None:
 def install(connection: Any) -> None:
     """In a process that forks workers, schedulers or horses: tie every child to it (see module doc)."""
     global _registered
+    rq_compat.redis_py.GATE.check()  # here, in the parent: a child inherits the answer instead of looking it up
     if all(existing is not connection for existing in _parent_connections):
         _parent_connections.append(connection)
     if not _registered:

@@ -22,7 +22,7 @@ from rq.exceptions import NoSuchJobError
 from rq.scheduler import RQScheduler
 from rq_scheduler import Scheduler
 
-from . import outbox, registry, signing
+from . import outbox, registry, rq_compat, signing
 from .jobclass import QueueingJob, record_refusal, refusal_of
 from .recovery import sweep
 from .serialization import JobSerializer
@@ -57,14 +57,14 @@ class ProjectScheduler(DjangoScheduler):
         # takes well under a second; only one longer than the lock, with a second scheduler
         # process running (compose runs one), could overlap another.
         self._lock_token = uuid.uuid4().hex
-        acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(self._interval) + LOCK_SPARE_SECONDS, nx=True))
-        self._lock_acquired = acquired
+        acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(rq_compat.scheduler.interval_of(self)) + LOCK_SPARE_SECONDS, nx=True))
+        rq_compat.scheduler.set_holds_lock(self, acquired)
         return acquired
 
     def remove_lock(self) -> None:
-        if self._lock_acquired:
+        if rq_compat.scheduler.holds_lock(self):
             self.connection.eval(_RELEASE, 1, self.scheduler_lock_key, self._lock_token)
-            self._lock_acquired = False
+            rq_compat.scheduler.set_holds_lock(self, False)
 
     def successor(self) -> ProjectScheduler:
         """A fresh scheduler to run after a Redis outage cut this one's loop. A pass cut short
@@ -75,7 +75,7 @@ class ProjectScheduler(DjangoScheduler):
             self.remove_lock()
         except RedisError:
             pass  # gone again: the lock expires by itself
-        return type(self)(queue_name=self.queue_name, interval=self._interval, connection=self.connection)
+        return type(self)(queue_name=self.queue_name, interval=rq_compat.scheduler.interval_of(self), connection=self.connection)
 
     def _fire_due_retries(self, queue_names: list[str]) -> None:
         """Move due retries and delayed jobs to their queues when no worker's RQ scheduler does it.
@@ -126,7 +126,7 @@ class ProjectScheduler(DjangoScheduler):
     def heartbeat(self) -> None:
         super().heartbeat()
         # One well-known key for /healthz, instead of scanning rq-scheduler's per-name keys.
-        self.connection.set(SCHEDULER_ALIVE_KEY, time.time(), ex=int(self._interval) + 10)
+        self.connection.set(SCHEDULER_ALIVE_KEY, time.time(), ex=int(rq_compat.scheduler.interval_of(self)) + 10)
 
     def enqueue_jobs(self) -> list[Any]:
         # Runs only while this process holds rq-scheduler's lock, so a second scheduler
