@@ -5,9 +5,8 @@ names, `rq:` keys) lives in the compatibility gate, the package app/queueing/rq_
 from __future__ import annotations
 
 import ast
-from pathlib import Path
-
 import importlib.util
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app"

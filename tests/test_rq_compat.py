@@ -1,9 +1,11 @@
-"""Contract tests of app/queueing/rq_compat.py: every fast path against RQ's own code path.
+"""Contract tests of the compatibility gate, app/queueing/rq_compat/: every fast path against RQ's own code path.
 
 The same jobs go through RQ's path (QUEUEING_FAST_PATHS off) and through the fast path, and
 everything they leave in Redis — every key, every field, every registry entry, result, execution
 record and worker counter — is compared, with only times, ids RQ draws and durations masked.
-An rq upgrade (the version gate turns the fast paths off) is checked by running this file.
+An rq upgrade (the version gate turns the fast paths off) is checked by running this file. The
+private names of rq-scheduler, redis-py and rq-dashboard the gate touches are each run on that
+library's own code path, and each library's installed version is pinned to its gate's.
 """
 
 from __future__ import annotations
@@ -541,3 +543,117 @@ def test_every_field_rq_writes_over_a_jobs_life_is_one_the_layer_allows(settings
     assert {"status", "data", "meta", "retries_left", "retry_intervals", "started_at", "ended_at"} <= fields
     assert fields <= signing.ALLOWED_FIELDS, fields - signing.ALLOWED_FIELDS
     assert Job.fetch(retried[0], connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FAILED
+
+
+# -- the other libraries' private names (rq_compat/scheduler.py, redis_py.py, dashboard.py) -------
+
+
+def test_the_scheduler_gate_reads_and_sets_what_rq_schedulers_own_lock_code_uses(redis_conn):
+    from rq_scheduler import Scheduler
+
+    scheduler = Scheduler(queue_name="metrics", interval=7, connection=redis_conn)
+    assert rq_compat.scheduler.interval_of(scheduler) == 7
+    scheduler.register_birth()  # rq-scheduler's own code: its key lives the interval plus 10 s
+    assert 16 <= redis_conn.ttl(scheduler.key) <= 17
+    assert rq_compat.scheduler.holds_lock(scheduler) is False
+    assert scheduler.acquire_lock()  # rq-scheduler's own acquire_lock sets the flag the gate reads
+    assert rq_compat.scheduler.holds_lock(scheduler) is True
+    scheduler.remove_lock()
+    assert rq_compat.scheduler.holds_lock(scheduler) is False
+    redis_conn.set(scheduler.scheduler_lock_key, "held")
+    scheduler.remove_lock()  # not held by this scheduler, by its flag: nothing deleted
+    assert redis_conn.exists(scheduler.scheduler_lock_key)
+    rq_compat.scheduler.set_holds_lock(scheduler, True)
+    scheduler.remove_lock()  # rq-scheduler's own remove_lock reads the flag the gate set
+    assert not redis_conn.exists(scheduler.scheduler_lock_key)
+    assert rq_compat.scheduler.holds_lock(scheduler) is False
+
+
+def test_the_redis_gate_finds_every_pool_connection_and_takes_its_socket(redis_db_index):
+    from tests import redis_db
+
+    client = redis.Redis.from_url(f"{redis_db.redis_url()}/{redis_db_index}")
+    pool = client.connection_pool
+    assert rq_compat.redis_py.pool_connections(pool) == []
+    busy, idle = pool.get_connection(), pool.get_connection()  # both connected by the pool
+    pool.release(idle)
+    connections = rq_compat.redis_py.pool_connections(pool)
+    assert len(connections) == 2 and busy in connections and idle in connections
+    sock = rq_compat.redis_py.detach_socket(idle)
+    assert sock is not None and sock.fileno() >= 0
+    assert rq_compat.redis_py.detach_socket(idle) is None  # taken: the connection has none now
+    sock.close()
+    assert client.ping()  # the pool hands `idle` out again: redis-py's own connect() opens a new socket
+    pool.release(busy)
+    client.close()
+
+
+def test_the_dashboard_gate_sets_the_serializer_rq_dashboard_reads(redis_conn):
+    import base64
+
+    from django.conf import settings
+    from rq_dashboard.web import config
+
+    from app.queueing.dashboard import create_app
+    from app.queueing.serialization import JobSerializer
+
+    app = create_app(settings.RQ_QUEUES_URL, "operator", "s3cret")
+    assert config.serializer is JobSerializer
+    connection = rq_compat.dashboard.redis_connection(app)
+    assert connection.connection_pool.connection_kwargs["db"] == redis_conn.connection_pool.connection_kwargs["db"]
+    job = enqueue_rq(redis_conn, ECHO, 1, job_id="dashboard" + "0" * 23)
+    loaded: list[bytes] = []
+
+    class Spy(JSONSerializer):
+        @staticmethod
+        def loads(data: Any, *args: Any, **kwargs: Any) -> Any:
+            loaded.append(data)
+            return JSONSerializer.loads(data, *args, **kwargs)
+
+    rq_compat.dashboard.use_serializer(Spy)
+    try:
+        auth = {"Authorization": "Basic " + base64.b64encode(b"operator:s3cret").decode()}
+        response = app.test_client().get(f"/0/data/job/{job.id}.json", headers=auth)  # rq-dashboard's own job view
+    finally:
+        rq_compat.dashboard.use_serializer(JobSerializer)
+    assert response.status_code == 200
+    assert loaded and response.get_json()["id"] == job.id  # rq-dashboard read the job's meta through Spy
+
+
+@pytest.mark.parametrize(
+    "gate, verified, distribution",
+    [
+        (rq_compat.scheduler.GATE, rq_compat.scheduler.VERIFIED_RQ_SCHEDULER_VERSION, "rq-scheduler"),
+        (rq_compat.redis_py.GATE, rq_compat.redis_py.VERIFIED_REDIS_VERSION, "redis"),
+        (rq_compat.dashboard.GATE, rq_compat.dashboard.VERIFIED_RQ_DASHBOARD_VERSION, "rq-dashboard"),
+    ],
+)
+def test_each_librarys_privates_are_verified_against_the_installed_version(gate, verified, distribution):
+    import importlib.metadata
+
+    assert gate.distribution == distribution and gate.verified == verified
+    installed = importlib.metadata.version(distribution)
+    assert installed == verified, f"{distribution} was upgraded: run this file, then move the gate's VERIFIED_ version"
+    assert gate.check() is True and gate.why_unverified() is None
+
+
+@pytest.mark.parametrize(
+    "module, use",
+    [
+        (rq_compat.scheduler, lambda: rq_compat.scheduler.interval_of(type("S", (), {"_interval": 2})())),
+        (rq_compat.redis_py, lambda: rq_compat.redis_py.pool_connections(None)),
+        (rq_compat.dashboard, lambda: rq_compat.dashboard.redis_connection(type("App", (), {"redis_conn": None})())),
+    ],
+)
+def test_a_gate_on_another_library_version_says_so_once(module, use, monkeypatch, caplog):
+    """An upgrade of the library (its installed version read as 9.9.9): the gate's functions still
+    work, and the first use logs which privates are unverified, once."""
+    monkeypatch.setattr(module.GATE, "_installed", "9.9.9")
+    monkeypatch.setattr(module.GATE, "_warned", False)
+    with caplog.at_level("WARNING", logger="app.queueing.rq_compat"):
+        use()
+        use()
+    warnings = [r.getMessage() for r in caplog.records if "unverified private names" in r.getMessage()]
+    distribution, verified = module.GATE.distribution, module.GATE.verified
+    assert warnings == [f"unverified private names: {distribution} 9.9.9 is not the {verified} its private names ({module.GATE.privates}) were verified against"]
+    assert module.GATE.check() is False

@@ -2,7 +2,7 @@
 
 Workers are separate processes (and hosts), so a process-local prometheus_client registry
 would see one worker's jobs only; each outcome is instead added to shared Redis hashes (within the
-worker's own bookkeeping transaction of a successful job, see rq_compat.py) and `/metrics` turns them into histograms and counters (monitoring.py).
+worker's own bookkeeping transaction of a successful job, see rq_compat/bookkeeping.py) and `/metrics` turns them into histograms and counters (monitoring.py).
 """
 
 from __future__ import annotations

@@ -221,7 +221,7 @@ RQ_EXCEPTION_HANDLERS = ["app.queueing.workers.classify_failure"]
 # `@task(queue_name=<a declared queue>)`, `.enqueue()` through the outbox (docs/tasks.md). Its
 # queues are the declared ones (QUEUES, if set, may only narrow them).
 TASKS = {"default": {"BACKEND": "app.queueing.tasks_backend.OutboxTaskBackend"}}
-# RQ's own code paths everywhere instead of the verified fast ones (app/queueing/rq_compat.py).
+# RQ's own code paths everywhere instead of the verified fast ones (app/queueing/rq_compat/).
 QUEUEING_FAST_PATHS = env_bool("RQ_FAST_PATHS", True)
 # Modules declaring jobs outside an app's `jobs` module (the test suite's fixtures); empty in production.
 QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
