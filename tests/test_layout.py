@@ -132,7 +132,8 @@ def gated_private_names() -> set[str]:
 
 def gate_offenders(tree: ast.Module, private: set[str], label: str = "", allowed: frozenset[str] = frozenset()) -> list[str]:
     """What in `tree` only the gate may write: a private attribute (also by getattr/setattr/hasattr/delattr
-    with its name), an underscore name imported from a gated library, an `rq:` key."""
+    with its name), a private method or class attribute overridden in a class, an underscore name
+    imported from a gated library, an `rq:` key."""
     offenders: list[str] = []
     for node in ast.walk(tree):
         where = f"{label}:{getattr(node, 'lineno', '?')}"
@@ -148,6 +149,13 @@ def gate_offenders(tree: ast.Module, private: set[str], label: str = "", allowed
             and node.args[1].value not in allowed
         ):
             offenders.append(f"{where} {node.func.id}(..., {node.args[1].value!r})")
+        elif isinstance(node, ast.ClassDef):  # a subclass overriding a private method or class attribute
+            for item in node.body:
+                defined = [item.name] if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) else []
+                if isinstance(item, (ast.Assign, ast.AnnAssign)):
+                    targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                    defined = [t.id for t in targets if isinstance(t, ast.Name)]
+                offenders.extend(f"{label}:{item.lineno} {node.name}.{name}" for name in defined if name in private and name not in allowed)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in GATED_LIBRARIES:
             offenders.extend(f"{where} import {alias.name}" for alias in node.names if alias.name.startswith("_"))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("rq:"):
@@ -185,11 +193,13 @@ def test_the_rules_above_catch_what_they_look_for(tmp_path):
         "from rq_dashboard.app import _normalize_prefix\n"
         "django_rq.queues._thread_data\n"
         "storage._connections\n"
+        "class Mine(Scheduler):\n"
+        "    _queue = None\n"
+        "    def _install_signal_handlers(self): ...\n"
     )
     found = gate_offenders(planted, gated_private_names(), "planted", frozenset({"_connections"}))
-    assert sorted(found) == [
+    assert sorted(found) == sorted([
         "planted:1 import _x",
-        "planted:10 ._thread_data",
         "planted:2 ._enqueue_job",
         "planted:3 'rq:queue:x'",
         "planted:4 import _y",
@@ -199,7 +209,10 @@ def test_the_rules_above_catch_what_they_look_for(tmp_path):
         "planted:8 'rq:wip:'",  # the f-string's text, then the f-string
         "planted:8 f-string key",
         "planted:9 import _normalize_prefix",
-    ]
+        "planted:10 ._thread_data",
+        "planted:13 Mine._queue",
+        "planted:14 Mine._install_signal_handlers",
+    ])
     assert gate_offenders(ast.parse("storage._connections\n"), gated_private_names()) == [":1 ._connections"]  # allowed only where named
     known = {"app.a", "app.b"}
     a = imports_of("app.a", APP / "a.py", ast.parse("def f():\n    from app import b\n"), known)
