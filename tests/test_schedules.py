@@ -143,3 +143,24 @@ def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: 
     assert images.get_job_ids() == [] and redis_conn.zscore("rq:scheduled:images", due_image.id) is not None
     assert not redis_conn.exists("rq:scheduler-lock:emails")  # released again
 
+
+
+def test_the_pools_members_run_no_scheduler_child(redis_conn: redis.Redis):
+    """A member's own RQ scheduler child would hold the pool's queue locks for 61 s after dying
+    with its member, and no retry of those queues would fire meanwhile: the pool's members run
+    none, and rqscheduler fires their retries. Asked for one, a member still moves nothing."""
+    from datetime import timedelta
+
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from app.queueing.workers import RecyclingWorker
+
+    emails = Queue("emails", connection=redis_conn, serializer=JSONSerializer)
+    due = emails.enqueue_in(timedelta(seconds=-1), "tests.fixtures.say_hello", "x")
+
+    RecyclingWorker([emails], connection=redis_conn).work(burst=True, with_scheduler=True)
+
+    assert redis_conn.zscore("rq:scheduled:emails", due.id) is not None
+    assert emails.get_job_ids() == []
+    assert not redis_conn.exists("rq:scheduler-lock:emails")
