@@ -121,8 +121,8 @@ def _stalling_worker_class() -> type:
     from app.queueing.workers import ForkingWorker
 
     class WorkLoopStalls(ForkingWorker):
-        """Registered, its liveness thread beating, its work loop stuck: seed 34's images worker
-        (the cause there is unknown; any stuck lock or socket looks the same from outside)."""
+        """Registered, its liveness thread beating, its work loop stuck (any stuck lock or socket
+        looks the same from outside)."""
 
         def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> None:
             self.heartbeat()

@@ -89,8 +89,8 @@ def test_the_dashboard_is_not_published_and_the_scheduler_is_single(resolved):
 
 
 def test_no_queue_rests_on_a_single_worker_process(resolved):
-    """One images worker frozen or restarting held its queue alone (the campaign's 53 s re-run);
-    the pool runs two members, the images service two replicas."""
+    """One images worker frozen or restarting would hold its queue alone: the pool runs two
+    members, the images service two replicas."""
     assert resolved["services"]["worker-images"]["deploy"]["replicas"] >= 2
     command = resolved["services"]["worker-light"]["command"]
     assert int(command[command.index("--workers") + 1]) >= 2

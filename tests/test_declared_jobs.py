@@ -191,8 +191,8 @@ def test_an_operators_delete_or_cancel_is_final(redis_conn, django_capture_on_co
 
 
 def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs_it(redis_conn, django_capture_on_commit_callbacks):
-    """A flush while a job runs takes its hash: re-sending it at the first sighting ran a second
-    copy beside the first (the chaos campaign's seed 31). The running worker claims it again
+    """A flush while a job runs takes its hash: re-sending it at the first sighting would run a
+    second copy beside the first. The running worker claims it again
     within a liveness beat; the reconciler waits for a second sighting and leaves claimed jobs."""
     from app.queueing.liveness import running_key
 
@@ -208,9 +208,8 @@ def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs
 
 
 def test_jobs_redis_lost_go_back_ahead_of_what_was_enqueued_since_oldest_first(redis_conn, django_capture_on_commit_callbacks):
-    """Sent again at the back, a job lost with Redis's data waited behind everything enqueued
-    during the outage and its detection (the eighth goal run's seed 23: 30.7 s after its worker's
-    death). It goes back to the front, as the sweeps' requeues do, the oldest first."""
+    """Sent again at the back, a job lost with Redis's data would wait behind everything enqueued
+    during the outage and its detection. It goes back to the front, as the sweeps' requeues do, the oldest first."""
     with django_capture_on_commit_callbacks(execute=True):
         lost = metrics.update_impact_dashboard_metrics.delay_many([[1], [2], [3]])
     oldest_first = sorted(lost)[::-1]  # not the page's id order
@@ -228,9 +227,9 @@ def test_jobs_redis_lost_go_back_ahead_of_what_was_enqueued_since_oldest_first(r
 def test_a_job_that_says_started_or_scheduled_while_nothing_holds_it_is_requeued_and_runs_once(
     status, redis_conn, run_worker, django_capture_on_commit_callbacks
 ):
-    """The second goal run's seed 27: a job whose hash said it ran (or waited for its retry) while
-    no registry, list or worker held it, because a Redis restart or a killed sweeper cut off the
-    step that moves it, stayed pending forever. The reconciler requeues it on its second sighting;
+    """A job whose hash says it runs (or waits for its retry) while no registry, list or worker
+    holds it, because a Redis restart or a killed sweeper cut off the step that moves it, would
+    stay pending forever. The reconciler requeues it on its second sighting;
     one that a registry or a running worker still holds stays where it is."""
     from app.queueing.liveness import running_key
 
@@ -349,8 +348,7 @@ def test_a_job_cancelled_while_the_reconciler_looks_is_not_requeued(redis_conn, 
 def test_a_failure_the_worker_could_not_record_is_closed_with_its_reason(redis_conn, django_capture_on_commit_callbacks):
     """The worker failed the job (SMTP 550) but its write of the row failed (the database was
     restarting): the reconciler closes the row from Redis, with the reason the worker would have
-    written, not a pointer to the failed registry (the chaos campaign counted such a 550 as an
-    unexplained failure)."""
+    written, not a pointer to the failed registry."""
     from rq.results import Result
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -455,8 +453,8 @@ def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
 
 
 def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis_conn):
-    """The third goal run's seed 4: a scheduler killed mid-sweep left the lock for 30 s, and no
-    sweep requeued a frozen worker's image meanwhile. Overlapping sweeps are safe (each acts only
+    """A scheduler killed mid-sweep leaves the lock behind, and no sweep requeues an abandoned
+    job until it expires. Overlapping sweeps are safe (each acts only
     where its own ZREM removed the entry), so the lock is short."""
     from app.queueing import recovery
 
@@ -506,7 +504,7 @@ def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(red
 def test_an_earlier_runs_entry_is_dropped_so_rqs_cleanup_never_retries_the_running_job(redis_conn):
     """A job whose first worker died was requeued and runs again on a live worker. The dead run's
     entry stays in the started registry; when it expired, RQ's own cleanup saw a STARTED job and
-    retried it while the new run went on (the campaign's "ran twice, 70 s apart"). The sweep
+    retried it while the new run went on: the job ran twice. The sweep
     drops such an entry; the live run's own entry stays."""
     from rq import Queue
     from rq.registry import StartedJobRegistry
@@ -533,8 +531,7 @@ def test_an_earlier_runs_entry_is_dropped_so_rqs_cleanup_never_retries_the_runni
 def test_rqs_intermediate_cleanup_never_fails_or_retries_a_job(redis_conn, status):
     """A horse killed before it took its id out of `<queue>:intermediate` leaves the id there. A
     minute later RQ's own cleanup called handle_job_failure on the job whatever its status: a job
-    that had finished meanwhile was retried and ran again (the campaign's "ran twice, 70-90 s
-    apart"). Now a finished job is left alone, and one still waiting to start is requeued."""
+    that had finished meanwhile was retried and ran again. A finished job is left alone, and one still waiting to start is requeued."""
     import time as _time
 
     from rq import Queue

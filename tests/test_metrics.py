@@ -214,9 +214,9 @@ def _die() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_process_killed_right_after_a_contribution_commits_loses_no_refresh(run_worker, redis_conn):
-    """The refresh used to be asked for in an on-commit hook: a web worker killed between the
-    commit and the hook left the contribution without a refresh (the chaos campaign, seed 3: a
-    dashboard that never appeared). It is recorded with the contribution now."""
+    """Asked for in an on-commit hook, the refresh would be lost with a web worker killed between
+    the commit and the hook (a dashboard that never appears). It is recorded with the
+    contribution, in its transaction."""
     from django.db import transaction
 
     from app.queueing import outbox

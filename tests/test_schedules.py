@@ -75,8 +75,8 @@ def test_a_scheduler_never_frees_the_lock_another_one_holds(redis_conn: redis.Re
 
 def test_a_killed_schedulers_lock_holds_its_successor_up_3_s_past_the_interval(redis_conn: redis.Redis):
     """rq-scheduler's lock lives the interval plus 10 s: a scheduler killed mid-pass kept its
-    restarted successor from every pass (sweeps and re-sends included) for up to 15 s (the third
-    goal run's seed 4). It is held for one pass only, so it needs little spare."""
+    restarted successor from every pass (sweeps and re-sends included) for up to 15 s. It is held
+    for one pass only, so it needs little spare: 3 s past the interval."""
     from app.queueing.scheduling import ProjectScheduler
 
     scheduler = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
@@ -87,8 +87,8 @@ def test_a_killed_schedulers_lock_holds_its_successor_up_3_s_past_the_interval(r
 
 def test_a_scheduler_resuming_after_an_outage_passes_at_once(tmp_path: Path):
     """Redis went away mid-pass: the lock could not be released, and a Redis restarted from its
-    AOF still holds it for up to 15 s. The resumed loop used to skip its passes ("Lock already
-    taken") for that long, sweeps and re-sends included (the chaos campaign's seed 5). A real
+    AOF still holds it for up to 15 s. The resumed loop must not skip its passes ("Lock already
+    taken") for that long, sweeps and re-sends included. A real
     outage here: a private redis-server with an AOF, killed during the pass and started again."""
     import shutil
 
@@ -119,9 +119,8 @@ def test_a_scheduler_resuming_after_an_outage_passes_at_once(tmp_path: Path):
 
 def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: redis.Redis):
     """rqscheduler fires due retries under RQ's per-queue scheduler locks (61 s). One killed
-    between taking and releasing them held up every retry of the light queues for up to 61 s
-    (the third goal run's seed 3: a welcome mail's retry fired 30 s late). Its successor takes
-    them over; a lock that a worker's own RQ scheduler holds is still left alone."""
+    between taking and releasing them under a name of its own would hold up every retry of the
+    light queues for up to 61 s. Its successor takes them over; a lock that a worker's own RQ scheduler holds is still left alone."""
     from datetime import timedelta
 
     from rq import Queue
@@ -144,3 +143,24 @@ def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: 
     assert images.get_job_ids() == [] and redis_conn.zscore("rq:scheduled:images", due_image.id) is not None
     assert not redis_conn.exists("rq:scheduler-lock:emails")  # released again
 
+
+
+def test_the_pools_members_run_no_scheduler_child(redis_conn: redis.Redis):
+    """A member's own RQ scheduler child would hold the pool's queue locks for 61 s after dying
+    with its member, and no retry of those queues would fire meanwhile: the pool's members run
+    none, and rqscheduler fires their retries. Asked for one, a member still moves nothing."""
+    from datetime import timedelta
+
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from app.queueing.workers import RecyclingWorker
+
+    emails = Queue("emails", connection=redis_conn, serializer=JSONSerializer)
+    due = emails.enqueue_in(timedelta(seconds=-1), "tests.fixtures.say_hello", "x")
+
+    RecyclingWorker([emails], connection=redis_conn).work(burst=True, with_scheduler=True)
+
+    assert redis_conn.zscore("rq:scheduled:emails", due.id) is not None
+    assert emails.get_job_ids() == []
+    assert not redis_conn.exists("rq:scheduler-lock:emails")

@@ -50,8 +50,8 @@ logger = logging.getLogger(__name__)
 # not rest on it: every push is conditional, a row is re-sent only at its second sighting
 # MISSING_AFTER later, and a request's push that comes later than that re-reads its rows
 # (dispatch.LATE_AFTER). It only spares young rows a first sighting, and is part of how soon a
-# job lost with Redis's data runs again (MIN_AGE + MISSING_AFTER + one pass; 10 s cost seed 23
-# of the fourth goal run its 30 s).
+# job lost with Redis's data runs again: MIN_AGE + MISSING_AFTER + one 2 s pass, about 12 s
+# (tests/test_declared_jobs.py::test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs_it).
 MIN_AGE = timedelta(seconds=5)
 PAGE = 500
 KEEP_ENDED = timedelta(days=7)

@@ -196,8 +196,8 @@ def test_a_job_whose_workers_keep_dying_fails_after_the_abandon_limit(redis_conn
 
 @pytest.mark.django_db
 def test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_limit(redis_conn):
-    """The third goal run's seed 14: a bulk mail batch whose pool was killed six times while it
-    sent failed with AbandonedJobError, and its remaining recipients got nothing. A job that
+    """A bulk mail batch whose pool is killed six times while it sends must not fail with
+    AbandonedJobError and leave its remaining recipients without mail. A job that
     reported progress since its last abandon is no crash loop: its count starts again."""
     job = None
     for death in range(1, recovery.MAX_ABANDONS + 3):
@@ -213,8 +213,8 @@ def test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_lim
 def test_a_retry_cut_off_between_rqs_two_writes_goes_back(redis_conn, worker):
     """RQ 3.0's Job.retry writes the status SCHEDULED at once, then the failure's pipeline
     schedules the retry and drops the started entry. A worker killed in between left a job that
-    said scheduled, in no scheduled registry, its started entry still there: every check read it
-    as held, until the entry expired (the chaos campaign's seed 52: 137 s)."""
+    said scheduled, in no scheduled registry, its started entry still there: every other check
+    reads it as held until the entry expires. Its worker dead, the sweep takes it back."""
     child = _sleeper()
     identity = process_identity(child.pid)
     job = _abandoned_by(redis_conn, "w1", identity)

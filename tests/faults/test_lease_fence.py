@@ -74,8 +74,8 @@ def test_a_worker_thawed_after_its_lease_does_not_finish_its_copy(tmp_path: Path
 def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path: Path, redis_db_index: int, redis_conn: redis.Redis):
     """RQ writes single fields of a worker's key (its state, its job's working time) with HSET; after
     a FLUSHDB that write makes the key again without a TTL, and its set of executions is gone. A
-    worker frozen then kept that key for good: alive to every sweep, its job never ran again (the
-    sixth goal run's seed 23 left a job so). The sweep gives such a key its lease, and does not
+    worker frozen then would keep that key for good: alive to every sweep, its job never run
+    again. The sweep gives such a key its lease, and does not
     drop the job's started entry as an earlier run's while nothing else runs it."""
     env = stack_env(tmp_path, redis_db.redis_url(), redis_db_index)
     manage(env, "migrate", "--noinput")
@@ -114,9 +114,9 @@ def test_a_frozen_workers_key_written_again_without_a_ttl_still_expires(tmp_path
 
 @pytest.mark.parametrize("lease", ["lapsed", "renewed"])
 def test_an_in_process_worker_past_its_lease_records_no_success_before_its_fence_thread_runs(redis_conn: redis.Redis, monkeypatch, lease):
-    """The eighth goal run's seed 33: a pool member frozen as its welcome mail ended thawed after
-    its job had been re-sent and run elsewhere; its main thread recorded the copy's success before
-    the liveness thread woke to fence it (the job recorded as succeeding twice, 3.7 s apart). The
+    """A pool member frozen as its job ends thaws after the job was re-sent and run elsewhere;
+    its main thread could record the copy's success before the liveness thread wakes to fence it
+    (the job recorded as succeeding twice). The
     thread about to record a success checks the lease itself. Here the liveness thread has not
     run since the thaw: the check alone must stop the record. (The real SIGSTOP of an in-process
     worker: test_a_worker_thawed_after_its_lease_does_not_finish_its_copy[in-process].)"""

@@ -98,9 +98,8 @@ def test_a_success_whose_end_could_not_be_written_is_closed_by_the_reconciler(st
 def test_a_pool_killed_after_its_jobs_failure_and_before_the_retry_is_recorded_runs_it_again_soon(stack: Stack, private_redis, tmp_path: Path):
     """A member killed with its pool while RQ runs the failed job's exception handlers (after the
     run, before the retry is recorded), its Redis restarted a moment before: the job still says
-    `started` on a dead worker, and runs again within seconds. (The seventh goal run's seed 38 ran
-    such a job again only 50 s later; the state that held it up was the next step's, a retry cut
-    off between RQ's two writes: tests/faults/test_death_on_this_host.py.)"""
+    `started` on a dead worker, and runs again within seconds. (A retry cut off one step later,
+    between RQ's two writes: tests/faults/test_death_on_this_host.py.)"""
     client = private_redis.client()
     marker = tmp_path / "describing"
     pool = stack.start_pool()
