@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 
 from app.jobs import emails, images, metrics
-from app.queueing import UndeclaredJobError, UnsupportedJobOption, dispatch, outbox, registry
+from app.queueing import UndeclaredJobError, UnsupportedJobOption, dispatch, keys, outbox, registry
 from app.queueing.models import BackgroundJob
 from tests import fixtures
 from tests.factories import make_user
@@ -192,7 +192,7 @@ def test_an_operators_delete_or_cancel_is_final(redis_conn, django_capture_on_co
 
 def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs_it(redis_conn, django_capture_on_commit_callbacks):
     """A flush while a job runs takes its hash: re-sending it at the first sighting ran a second
-    copy beside the first (the chaos campaign's seed 31). The running worker claims it again
+    copy beside the first. The running worker claims it again
     within a liveness beat; the reconciler waits for a second sighting and leaves claimed jobs."""
     from app.queueing.liveness import running_key
 
@@ -209,8 +209,7 @@ def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs
 
 def test_jobs_redis_lost_go_back_ahead_of_what_was_enqueued_since_oldest_first(redis_conn, django_capture_on_commit_callbacks):
     """Sent again at the back, a job lost with Redis's data waited behind everything enqueued
-    during the outage and its detection (the eighth goal run's seed 23: 30.7 s after its worker's
-    death). It goes back to the front, as the sweeps' requeues do, the oldest first."""
+    during the outage and its detection (30.7 s after its worker's death). It goes back to the front, as the sweeps' requeues do, the oldest first."""
     with django_capture_on_commit_callbacks(execute=True):
         lost = metrics.update_impact_dashboard_metrics.delay_many([[1], [2], [3]])
     oldest_first = sorted(lost)[::-1]  # not the page's id order
@@ -228,7 +227,7 @@ def test_jobs_redis_lost_go_back_ahead_of_what_was_enqueued_since_oldest_first(r
 def test_a_job_that_says_started_or_scheduled_while_nothing_holds_it_is_requeued_and_runs_once(
     status, redis_conn, run_worker, django_capture_on_commit_callbacks
 ):
-    """The second goal run's seed 27: a job whose hash said it ran (or waited for its retry) while
+    """A job whose hash said it ran (or waited for its retry) while
     no registry, list or worker held it, because a Redis restart or a killed sweeper cut off the
     step that moves it, stayed pending forever. The reconciler requeues it on its second sighting;
     one that a registry or a running worker still holds stays where it is."""
@@ -292,8 +291,8 @@ def test_a_queued_job_in_no_queue_is_pushed_again_once(redis_conn, run_worker, d
 
     monkeypatch.setattr(outbox, "orphans", pushed_meanwhile)
     assert outbox.reconcile(redis_conn, min_age=timedelta(0))["requeued"] == 0  # first sighting
-    redis_conn.set(f"egoejo:stuck-seen:outbox:{lost}", 1, ex=1)  # as if first seen 59 s ago
-    redis_conn.set(f"egoejo:stuck-seen:outbox:{raced}", 1, ex=1)
+    redis_conn.set(keys.stuck_seen("outbox", lost), 1, ex=1)  # as if first seen 59 s ago
+    redis_conn.set(keys.stuck_seen("outbox", raced), 1, ex=1)
     assert outbox.reconcile(redis_conn, min_age=timedelta(0))["requeued"] == 1
     assert sorted(queued("metrics")) == sorted([lost, raced])  # each once
     run_worker("metrics")
@@ -311,11 +310,11 @@ def test_the_orphan_check_reads_each_list_once_and_clears_healthy_sightings(redi
     redis_conn.rpush(rq_compat.intermediate_key("metrics"), "handing-over")
     redis_conn.zadd(rq_compat.started_key("metrics"), {"running:exec1": time.time() + 60})
     jobs = [(job_id, "metrics") for job_id in (waiting[0], waiting[recovery.LIST_CHUNK + 7], waiting[-1], "handing-over", "running", "lost")]
-    redis_conn.set(f"egoejo:stuck-seen:outbox:{waiting[-1]}", 1, ex=60)  # seen missing once, long ago
+    redis_conn.set(keys.stuck_seen("outbox", waiting[-1]), 1, ex=60)  # seen missing once, long ago
     commands = CommandCounter(redis_conn)
     assert recovery.orphans(redis_conn, jobs, after=1) == set()  # "lost": its first sighting
     assert commands.seen("LPOS") == 0 and commands.seen("LRANGE") == 3 + 1 and commands.seen("ZRANGE") == 1
-    assert not redis_conn.exists(f"egoejo:stuck-seen:outbox:{waiting[-1]}")
+    assert not redis_conn.exists(keys.stuck_seen("outbox", waiting[-1]))
     time.sleep(1.1)
     assert recovery.orphans(redis_conn, jobs, after=1) == {"lost"}
 
@@ -450,24 +449,24 @@ def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
 
     with recovery._sweep_lock(redis_conn) as held:
         assert held
-        redis_conn.set(recovery.LOCK_KEY, "someone-else")  # ours expired; another sweep took it
-    assert redis_conn.get(recovery.LOCK_KEY) == b"someone-else"
+        redis_conn.set(keys.SWEEP_LOCK, "someone-else")  # ours expired; another sweep took it
+    assert redis_conn.get(keys.SWEEP_LOCK) == b"someone-else"
 
 
 def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis_conn):
-    """The third goal run's seed 4: a scheduler killed mid-sweep left the lock for 30 s, and no
+    """A scheduler killed mid-sweep left the lock for 30 s when it lived 30 s, and no
     sweep requeued a frozen worker's image meanwhile. Overlapping sweeps are safe (each acts only
     where its own ZREM removed the entry), so the lock is short."""
     from app.queueing import recovery
 
     with recovery._sweep_lock(redis_conn) as held:
-        assert held and 0 < redis_conn.ttl(recovery.LOCK_KEY) <= 5
-        redis_conn.expire(recovery.LOCK_KEY, 3)  # a slow sweep: its lock nearly out (3 s: room for a loaded machine) ...
+        assert held and 0 < redis_conn.ttl(keys.SWEEP_LOCK) <= 5
+        redis_conn.expire(keys.SWEEP_LOCK, 3)  # a slow sweep: its lock nearly out (3 s: room for a loaded machine) ...
         held.extend()  # ... renewed between two queues
-        assert redis_conn.ttl(recovery.LOCK_KEY) > 3
-        redis_conn.set(recovery.LOCK_KEY, "another-sweep", ex=2)
+        assert redis_conn.ttl(keys.SWEEP_LOCK) > 3
+        redis_conn.set(keys.SWEEP_LOCK, "another-sweep", ex=2)
         held.extend()  # not ours any more: left as it is
-        assert redis_conn.ttl(recovery.LOCK_KEY) <= 2
+        assert redis_conn.ttl(keys.SWEEP_LOCK) <= 2
 
 
 def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(redis_conn):

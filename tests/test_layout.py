@@ -1,5 +1,6 @@
 """The layout's rules, checked on the source: no import cycle in app/, the queueing layer never
-imports the domain, and rq's private surface (underscore names, `rq:` keys) lives in rq_compat.py."""
+imports the domain, rq's private surface (underscore names, `rq:` keys) lives in rq_compat.py, and
+the project's own Redis keys (`egoejo:`) are spelt in the two keys modules alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app"
 QUEUEING = APP / "queueing"
 COMPAT = QUEUEING / "rq_compat.py"
+# The queueing layer's keys, and the domain's (the layer never names its users' keys).
+KEY_MODULES = (QUEUEING / "keys.py", APP / "services" / "redis_keys.py")
 DOMAIN = ("app.models", "app.services", "app.jobs", "app.views")
 
 
@@ -139,11 +142,31 @@ def test_rq_private_names_and_keys_appear_only_in_rq_compat():
     assert offenders == []
 
 
+def key_literals(tree: ast.Module, prefix: str) -> list[int]:
+    """Lines of the string literals of `tree` that start with `prefix` (an f-string's literal parts included)."""
+    return sorted({node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(prefix)})
+
+
+def test_egoejo_keys_are_spelt_only_in_the_keys_modules():
+    """Every key the project writes in Redis is named, with its writer, reader and TTL, in
+    app/queueing/keys.py or app/services/redis_keys.py; anywhere else it is a call to them."""
+    assert all(key_literals(ast.parse(path.read_text()), "egoejo:") for path in KEY_MODULES)  # the check has teeth
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in APP.rglob("*.py")
+        if path not in KEY_MODULES and "migrations" not in path.parts
+        for line in key_literals(ast.parse(path.read_text()), "egoejo:")
+    ]
+    assert offenders == []
+
+
 def test_the_rules_above_catch_what_they_look_for(tmp_path):
-    """The checks are not vacuous: a planted cycle, a private name and a key are each found."""
+    """The checks are not vacuous: a planted cycle, a private name and keys are each found."""
     tree = ast.parse("from rq.queue import _x\nqueue._enqueue_job(job)\nkey = 'rq:queue:x'\n")
     names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert names & rq_private_names() == {"_enqueue_job"}
+    planted = ast.parse("a = 'egoejo:x'\nb = f'egoejo:{job_id}'\nc = 'not egoejo:x'\nd = f'{x}egoejo:'\n")
+    assert key_literals(planted, "egoejo:") == [1, 2, 4]
     known = {"app.a", "app.b"}
     a = imports_of("app.a", APP / "a.py", ast.parse("def f():\n    from app import b\n"), known)
     b = imports_of("app.b", APP / "b.py", ast.parse("from app.a import thing\n"), known)

@@ -67,7 +67,7 @@ def test_a_scheduler_never_frees_the_lock_another_one_holds(redis_conn: redis.Re
     redis_conn.delete(first.scheduler_lock_key)  # the first pass outlived its lock ...
     assert second.acquire_lock()  # ... and the second scheduler took over
     first.remove_lock()  # the first one's release must not free the second one's lock
-    assert redis_conn.get(second.scheduler_lock_key) == second._lock_token.encode()
+    assert redis_conn.get(second.scheduler_lock_key) == second._lock.token.encode()
     assert not ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn).acquire_lock()
     second.remove_lock()
     assert not redis_conn.exists(second.scheduler_lock_key)
@@ -75,8 +75,7 @@ def test_a_scheduler_never_frees_the_lock_another_one_holds(redis_conn: redis.Re
 
 def test_a_killed_schedulers_lock_holds_its_successor_up_3_s_past_the_interval(redis_conn: redis.Redis):
     """rq-scheduler's lock lives the interval plus 10 s: a scheduler killed mid-pass kept its
-    restarted successor from every pass (sweeps and re-sends included) for up to 15 s (the third
-    goal run's seed 4). It is held for one pass only, so it needs little spare."""
+    restarted successor from every pass (sweeps and re-sends included) for up to 15 s. It is held for one pass only, so it needs little spare."""
     from app.queueing.scheduling import ProjectScheduler
 
     scheduler = ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn)
@@ -88,7 +87,7 @@ def test_a_killed_schedulers_lock_holds_its_successor_up_3_s_past_the_interval(r
 def test_a_scheduler_resuming_after_an_outage_passes_at_once(tmp_path: Path):
     """Redis went away mid-pass: the lock could not be released, and a Redis restarted from its
     AOF still holds it for up to 15 s. The resumed loop used to skip its passes ("Lock already
-    taken") for that long, sweeps and re-sends included (the chaos campaign's seed 5). A real
+    taken") for that long, sweeps and re-sends included. A real
     outage here: a private redis-server with an AOF, killed during the pass and started again."""
     import shutil
 
@@ -120,7 +119,7 @@ def test_a_scheduler_resuming_after_an_outage_passes_at_once(tmp_path: Path):
 def test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries(redis_conn: redis.Redis):
     """rqscheduler fires due retries under RQ's per-queue scheduler locks (61 s). One killed
     between taking and releasing them held up every retry of the light queues for up to 61 s
-    (the third goal run's seed 3: a welcome mail's retry fired 30 s late). Its successor takes
+    (a welcome mail's retry fired 30 s late). Its successor takes
     them over; a lock that a worker's own RQ scheduler holds is still left alone."""
     from datetime import timedelta
 

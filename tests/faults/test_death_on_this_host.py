@@ -21,7 +21,7 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from app.queueing import recovery, rq_compat
+from app.queueing import keys, recovery, rq_compat
 from app.queueing.liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, process_identity
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
@@ -196,13 +196,13 @@ def test_a_job_whose_workers_keep_dying_fails_after_the_abandon_limit(redis_conn
 
 @pytest.mark.django_db
 def test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_limit(redis_conn):
-    """The third goal run's seed 14: a bulk mail batch whose pool was killed six times while it
+    """A bulk mail batch whose pool was killed six times while it
     sent failed with AbandonedJobError, and its remaining recipients got nothing. A job that
     reported progress since its last abandon is no crash loop: its count starts again."""
     job = None
     for death in range(1, recovery.MAX_ABANDONS + 3):
         job = _runs_and_its_worker_dies(redis_conn, job, death)
-        redis_conn.set(recovery.progress_key(job.id), death * 10)  # it sent ten more mails before this death
+        redis_conn.set(keys.progress(job.id), death * 10)  # it sent ten more mails before this death
         assert recovery.sweep(redis_conn, ["metrics"]) == [job.id]
         assert job.get_status(refresh=True) == JobStatus.QUEUED
     job.refresh()
@@ -214,7 +214,7 @@ def test_a_retry_cut_off_between_rqs_two_writes_goes_back(redis_conn, worker):
     """RQ 3.0's Job.retry writes the status SCHEDULED at once, then the failure's pipeline
     schedules the retry and drops the started entry. A worker killed in between left a job that
     said scheduled, in no scheduled registry, its started entry still there: every check read it
-    as held, until the entry expired (the chaos campaign's seed 52: 137 s)."""
+    as held, until the entry expired (137 s)."""
     child = _sleeper()
     identity = process_identity(child.pid)
     job = _abandoned_by(redis_conn, "w1", identity)

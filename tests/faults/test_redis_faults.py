@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.queueing import keys
 from tests.e2e.databases import seconds_since
 from tests.faults.stack import Stack
 from tests.settle import outbox_pending, settle
@@ -108,7 +109,7 @@ def test_redis_flushed_mid_run(busy_stack: Stack, private_redis, sink):
 def test_a_job_running_when_redis_is_flushed_runs_once(tmp_path: Path, private_redis, sink):
     """The flush takes the running job's hash and its registry entry; its outbox row is pending
     and older than the reconciler's minimum age. The reconciler must not send a second copy to
-    the idle worker while the first still runs (seed 31 of the chaos campaign's goal run)."""
+    the idle worker while the first still runs."""
     stack = Stack(tmp_path, private_redis, sink.port)
     marker = tmp_path / "effect"
     try:
@@ -130,7 +131,7 @@ print(job.id)""")
             time.sleep(0.2)
         client.flushdb()
         wait_all_finished(stack, 1, timeout=40)
-        claim = f"egoejo:running:{job_id}"
+        claim = keys.running(job_id)
         deadline = time.monotonic() + 3
         while client.exists(claim) and time.monotonic() < deadline:
             time.sleep(0.1)
