@@ -90,7 +90,8 @@ def _recover_started_entries(connection: Redis, queue: Queue) -> list[str]:
         elif status != JobStatus.STARTED:
             found = False
         elif job.worker_name and _worker_alive(connection, job.worker_name):
-            found = _drop_entry_of_an_earlier_run(connection, queue, job, entry)
+            _drop_entry_of_an_earlier_run(connection, queue, job, entry)
+            found = False  # it runs on a live worker
         else:
             found = _take_back(connection, queue, job, entry, "was abandoned by dead worker")
         if found:
@@ -127,9 +128,9 @@ def _requeue_queued_in_no_queue(connection: Redis, queue: Queue, job: Job, entry
     return True
 
 
-def _drop_entry_of_an_earlier_run(connection: Redis, queue: Queue, job: Job, entry: str) -> bool:
+def _drop_entry_of_an_earlier_run(connection: Redis, queue: Queue, job: Job, entry: str) -> None:
     """A started job whose worker lives: an entry of an earlier run of it (its worker died, the job
-    runs again on this live worker under another execution) is dropped; never counted as recovered.
+    runs again on this live worker under another execution) is dropped.
 
     Left there, RQ's own registry cleanup would treat it as an abandoned run of a STARTED job once
     it expires, and retry the job while its new run goes on: the same job twice
@@ -140,10 +141,9 @@ def _drop_entry_of_an_earlier_run(connection: Redis, queue: Queue, job: Job, ent
     worker_name = cast("str", job.worker_name)
     executions = {raw.decode() for raw in cast("set[bytes]", connection.smembers(rq_compat.worker_executions_key(worker_name)))}
     if entry in executions:
-        return False  # its worker is alive and working on it
+        return  # its worker is alive and working on it
     if any(rq_compat.started_entry_job_id(other) == job.id for other in executions) and connection.zrem(rq_compat.started_key(queue.name), entry):
         logger.info("job %s: entry %s of an earlier run dropped (it runs on %s now)", job.id, entry, worker_name)
-    return False
 
 
 # A worker's key always carries its lease: RQ's heartbeats and the liveness thread (every
