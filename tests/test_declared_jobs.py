@@ -453,6 +453,25 @@ def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
     assert redis_conn.get(keys.SWEEP_LOCK) == b"someone-else"
 
 
+def test_a_token_lock_extends_and_releases_only_while_it_holds_its_token(redis_conn):
+    """locks.TokenLock, under the sweep's lock, rq-scheduler's lock and the impact refresh marker."""
+    from app.queueing.locks import TokenLock
+
+    mine = TokenLock(redis_conn, "test:lock", 30, token="mine")
+    assert not mine.release() and not mine.extend()  # never held: nothing sent
+    assert mine.acquire() and redis_conn.get("test:lock") == b"mine"
+    assert not TokenLock(redis_conn, "test:lock", 30).acquire()  # held: a second holder waits
+    theirs = TokenLock(redis_conn, "test:lock", 60, token="theirs")
+    theirs.take_over()  # taken whoever holds it
+    assert theirs and redis_conn.get("test:lock") == b"theirs"
+    assert not mine.extend() and not mine.release()  # lost: left as it is
+    assert redis_conn.get("test:lock") == b"theirs" and redis_conn.ttl("test:lock") > 30
+    assert theirs.release() and not theirs and not redis_conn.exists("test:lock")
+    with TokenLock(redis_conn, "test:lock", 30) as held:
+        assert held and redis_conn.exists("test:lock")
+    assert not redis_conn.exists("test:lock")
+
+
 def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis_conn):
     """A scheduler killed mid-sweep left the lock for 30 s when it lived 30 s, and no
     sweep requeued a frozen worker's image meanwhile. Overlapping sweeps are safe (each acts only

@@ -24,7 +24,8 @@ class TokenLock:
     `held` says whether this holder wrote the key (acquire or take_over) and has not released it;
     a holder whose key expired or was taken over still says held, and its extend and release are
     then no-ops on Redis. As a context manager: acquire on entry, release on exit if held
-    (tests/test_declared_jobs.py::test_the_sweep_lock_is_released_only_by_its_holder,
+    (tests/test_declared_jobs.py::test_a_token_lock_extends_and_releases_only_while_it_holds_its_token;
+    in use: test_the_sweep_lock_is_released_only_by_its_holder there and
     tests/test_schedules.py::test_a_scheduler_never_frees_the_lock_another_one_holds).
     """
 
