@@ -48,7 +48,7 @@ def main() -> None:
         from django.db import transaction
 
         from app.jobs import metrics
-        from app.queueing import outbox, rq_compat
+        from app.queueing import keys, outbox, rq_compat
         from app.queueing.connections import redis_connection
 
         call_command("migrate", verbosity=0)
@@ -70,7 +70,7 @@ def main() -> None:
                     ("baseline", lambda: per_row_scans(connection, page)),
                     ("pass", lambda: outbox.reconcile(connection, min_age=timedelta(0))),
                 ):
-                    connection.delete(outbox.CURSOR_KEY)
+                    connection.delete(keys.OUTBOX_CURSOR)
                     before = redis_usec(connection)
                     started = time.perf_counter()
                     run()

@@ -17,13 +17,14 @@ from collections.abc import Callable
 
 import redis
 
+from app.queueing import keys
 from app.queueing.outbox import MIN_AGE, MISSING_AFTER
 from app.queueing.scheduling import PASS_INTERVAL
 
 QUIET = MIN_AGE.total_seconds() + MISSING_AFTER + PASS_INTERVAL + 1
 POLL = 0.25
 
-_QUEUE_PATTERNS = ("rq:queue:*", "rq:wip:*", "rq:scheduled:*", "rq:deferred:*", "egoejo:running:*")
+_QUEUE_PATTERNS = ("rq:queue:*", "rq:wip:*", "rq:scheduled:*", "rq:deferred:*", keys.running("*"))
 
 
 def busy(connection: redis.Redis) -> list[str]:

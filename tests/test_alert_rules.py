@@ -56,12 +56,12 @@ def test_the_rules_use_only_series_the_app_exports(client, settings, db, redis_c
     """A renamed metric would silence an alert for ever: every egoejo_* name in the rules is on /metrics."""
     import time
 
+    from app.queueing import keys
     from app.queueing import stats as job_metrics
-    from app.queueing.scheduling import SCHEDULER_ALIVE_KEY
 
     settings.METRICS_TOKEN = "prom-token"
     job_metrics.record(redis_conn, "app.jobs.emails.send_email", "emails", "success", 0.01, 0.01)  # a job has run
-    redis_conn.set(SCHEDULER_ALIVE_KEY, time.time(), ex=60)  # and a scheduler is alive
+    redis_conn.set(keys.SCHEDULER_ALIVE, time.time(), ex=60)  # and a scheduler is alive
     exported = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prom-token").content.decode()
     names = {line.split("{")[0].split(" ")[0] for line in exported.splitlines() if line and not line.startswith("#")}
     used = set(re.findall(r"\begoejo_[a-z_]+", RULES.read_text()))

@@ -7,6 +7,7 @@ import pytest
 from rq.job import JobStatus
 
 from app.jobs import emails, images, metrics
+from app.queueing import keys
 from app.queueing.enqueueing import enqueue
 from tests.factories import jpeg_bytes
 
@@ -67,7 +68,7 @@ def test_a_transient_error_is_retried_with_backoff(run_worker, django_capture_on
     assert first_interval > 0
     assert before + first_interval - 1 <= due <= after + first_interval + 1, (due - before, job.retry_intervals)
     assert queue.failed_job_registry.get_job_ids() == []
-    stats = redis_conn.hgetall("egoejo:jobstats:app.jobs.emails.send_email")
+    stats = redis_conn.hgetall(keys.job_stats("app.jobs.emails.send_email"))
     assert stats[b"retry"] == b"1" and b"failure" not in stats
 
 

@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 
 from app.jobs import emails, images, metrics
-from app.queueing import UndeclaredJobError, UnsupportedJobOption, dispatch, outbox, registry
+from app.queueing import UndeclaredJobError, UnsupportedJobOption, dispatch, keys, outbox, registry
 from app.queueing.models import BackgroundJob
 from tests import fixtures
 from tests.factories import make_user
@@ -291,8 +291,8 @@ def test_a_queued_job_in_no_queue_is_pushed_again_once(redis_conn, run_worker, d
 
     monkeypatch.setattr(outbox, "orphans", pushed_meanwhile)
     assert outbox.reconcile(redis_conn, min_age=timedelta(0))["requeued"] == 0  # first sighting
-    redis_conn.set(f"egoejo:stuck-seen:outbox:{lost}", 1, ex=1)  # as if first seen 59 s ago
-    redis_conn.set(f"egoejo:stuck-seen:outbox:{raced}", 1, ex=1)
+    redis_conn.set(keys.stuck_seen("outbox", lost), 1, ex=1)  # as if first seen 59 s ago
+    redis_conn.set(keys.stuck_seen("outbox", raced), 1, ex=1)
     assert outbox.reconcile(redis_conn, min_age=timedelta(0))["requeued"] == 1
     assert sorted(queued("metrics")) == sorted([lost, raced])  # each once
     run_worker("metrics")
@@ -310,11 +310,11 @@ def test_the_orphan_check_reads_each_list_once_and_clears_healthy_sightings(redi
     redis_conn.rpush(rq_compat.intermediate_key("metrics"), "handing-over")
     redis_conn.zadd(rq_compat.started_key("metrics"), {"running:exec1": time.time() + 60})
     jobs = [(job_id, "metrics") for job_id in (waiting[0], waiting[recovery.LIST_CHUNK + 7], waiting[-1], "handing-over", "running", "lost")]
-    redis_conn.set(f"egoejo:stuck-seen:outbox:{waiting[-1]}", 1, ex=60)  # seen missing once, long ago
+    redis_conn.set(keys.stuck_seen("outbox", waiting[-1]), 1, ex=60)  # seen missing once, long ago
     commands = CommandCounter(redis_conn)
     assert recovery.orphans(redis_conn, jobs, after=1) == set()  # "lost": its first sighting
     assert commands.seen("LPOS") == 0 and commands.seen("LRANGE") == 3 + 1 and commands.seen("ZRANGE") == 1
-    assert not redis_conn.exists(f"egoejo:stuck-seen:outbox:{waiting[-1]}")
+    assert not redis_conn.exists(keys.stuck_seen("outbox", waiting[-1]))
     time.sleep(1.1)
     assert recovery.orphans(redis_conn, jobs, after=1) == {"lost"}
 
@@ -448,8 +448,27 @@ def test_the_sweep_lock_is_released_only_by_its_holder(redis_conn):
 
     with recovery._sweep_lock(redis_conn) as held:
         assert held
-        redis_conn.set(recovery.LOCK_KEY, "someone-else")  # ours expired; another sweep took it
-    assert redis_conn.get(recovery.LOCK_KEY) == b"someone-else"
+        redis_conn.set(keys.SWEEP_LOCK, "someone-else")  # ours expired; another sweep took it
+    assert redis_conn.get(keys.SWEEP_LOCK) == b"someone-else"
+
+
+def test_a_token_lock_extends_and_releases_only_while_it_holds_its_token(redis_conn):
+    """locks.TokenLock, under the sweep's lock, rq-scheduler's lock and the impact refresh marker."""
+    from app.queueing.locks import TokenLock
+
+    mine = TokenLock(redis_conn, "test:lock", 30, token="mine")
+    assert not mine.release() and not mine.extend()  # never held: nothing sent
+    assert mine.acquire() and redis_conn.get("test:lock") == b"mine"
+    assert not TokenLock(redis_conn, "test:lock", 30).acquire()  # held: a second holder waits
+    theirs = TokenLock(redis_conn, "test:lock", 60, token="theirs")
+    theirs.take_over()  # taken whoever holds it
+    assert theirs and redis_conn.get("test:lock") == b"theirs"
+    assert not mine.extend() and not mine.release()  # lost: left as it is
+    assert redis_conn.get("test:lock") == b"theirs" and redis_conn.ttl("test:lock") > 30
+    assert theirs.release() and not theirs and not redis_conn.exists("test:lock")
+    with TokenLock(redis_conn, "test:lock", 30) as held:
+        assert held and redis_conn.exists("test:lock")
+    assert not redis_conn.exists("test:lock")
 
 
 def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis_conn):
@@ -459,13 +478,13 @@ def test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most(redis
     from app.queueing import recovery
 
     with recovery._sweep_lock(redis_conn) as held:
-        assert held and 0 < redis_conn.ttl(recovery.LOCK_KEY) <= 5
-        redis_conn.expire(recovery.LOCK_KEY, 3)  # a slow sweep: its lock nearly out (3 s: room for a loaded machine) ...
+        assert held and 0 < redis_conn.ttl(keys.SWEEP_LOCK) <= 5
+        redis_conn.expire(keys.SWEEP_LOCK, 3)  # a slow sweep: its lock nearly out (3 s: room for a loaded machine) ...
         held.extend()  # ... renewed between two queues
-        assert redis_conn.ttl(recovery.LOCK_KEY) > 3
-        redis_conn.set(recovery.LOCK_KEY, "another-sweep", ex=2)
+        assert redis_conn.ttl(keys.SWEEP_LOCK) > 3
+        redis_conn.set(keys.SWEEP_LOCK, "another-sweep", ex=2)
         held.extend()  # not ours any more: left as it is
-        assert redis_conn.ttl(recovery.LOCK_KEY) <= 2
+        assert redis_conn.ttl(keys.SWEEP_LOCK) <= 2
 
 
 def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(redis_conn):

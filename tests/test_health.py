@@ -9,6 +9,7 @@ import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from app.queueing import keys
 from app.queueing.connections import DeclaredQueues
 from app.queueing.scheduling import ProjectScheduler
 from app.queueing.workers import InProcessWorker
@@ -62,7 +63,7 @@ def test_a_dead_worker_whose_key_expired_does_not_count(client, live_stack, redi
 
 
 def test_scheduler_gone_is_unhealthy(client, live_stack, redis_conn):
-    redis_conn.delete("egoejo:scheduler:alive")
+    redis_conn.delete(keys.SCHEDULER_ALIVE)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["reasons"] == ["scheduler: no live rqscheduler process"]

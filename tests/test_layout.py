@@ -1,6 +1,7 @@
 """The layout's rules, checked on the source: no import cycle in app/, the queueing layer never
-imports the domain, and the private surface of rq and of the libraries around it (underscore
-names, `rq:` keys) lives in the compatibility gate, the package app/queueing/rq_compat/."""
+imports the domain, the private surface of rq and of the libraries around it (underscore
+names, `rq:` keys) lives in the compatibility gate, the package app/queueing/rq_compat/, and
+the project's own Redis keys (`egoejo:`) are spelt in the two keys modules alone."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ GATED_LIBRARIES = ("rq", "rq_scheduler", "redis", "rq_dashboard", "django_rq")
 # Attribute names a gated library defines that a module outside the gate uses for another library's
 # object: (path, name) -> whose name it is there.
 NOT_THEIRS = {("app/s3_media_storage.py", "_connections"): "django-storages' S3Storage._connections (its clients per thread)"}
+# The queueing layer's keys, and the domain's (the layer never names its users' keys).
+KEY_MODULES = (QUEUEING / "keys.py", APP / "services" / "redis_keys.py")
 DOMAIN = ("app.models", "app.services", "app.jobs", "app.views")
 
 
@@ -179,8 +182,26 @@ def test_third_party_private_names_and_keys_appear_only_in_the_gate():
     assert offenders == []
 
 
+def key_literals(tree: ast.Module, prefix: str) -> list[int]:
+    """Lines of the string literals of `tree` that start with `prefix` (an f-string's literal parts included)."""
+    return sorted({node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(prefix)})
+
+
+def test_egoejo_keys_are_spelt_only_in_the_keys_modules():
+    """Every key the project writes in Redis is named, with its writer, reader and TTL, in
+    app/queueing/keys.py or app/services/redis_keys.py; anywhere else it is a call to them."""
+    assert all(key_literals(ast.parse(path.read_text()), "egoejo:") for path in KEY_MODULES)  # the check has teeth
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in APP.rglob("*.py")
+        if path not in KEY_MODULES and "migrations" not in path.parts
+        for line in key_literals(ast.parse(path.read_text()), "egoejo:")
+    ]
+    assert offenders == []
+
+
 def test_the_rules_above_catch_what_they_look_for(tmp_path):
-    """The checks are not vacuous: a planted cycle, each gated library's private names and a key are each found."""
+    """The checks are not vacuous: a planted cycle, each gated library's private names and keys are each found."""
     planted = ast.parse(
         "from rq.queue import _x\n"
         "queue._enqueue_job(job)\n"
@@ -214,6 +235,8 @@ def test_the_rules_above_catch_what_they_look_for(tmp_path):
         "planted:14 Mine._install_signal_handlers",
     ])
     assert gate_offenders(ast.parse("storage._connections\n"), gated_private_names()) == [":1 ._connections"]  # allowed only where named
+    planted_keys = ast.parse("a = 'egoejo:x'\nb = f'egoejo:{job_id}'\nc = 'not egoejo:x'\nd = f'{x}egoejo:'\n")
+    assert key_literals(planted_keys, "egoejo:") == [1, 2, 4]
     known = {"app.a", "app.b"}
     a = imports_of("app.a", APP / "a.py", ast.parse("def f():\n    from app import b\n"), known)
     b = imports_of("app.b", APP / "b.py", ast.parse("from app.a import thing\n"), known)

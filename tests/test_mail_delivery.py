@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 
 from app.jobs import emails
 from app.models import MemberPreferences, SentMail
+from app.queueing import keys
 from app.queueing.enqueueing import enqueue
 from app.queueing.models import BackgroundJob
 from app.services.mail_fanout import queue_bulk_email, queue_email
@@ -152,7 +153,7 @@ def test_bulk_to_1000_members_with_3_refused(smtp_sink, run_worker, django_captu
     assert len(set(smtp_sink.recipients())) == 997  # nobody twice
     assert len(smtp_sink.sessions) == 1  # one connection for the whole fan-out
     # Each batch told the queueing layer how far it got (the abandon limit reads it).
-    assert [int(queue.connection.get(f"egoejo:progress:{job_id}")) for job_id in job_ids] == [report["sent"] for report in reports]
+    assert [int(queue.connection.get(keys.progress(job_id))) for job_id in job_ids] == [report["sent"] for report in reports]
 
     # Re-running a batch sends nothing again.
     Queue("emails", connection=queue.connection, serializer=JSONSerializer).enqueue_call(

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from app.jobs import metrics
 from app.models import Contribution, ImpactDashboard
-from app.services import impact, impact_refresh
+from app.services import impact, impact_refresh, redis_keys
 from tests.factories import contribute, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -195,7 +195,7 @@ def test_a_marker_naming_no_recorded_job_is_taken_over(run_worker, redis_conn):
     from app.queueing.models import BackgroundJob
 
     user = make_user()
-    redis_conn.set(impact.PENDING_KEY.format(user_id=user.pk), "no-such-job", ex=impact.PENDING_TTL_SECONDS)
+    redis_conn.set(redis_keys.impact_pending(user.pk), "no-such-job", ex=impact.PENDING_TTL_SECONDS)
     job_id = impact_refresh.request_refresh(user.pk)
     assert job_id != "no-such-job"
     assert BackgroundJob.objects.filter(pk=job_id).exists()
@@ -242,7 +242,7 @@ def test_a_refresh_skips_only_for_one_that_waits_behind_it(run_worker, redis_con
     user, project = make_user(), make_project()
     contribute(user, project, "3.00")
     first = impact_refresh.request_refresh(user.pk)
-    redis_conn.set(impact.PENDING_KEY.format(user_id=user.pk), "someone-else", ex=60)  # names no recorded job
+    redis_conn.set(redis_keys.impact_pending(user.pk), "someone-else", ex=60)  # names no recorded job
     run_worker("metrics")
     assert django_rq.get_queue("metrics").fetch_job(first).return_value()["updated"] is True
     second = impact_refresh.request_refresh(user.pk)  # takes the stale marker over

@@ -11,7 +11,7 @@ from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
 
-from app.queueing import outbox
+from app.queueing import keys, outbox
 from app.queueing.models import BackgroundJob
 from app.queueing.scheduling import ProjectScheduler
 
@@ -68,12 +68,12 @@ def test_the_scheduler_purges_once_an_hour(redis_conn):
     first = make_rows("first", 2, State.FINISHED, ended_ago=timedelta(days=9))
     ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn).enqueue_jobs()
     assert left(first) == set()
-    assert 3500 < redis_conn.ttl(outbox.PURGE_MARK_KEY) <= 3600
+    assert 3500 < redis_conn.ttl(keys.OUTBOX_PURGED) <= 3600
 
     later = make_rows("later", 2, State.FINISHED, ended_ago=timedelta(days=9))
     ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn).enqueue_jobs()
     assert left(later) == set(later)  # not again within the hour: one scan an hour is enough
-    redis_conn.delete(outbox.PURGE_MARK_KEY)  # the hour is over
+    redis_conn.delete(keys.OUTBOX_PURGED)  # the hour is over
     ProjectScheduler(queue_name="metrics", interval=5, connection=redis_conn).enqueue_jobs()
     assert left(later) == set()
 
@@ -88,7 +88,7 @@ def test_a_backlog_larger_than_a_pass_goes_on_at_the_next_pass(redis_conn, monke
     assert outbox.purge_hourly(redis_conn) == 4
     assert outbox.purge_hourly(redis_conn) == 1  # the last of it: done for the hour
     assert left(backlog) == set()
-    assert outbox.purge_hourly(redis_conn) == 0 and redis_conn.exists(outbox.PURGE_MARK_KEY)
+    assert outbox.purge_hourly(redis_conn) == 0 and redis_conn.exists(keys.OUTBOX_PURGED)
 
 
 def test_the_oldest_pending_age_reads_the_databases_clock(monkeypatch):

@@ -69,10 +69,10 @@ def test_metrics_feed_the_alert_rules(client, settings, redis_conn, django_captu
 
     from rq.job import JobStatus
 
+    from app.queueing import keys
     from app.queueing.jobclass import QueueingJob as JSONJob
     from app.queueing.models import BackgroundJob
     from app.queueing.recovery import sweep
-    from app.queueing.scheduling import SCHEDULER_ALIVE_KEY
 
     settings.METRICS_TOKEN = "prom-token"
     with django_capture_on_commit_callbacks(execute=True):
@@ -87,7 +87,7 @@ def test_metrics_feed_the_alert_rules(client, settings, redis_conn, django_captu
     redis_conn.hset(job.key, "worker_name", "dead-worker")
     redis_conn.zadd("rq:wip:emails", {f"{running}:exec": time.time() + 60})
     assert sweep(redis_conn, ["emails"]) == [running]
-    redis_conn.set(SCHEDULER_ALIVE_KEY, time.time() - 42, ex=60)
+    redis_conn.set(keys.SCHEDULER_ALIVE, time.time() - 42, ex=60)
 
     text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prom-token").content.decode()
     assert sample(text, "egoejo_abandoned_requeues_total", queue="emails") == 1

@@ -67,7 +67,7 @@ def test_a_scheduler_never_frees_the_lock_another_one_holds(redis_conn: redis.Re
     redis_conn.delete(first.scheduler_lock_key)  # the first pass outlived its lock ...
     assert second.acquire_lock()  # ... and the second scheduler took over
     first.remove_lock()  # the first one's release must not free the second one's lock
-    assert redis_conn.get(second.scheduler_lock_key) == second._lock_token.encode()
+    assert redis_conn.get(second.scheduler_lock_key) == second._pass_lock.token.encode()
     assert not ProjectScheduler(queue_name="metrics", interval=1, connection=redis_conn).acquire_lock()
     second.remove_lock()
     assert not redis_conn.exists(second.scheduler_lock_key)

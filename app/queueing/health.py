@@ -16,9 +16,8 @@ from django.db import DatabaseError, connection
 from redis import Redis
 from redis.exceptions import RedisError
 
-from . import registry, rq_compat
+from . import keys, registry, rq_compat
 from .connections import redis_connection
-from .scheduling import SCHEDULER_ALIVE_KEY
 
 
 @dataclass
@@ -50,7 +49,7 @@ def check_health() -> HealthReport:
         return report
     report.checks["redis"] = {"ok": True}
     report.checks.update(queue_checks(redis))
-    alive = redis.get(SCHEDULER_ALIVE_KEY)
+    alive = redis.get(keys.SCHEDULER_ALIVE)
     report.checks["scheduler"] = (
         {"ok": True, "last_seen": float(alive)} if alive else {"ok": False, "reason": "no live rqscheduler process"}
     )

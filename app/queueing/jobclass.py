@@ -16,11 +16,10 @@ from typing import Any
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from . import registry, rq_compat, signing
+from . import keys, registry, rq_compat, signing
 from .ends import mark_cancelled, mark_ended
 from .errors import UndeclaredJobError
 from .serialization import JobSerializer
-from .stats import REFUSED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def record_refusal(connection: Any, job: Job, queue: Any, reason: str, worker_na
     job.set_status(JobStatus.FAILED, pipeline=pipe)
     queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe)
     Result.create_failure(job, job.failure_ttl, reason, worker_name=worker_name, pipeline=pipe)
-    pipe.hincrby(REFUSED_KEY, queue.name, 1)
+    pipe.hincrby(keys.REFUSED, queue.name, 1)
     pipe.execute()
     mark_ended(job.id, failed=True, reason=reason)
 

@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import process_tree, rq_compat
+from . import keys, process_tree, rq_compat
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker as _WorkerBase
@@ -67,7 +67,7 @@ def running_key(job_id: str) -> str:
     Redis (the thread writes it again within LIVENESS_INTERVAL), read by the outbox reconciler.
     Dropped when the job ends here, so that a job lost after its run (a fenced copy, a flush at
     its end) is not held back for the claim's TTL; a beat racing the end leaves it LIVENESS_TTL."""
-    return f"egoejo:running:{job_id}"
+    return keys.running(job_id)
 
 
 class LivenessMixin(_WorkerBase):

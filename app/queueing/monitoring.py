@@ -10,10 +10,9 @@ from typing import cast
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis import Redis
 
-from . import outbox, registry, rq_compat
+from . import keys, outbox, registry, rq_compat
 from .health import queue_checks
-from .scheduling import SCHEDULER_ALIVE_KEY
-from .stats import ABANDONED_REQUEUES_KEY, BUCKETS, FUNCS_KEY, KEY, OUTCOMES, REFUSED_KEY
+from .stats import BUCKETS, OUTCOMES
 
 
 def _histogram(name: str, doc: str, rows: list[tuple[str, str, dict[str, str]]], field: str) -> HistogramMetricFamily:
@@ -39,10 +38,10 @@ class JobStatsCollector:
     def collect(self) -> Iterator[Metric]:
         names = list(registry.queues())
 
-        funcs = sorted(f.decode() for f in cast("set[bytes]", self.connection.smembers(FUNCS_KEY)))
+        funcs = sorted(f.decode() for f in cast("set[bytes]", self.connection.smembers(keys.JOB_STATS_FUNCS)))
         with self.connection.pipeline(transaction=False) as pipe:
             for func in funcs:
-                pipe.hgetall(KEY.format(func=func))
+                pipe.hgetall(keys.job_stats(func))
             raw = pipe.execute()
         rows = []
         for func, stats in zip(funcs, raw, strict=True):
@@ -77,7 +76,7 @@ class JobStatsCollector:
             workers.add_metric([name], check["workers"])
         yield from (depth, started, failed, oldest, workers)
         scheduler = GaugeMetricFamily("egoejo_scheduler_alive", "1 when an rqscheduler process is alive")
-        heartbeat = self.connection.get(SCHEDULER_ALIVE_KEY)
+        heartbeat = self.connection.get(keys.SCHEDULER_ALIVE)
         scheduler.add_metric([], 1 if heartbeat is not None else 0)
         yield scheduler
         yield from self._alerting_inputs(names, cast("bytes | None", heartbeat))
@@ -100,14 +99,14 @@ class JobStatsCollector:
             age.add_metric([], max(0.0, time.time() - float(heartbeat)))
             yield age
         requeues = CounterMetricFamily("egoejo_abandoned_requeues", "Jobs requeued because their worker died", labels=["queue"])
-        counted = {k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", self.connection.hgetall(ABANDONED_REQUEUES_KEY)).items()}
+        counted = {k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", self.connection.hgetall(keys.ABANDONED_REQUEUES)).items()}
         for name in names:
             requeues.add_metric([name], counted.get(name, 0))
         yield requeues
         refused = CounterMetricFamily(
             "egoejo_jobs_refused", "Jobs refused before running: undeclared, unreadable or not made by the queueing layer", labels=["queue"]
         )
-        counted = {k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", self.connection.hgetall(REFUSED_KEY)).items()}
+        counted = {k.decode(): int(v) for k, v in cast("dict[bytes, bytes]", self.connection.hgetall(keys.REFUSED)).items()}
         for name in names:
             refused.add_metric([name], counted.get(name, 0))
         yield refused

@@ -13,7 +13,7 @@ once per cycle, whatever its age):
   pushed because the process died first) and seen so twice MISSING_AFTER (5 s) apart → pushed again,
   conditionally (dispatch.send), unless a worker still claims it: a job running when Redis lost
   its hash is claimed again by its worker's liveness thread within LIVENESS_INTERVAL
-  (liveness.running_key), and a second copy would run beside it;
+  (keys.running), and a second copy would run beside it;
 - queued but in no queue, seen so twice 10 s apart → pushed to its queue again;
 - started or scheduled while nothing holds it (no started-registry entry, no running worker's
   claim, not in the scheduled registry, in no list: a take-back or a retry cut off by a Redis
@@ -33,11 +33,11 @@ from django.db.models.functions import Now
 from redis.exceptions import RedisError, WatchError
 from rq.exceptions import DeserializationError, NoSuchJobError
 
-from . import dispatch, registry, rq_compat
+from . import dispatch, keys, registry, rq_compat
 from .connections import get_queue
 from .ends import _close, mark_ended
 from .jobclass import QueueingJob
-from .liveness import LIVENESS_INTERVAL, running_key
+from .liveness import LIVENESS_INTERVAL
 from .models import BackgroundJob
 from .recovery import orphans, seen_twice, unbacked
 from .registry import Push
@@ -55,9 +55,8 @@ logger = logging.getLogger(__name__)
 MIN_AGE = timedelta(seconds=5)
 PAGE = 500
 KEEP_ENDED = timedelta(days=7)
-CURSOR_KEY = "egoejo:outbox:cursor"
 # A beat of a worker's liveness thread and 2 s to spare: a job whose hash was lost while it ran
-# is claimed again (liveness.running_key) before the reconciler's second sighting, MISSING_AFTER on.
+# is claimed again (keys.running) before the reconciler's second sighting, MISSING_AFTER on.
 MISSING_AFTER = LIVENESS_INTERVAL + 2
 
 State = BackgroundJob.State
@@ -82,7 +81,7 @@ return 1
 def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, missing_after: int = MISSING_AFTER) -> dict[str, int]:
     """One bounded pass over the next page of pending rows; returns counts of what it did."""
     counts = {"seen": 0, "closed": 0, "resent": 0, "requeued": 0}
-    cursor = connection.get(CURSOR_KEY)
+    cursor = connection.get(keys.OUTBOX_CURSOR)
     rows = BackgroundJob.objects.filter(state=State.PENDING).filter(
         created_at__lt=ExpressionWrapper(Now() - Value(min_age), output_field=DateTimeField())
     )
@@ -90,9 +89,9 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
         rows = rows.filter(id__gt=cursor.decode())
     batch = list(rows.order_by("id").values_list("id", "queue", "func", "args", "kwargs", "due_at", "created_at", "trace_parent")[:page])
     if len(batch) == page:
-        connection.set(CURSOR_KEY, batch[-1][0], ex=3600)
+        connection.set(keys.OUTBOX_CURSOR, batch[-1][0], ex=3600)
     else:
-        connection.delete(CURSOR_KEY)  # the end of the pending rows: the next pass starts over
+        connection.delete(keys.OUTBOX_CURSOR)  # the end of the pending rows: the next pass starts over
     if not batch:
         return counts
     counts["seen"] = len(batch)
@@ -103,7 +102,7 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
     missing = [job_id for (job_id, *_), raw in zip(batch, statuses, strict=True) if raw is None]
     with connection.pipeline(transaction=False) as pipe:
         for job_id in missing:
-            pipe.exists(running_key(job_id))
+            pipe.exists(keys.running(job_id))
         claimed = {job_id for job_id, held in zip(missing, pipe.execute(), strict=True) if held}
     unheld = unbacked(
         connection,
@@ -205,9 +204,6 @@ def _failure_reason(connection: Any, job_id: str) -> str:
     return last_line(result.exc_string) if result is not None else ""
 
 
-PURGE_MARK_KEY = "egoejo:outbox:purged"
-
-
 PURGE_BATCH = 5000
 PURGE_BATCHES_PER_PASS = 10
 
@@ -240,11 +236,11 @@ def purge_hourly(connection: Any) -> int:
     A pass deletes `PURGE_BATCHES_PER_PASS` batches at most, so it stays within its lock's life
     (interval + 3 s); a backlog larger than that goes on at the next pass, not an hour later.
     """
-    if not connection.set(PURGE_MARK_KEY, 1, nx=True, ex=3600):
+    if not connection.set(keys.OUTBOX_PURGED, 1, nx=True, ex=3600):
         return 0
     deleted = purge_ended(batch=PURGE_BATCH, max_batches=PURGE_BATCHES_PER_PASS)
     if deleted >= PURGE_BATCH * PURGE_BATCHES_PER_PASS:
-        connection.delete(PURGE_MARK_KEY)  # more to do: the next pass goes on
+        connection.delete(keys.OUTBOX_PURGED)  # more to do: the next pass goes on
     if deleted:
         logger.info("purged %d ended outbox row(s) older than %s", deleted, KEEP_ENDED)
     return deleted

@@ -16,9 +16,7 @@ Sweeps run in every worker's maintenance and in the scheduler pass, under one lo
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import cast
 
 from redis import Redis
@@ -27,13 +25,13 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 
-from . import registry, rq_compat
+from . import keys, registry, rq_compat
 from .connections import get_queue
 from .ends import mark_ended
 from .jobclass import QueueingJob
-from .liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, running_key
+from .liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here
+from .locks import TokenLock
 from .serialization import JobSerializer
-from .stats import ABANDONED_REQUEUES_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -42,111 +40,110 @@ logger = logging.getLogger(__name__)
 # burst of kills (a host being drained, the fault suite's four kills in ten seconds) can land
 # on the same healthy job several times.
 MAX_ABANDONS = 5
-LOCK_KEY = "egoejo:abandoned-sweep"
 # Short: the lock only spares Redis the same sweep from every worker at once; two sweeps that
-# overlap are safe (each acts only where its own ZREM or LREM removed the entry). A sweeper killed
-# holding it stopped every sweep for 30 s when it was 30 (the third goal run's seed 4).
+# overlap are safe (each acts only where its own ZREM or LREM removed the entry), and a sweeper
+# killed holding it holds every other sweep up LOCK_SECONDS at most
+# (tests/test_declared_jobs.py::test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most).
 LOCK_SECONDS = 5
 STUCK_AFTER_SECONDS = 10
-
-# Deletes the lock only if it still holds our token: a sweep that outlived its lock must not
-# free the lock of the sweep that took over.
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 # Back to the queue only if it was still in the intermediate list (one atomic step).
 _MOVE_BACK = "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[1]) return 1 end return 0"
 
 
-# Extends the lock only if it still holds our token.
-_EXTEND = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0"
-
-
-class _SweepLock:
-    def __init__(self, connection: Redis) -> None:
-        self.connection = connection
-        self.token = uuid.uuid4().hex
-        self.held = bool(connection.set(LOCK_KEY, self.token, nx=True, ex=LOCK_SECONDS))
-
-    def __bool__(self) -> bool:
-        return self.held
-
-    def extend(self) -> None:
-        """Renewed between queues: a slow sweep (a paused or busy Redis) keeps it, a killed one loses it in LOCK_SECONDS."""
-        if self.held:
-            self.connection.eval(_EXTEND, 1, LOCK_KEY, self.token, LOCK_SECONDS)
-
-
-@contextmanager
-def _sweep_lock(connection: Redis) -> Iterator[_SweepLock]:
-    lock = _SweepLock(connection)
-    try:
-        yield lock
-    finally:
-        if lock.held:
-            connection.eval(_RELEASE, 1, LOCK_KEY, lock.token)
+def _sweep_lock(connection: Redis) -> TokenLock:
+    """One sweep at a time; renewed between queues (extend), so a slow sweep (a paused or busy
+    Redis) keeps it and a killed one loses it in LOCK_SECONDS."""
+    return TokenLock(connection, keys.SWEEP_LOCK, LOCK_SECONDS)
 
 
 def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
-    """Requeue (or finally fail) started jobs whose worker is gone; returns their ids."""
+    """Requeue (or finally fail) jobs whose worker is gone or that fell between two of RQ's steps; returns their ids."""
     recovered: list[str] = []
     with _sweep_lock(connection) as lock:
         if not lock:
             return []  # another process is sweeping right now
         declared = registry.queues()
-        for name in queue_names:
-            if name not in declared:
-                continue
+        names = [name for name in queue_names if name in declared]
+        for name in names:
             lock.extend()
-            queue = get_queue(name)
-            started_key = rq_compat.started_key(name)
-            for raw in cast("list[bytes]", connection.zrange(started_key, 0, -1)):
-                entry = raw.decode()
-                job_id = rq_compat.started_entry_job_id(entry)
-                job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JobSerializer)[0]
-                if job is None:
-                    continue
-                status = job.get_status(refresh=False)
-                if status == JobStatus.SCHEDULED and connection.zscore(rq_compat.scheduled_key(name), job_id) is None:
-                    # RQ 3.0's Job.retry writes SCHEDULED at once, outside the failure's pipeline
-                    # that then schedules the retry and removes this entry: a worker that died in
-                    # between left a job that says scheduled, waits in no scheduled registry, and
-                    # kept this entry, which every other check read as holding it (the chaos
-                    # campaign's seeds 38 and 52: 50 s and 137 s). Its worker dead, it goes back.
-                    if not (job.worker_name and _worker_alive(connection, job.worker_name)) and _take_back(
-                        connection, queue, job, entry, "was cut off while its retry was recorded by"
-                    ):
-                        recovered.append(job.id)
-                    continue
-                if status != JobStatus.STARTED:
-                    # An entry left behind by a run that was cut off by a Redis outage; a job that
-                    # says QUEUED but sits in no queue would wait forever.
-                    if status == JobStatus.QUEUED and not _waiting(connection, name, job_id) and seen_twice(connection, "started", job_id):
-                        if connection.zrem(started_key, entry):
-                            rq_compat.requeue_at_front(queue, job)
-                            logger.warning("job %s was queued in no queue: requeued", job_id)
-                            recovered.append(job_id)
-                    continue
-                if job.worker_name and _worker_alive(connection, job.worker_name):
-                    executions = {raw.decode() for raw in cast("set[bytes]", connection.smembers(rq_compat.worker_executions_key(job.worker_name)))}
-                    if entry in executions:
-                        continue  # its worker is alive and working on it
-                    # An earlier run's entry (its worker died; the job was requeued and runs again
-                    # on a live worker, under another execution). Left there, RQ's own registry
-                    # cleanup would treat it as an abandoned run of a STARTED job once it expires,
-                    # and retry the job while its new run goes on: the same job twice.
-                    # Only then: a worker whose set of executions was lost (a FLUSHDB, its key
-                    # written again without one) may be running this very entry, or be frozen with
-                    # it; its lease decides, as for any other worker.
-                    if any(rq_compat.started_entry_job_id(other) == job_id for other in executions) and connection.zrem(started_key, entry):
-                        logger.info("job %s: entry %s of an earlier run dropped (it runs on %s now)", job_id, entry, job.worker_name)
-                    continue
-                if _take_back(connection, queue, job, entry, "was abandoned by dead worker"):
-                    recovered.append(job.id)
-        for name in queue_names:
-            if name in declared:
-                recovered.extend(_requeue_stuck_in_intermediate(connection, name))
+            recovered.extend(_recover_started_entries(connection, get_queue(name)))
+        for name in names:
+            recovered.extend(_requeue_stuck_in_intermediate(connection, name))
     return recovered
+
+
+def _recover_started_entries(connection: Redis, queue: Queue) -> list[str]:
+    """Each entry of the queue's started registry whose run is over without an end: its job goes back."""
+    recovered: list[str] = []
+    for raw in cast("list[bytes]", connection.zrange(rq_compat.started_key(queue.name), 0, -1)):
+        entry = raw.decode()
+        job = QueueingJob.fetch_many([rq_compat.started_entry_job_id(entry)], connection=connection, serializer=JobSerializer)[0]
+        if job is None:
+            continue
+        status = job.get_status(refresh=False)
+        if status == JobStatus.SCHEDULED:
+            found = _requeue_retry_cut_off(connection, queue, job, entry)
+        elif status == JobStatus.QUEUED:
+            found = _requeue_queued_in_no_queue(connection, queue, job, entry)
+        elif status != JobStatus.STARTED:
+            found = False
+        elif job.worker_name and _worker_alive(connection, job.worker_name):
+            _drop_entry_of_an_earlier_run(connection, queue, job, entry)
+            found = False  # it runs on a live worker
+        else:
+            found = _take_back(connection, queue, job, entry, "was abandoned by dead worker")
+        if found:
+            recovered.append(job.id)
+    return recovered
+
+
+def _requeue_retry_cut_off(connection: Redis, queue: Queue, job: Job, entry: str) -> bool:
+    """A job that says scheduled, waits in no scheduled registry and kept its started entry goes back
+    once its worker is dead.
+
+    RQ 3.0's Job.retry writes SCHEDULED at once, outside the failure's pipeline that then
+    schedules the retry and removes this entry: a worker that died in between leaves that state,
+    which every other check reads as held (tests/faults/test_death_on_this_host.py::
+    test_a_retry_cut_off_between_rqs_two_writes_goes_back; RQ's order: tests/test_rq_compat.py::
+    test_rq_writes_a_retrys_scheduled_status_before_the_failures_pipeline_runs).
+    """
+    if connection.zscore(rq_compat.scheduled_key(queue.name), job.id) is not None:
+        return False  # a retry really scheduled
+    if job.worker_name and _worker_alive(connection, job.worker_name):
+        return False
+    return _take_back(connection, queue, job, entry, "was cut off while its retry was recorded by")
+
+
+def _requeue_queued_in_no_queue(connection: Redis, queue: Queue, job: Job, entry: str) -> bool:
+    """A job that says queued but sits in no queue, its started entry left behind by a run that a
+    Redis outage cut off, would wait forever: requeued at the second sighting STUCK_AFTER_SECONDS on."""
+    if _waiting(connection, queue.name, job.id) or not seen_twice(connection, "started", job.id):
+        return False
+    if not connection.zrem(rq_compat.started_key(queue.name), entry):
+        return False  # another sweep got there first
+    rq_compat.requeue_at_front(queue, job)
+    logger.warning("job %s was queued in no queue: requeued", job.id)
+    return True
+
+
+def _drop_entry_of_an_earlier_run(connection: Redis, queue: Queue, job: Job, entry: str) -> None:
+    """A started job whose worker lives: an entry of an earlier run of it (its worker died, the job
+    runs again on this live worker under another execution) is dropped.
+
+    Left there, RQ's own registry cleanup would treat it as an abandoned run of a STARTED job once
+    it expires, and retry the job while its new run goes on: the same job twice
+    (tests/test_declared_jobs.py::test_an_earlier_runs_entry_is_dropped_so_rqs_cleanup_never_retries_the_running_job).
+    Only then: a worker whose set of executions was lost (a FLUSHDB, its key written again without
+    one) may be running this very entry, or be frozen with it; its lease decides, as for any other worker.
+    """
+    worker_name = cast("str", job.worker_name)
+    executions = {raw.decode() for raw in cast("set[bytes]", connection.smembers(rq_compat.worker_executions_key(worker_name)))}
+    if entry in executions:
+        return  # its worker is alive and working on it
+    if any(rq_compat.started_entry_job_id(other) == job.id for other in executions) and connection.zrem(rq_compat.started_key(queue.name), entry):
+        logger.info("job %s: entry %s of an earlier run dropped (it runs on %s now)", job.id, entry, worker_name)
 
 
 # A worker's key always carries its lease: RQ's heartbeats and the liveness thread (every
@@ -183,23 +180,20 @@ def give_back(connection: Redis, queue: Queue, job: Job) -> bool:
     return False  # a sweep requeued it already
 
 
-def progress_key(job_id: str) -> str:
-    return f"egoejo:progress:{job_id}"
-
-
 def report_progress(done: int) -> None:
     """Called by a long job (a fan-out) as it goes: how many of its items it has done.
 
     The abandon limit tells a job that kills its workers (a crash loop) from one that is merely
-    hit by worker deaths (a drained host, an outage, the fault campaign: a bulk mail batch whose
-    pool was killed six times in 3 minutes failed with AbandonedJobError). A job that moved on
-    since its last abandon is no crash loop: its count starts again. Outside a job, a no-op.
+    hit by worker deaths (a drained host, an outage: a bulk mail batch whose pool is killed six
+    times in a few minutes). A job that moved on since its last abandon is no crash loop: its count
+    starts again (tests/faults/test_death_on_this_host.py::
+    test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_limit). Outside a job, a no-op.
     """
     from rq import get_current_job
 
     job = get_current_job()
     if job is not None:
-        job.connection.set(progress_key(job.id), int(done), ex=max(int(job.timeout or 0), 60) * 2)
+        job.connection.set(keys.progress(job.id), int(done), ex=max(int(job.timeout or 0), 60) * 2)
 
 
 def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) -> bool:
@@ -209,7 +203,7 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
         return False
     # The run that just ended reported progress if its key is there; taken away here, so the
     # next take-back sees only what the next run reports.
-    if connection.delete(progress_key(job.id)):
+    if connection.delete(keys.progress(job.id)):
         abandons = 1  # it moved on since its last abandon: no crash loop
     else:
         abandons = int(job.meta.get("abandoned", 0)) + 1
@@ -229,7 +223,7 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
         logger.error("job %s failed: %s", job.id, reason)
         return False
     rq_compat.requeue_at_front(queue, job)
-    connection.hincrby(ABANDONED_REQUEUES_KEY, queue.name, 1)  # for the alert on requeues
+    connection.hincrby(keys.ABANDONED_REQUEUES, queue.name, 1)  # for the alert on requeues
     logger.warning("job %s (%s) %s %s: requeued (%d/%d)", job.id, job.func_name, why, job.worker_name, abandons, MAX_ABANDONS)
     return True
 
@@ -238,7 +232,7 @@ def seen_twice(connection: Redis, detector: str, job_id: str, after: int = STUCK
     """True from the second sighting at least `after` seconds after the first one (per detector)."""
     if after <= 0:
         return True
-    seen_key = f"egoejo:stuck-seen:{detector}:{job_id}"
+    seen_key = keys.stuck_seen(detector, job_id)
     if connection.set(seen_key, 1, nx=True, ex=after * 6):
         return False  # first sighting: give the worker time to register it
     if connection.ttl(seen_key) > after * 5:
@@ -280,7 +274,7 @@ def orphans(connection: Redis, jobs: Sequence[tuple[str, str]], after: int = STU
         held.update(set(ids) - left)
     if held:
         # Healthy now: a later sighting starts afresh (one call for the page).
-        connection.delete(*(f"egoejo:stuck-seen:outbox:{job_id}" for job_id in held))
+        connection.delete(*(keys.stuck_seen("outbox", job_id) for job_id in held))
     return {job_id for job_id, _ in jobs if job_id not in held and seen_twice(connection, "outbox", job_id, after=after)}
 
 
@@ -303,7 +297,7 @@ def unbacked(connection: Redis, jobs: Sequence[tuple[str, str]], after: int = ST
         running[name] = {rq_compat.started_entry_job_id(m) for m in members}
     with connection.pipeline(transaction=False) as pipe:
         for job_id, name in jobs:
-            pipe.exists(running_key(job_id))
+            pipe.exists(keys.running(job_id))
             pipe.zscore(rq_compat.scheduled_key(name), job_id)
         answers = pipe.execute()
     found: set[str] = set()
@@ -311,7 +305,7 @@ def unbacked(connection: Redis, jobs: Sequence[tuple[str, str]], after: int = ST
     for index, (job_id, name) in enumerate(jobs):
         claimed, scheduled = answers[2 * index], answers[2 * index + 1]
         if claimed or scheduled is not None or job_id in running[name] or _waiting(connection, name, job_id):
-            healthy.append(f"egoejo:stuck-seen:unbacked:{job_id}")
+            healthy.append(keys.stuck_seen("unbacked", job_id))
         elif seen_twice(connection, "unbacked", job_id, after=after):
             found.add(job_id)
     if healthy:

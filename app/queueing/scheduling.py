@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 from django.db import close_old_connections
@@ -22,48 +21,48 @@ from rq.exceptions import NoSuchJobError
 from rq.scheduler import RQScheduler
 from rq_scheduler import Scheduler
 
-from . import outbox, registry, rq_compat, signing
+from . import keys, outbox, registry, rq_compat, signing
 from .jobclass import QueueingJob, record_refusal, refusal_of
+from .locks import TokenLock
 from .recovery import sweep
 from .serialization import JobSerializer
 
 logger = logging.getLogger(__name__)
 
 SCHEDULE_ID_PREFIX = "schedule-"
-SCHEDULER_ALIVE_KEY = "egoejo:scheduler:alive"
 # Seconds between two passes. Every recovery path waits for passes: a dead worker's job for one
 # sweep after its lease, a job lost with Redis's data for two sightings, a retry of the light
-# queues for its firing. At 5 s, compound faults (a freeze, two FLUSHDBs, a killed scheduler) in
-# one window stretched a re-run to 37 s (the fifth goal run's seed 19); a pass costs Redis a few
-# milliseconds even with 100,000 jobs waiting (docs/throughput.md), so 2 s is cheap.
+# queues for its firing; compound faults in one window (a freeze, two FLUSHDBs, a killed
+# scheduler) add those waits up, and the settle bound of the tests (tests/settle.py) counts on
+# this interval. A pass costs Redis a few milliseconds even with 100,000 jobs waiting
+# (docs/throughput.md), so 2 s is cheap.
 PASS_INTERVAL = 2
 LOCK_SPARE_SECONDS = 3
 RETRY_LOCK_OWNER = "egoejo-rqscheduler"
 
 
-# Deletes rq-scheduler's lock only if it still holds this process's token: a pass that outlived
-# the lock must not free the lock of the scheduler that took over.
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
 class ProjectScheduler(DjangoScheduler):
     job_class = QueueingJob
-    _lock_token: str = ""
+    # rq-scheduler's lock, held by this process's token: a pass that outlived the lock never frees
+    # the lock of the scheduler that took over
+    # (tests/test_schedules.py::test_a_scheduler_never_frees_the_lock_another_one_holds).
+    _pass_lock: TokenLock | None = None
 
     def acquire_lock(self) -> bool:
         # Held for one pass only (rq-scheduler releases it at the pass's end), so its TTL only
         # matters when its holder dies: a scheduler restarted after a kill skipped its passes,
         # sweeps and re-sends included, until it expired (interval + 10 s in rq-scheduler). A pass
         # takes well under a second; only one longer than the lock, with a second scheduler
-        # process running (compose runs one), could overlap another.
-        self._lock_token = uuid.uuid4().hex
-        acquired = bool(self.connection.set(self.scheduler_lock_key, self._lock_token, ex=int(rq_compat.scheduler.interval_of(self)) + LOCK_SPARE_SECONDS, nx=True))
+        # process running (compose runs one), could overlap another
+        # (tests/test_schedules.py::test_a_killed_schedulers_lock_holds_its_successor_up_3_s_past_the_interval).
+        self._pass_lock = TokenLock(self.connection, self.scheduler_lock_key, int(rq_compat.scheduler.interval_of(self)) + LOCK_SPARE_SECONDS)
+        acquired = self._pass_lock.acquire()
         rq_compat.scheduler.set_holds_lock(self, acquired)
         return acquired
 
     def remove_lock(self) -> None:
-        if rq_compat.scheduler.holds_lock(self):
-            self.connection.eval(_RELEASE, 1, self.scheduler_lock_key, self._lock_token)
+        if rq_compat.scheduler.holds_lock(self) and self._pass_lock is not None:
+            self._pass_lock.release()
             rq_compat.scheduler.set_holds_lock(self, False)
 
     def successor(self) -> ProjectScheduler:
@@ -86,11 +85,12 @@ class ProjectScheduler(DjangoScheduler):
         """
         # One owner name for every rqscheduler process: RQ's per-queue locks live 61 s, and a
         # scheduler killed (or cut off from Redis) between taking and releasing them held up every
-        # retry of the light queues that long under a random name (the third goal run's seed 3:
-        # 30 s). Only one rqscheduler passes at a time (rq-scheduler's lock), so its successor
-        # takes them over. A lock held by a worker's scheduler child is never taken over here:
-        # one that was only frozen would run its stale move when it thaws, and a job moved twice
-        # can run twice; a dead child's lock expires after 61 s (docs/reliability.md).
+        # retry of the light queues that long under a random name. Only one rqscheduler passes at
+        # a time (rq-scheduler's lock), so its successor takes them over
+        # (tests/test_schedules.py::test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries).
+        # A lock held by a worker's scheduler child is never taken over here: one that was only
+        # frozen would run its stale move when it thaws, and a job moved twice can run twice; a
+        # dead child's lock expires after 61 s (docs/reliability.md).
         scheduler = RQScheduler(queue_names, connection=self.connection, serializer=JobSerializer, name=RETRY_LOCK_OWNER)
         if scheduler.acquire_locks(auto_start=False):  # type: ignore[no-untyped-call]  # rq leaves these untyped
             try:
@@ -126,7 +126,7 @@ class ProjectScheduler(DjangoScheduler):
     def heartbeat(self) -> None:
         super().heartbeat()
         # One well-known key for /healthz, instead of scanning rq-scheduler's per-name keys.
-        self.connection.set(SCHEDULER_ALIVE_KEY, time.time(), ex=int(rq_compat.scheduler.interval_of(self)) + 10)
+        self.connection.set(keys.SCHEDULER_ALIVE, time.time(), ex=int(rq_compat.scheduler.interval_of(self)) + 10)
 
     def enqueue_jobs(self) -> list[Any]:
         # Runs only while this process holds rq-scheduler's lock, so a second scheduler

@@ -15,15 +15,10 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from . import keys
+
 logger = logging.getLogger(__name__)
 
-KEY = "egoejo:jobstats:{func}"
-FUNCS_KEY = "egoejo:jobstats:funcs"
-# Hash queue → jobs requeued because their worker died (recovery.py counts them; an alert watches the rate).
-ABANDONED_REQUEUES_KEY = "egoejo:abandoned:requeues"
-# Hash queue → jobs a worker or the scheduler refused: undeclared, unreadable, or not made by the
-# queueing layer (signing.py). Any of these means someone wrote to Redis: an alert fires at the first.
-REFUSED_KEY = "egoejo:refused"
 # Seconds; jobs here range from a few ms (mail) to minutes (a full dashboard refresh).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 OUTCOMES = ("success", "failure", "retry")
@@ -56,10 +51,10 @@ def add_to(pipe: Any, func: str, queue: str, outcome: str, duration: float | Non
     function is announced (SADD, its queue) once a minute per process, not once per job — often
     enough to reappear within a minute if Redis lost its data.
     """
-    key = KEY.format(func=func)
+    key = keys.job_stats(func)
     announced = _announced.get(func)
     if announced is None or time.monotonic() - announced > ANNOUNCE_EVERY:
-        pipe.sadd(FUNCS_KEY, func)
+        pipe.sadd(keys.JOB_STATS_FUNCS, func)
         pipe.hset(key, "queue", queue)
         _announced[func] = time.monotonic()
     pipe.hincrby(key, outcome, 1)

@@ -20,14 +20,15 @@ from django.utils import timezone
 from app.models import Contribution, ImpactDashboard
 from app.queueing.connections import redis_connection
 
+from . import redis_keys
+
 logger = logging.getLogger(__name__)
 
-# The newest waiting refresh is remembered under this key (value: its job id), so that any number
-# of triggers while it waits lead to one run: a trigger outside a transaction joins it, a
-# refresh recorded with a contribution claims the key and the earlier ones skip when they run.
-# The job releases the key when it starts, so a trigger arriving during the run queues exactly
-# one more.
-PENDING_KEY = "egoejo:impact:pending:{user_id}"
+# The newest waiting refresh is remembered under redis_keys.impact_pending (value: its job id), so
+# that any number of triggers while it waits lead to one run: a trigger outside a transaction
+# joins it, a refresh recorded with a contribution claims the key and the earlier ones skip when
+# they run. The job releases the key when it starts, so a trigger arriving during the run queues
+# exactly one more.
 # Bounds how long a lost marker (job vanished with Redis data) can hold back new refreshes.
 PENDING_TTL_SECONDS = 600
 
@@ -151,7 +152,7 @@ def start_refresh(user_id: int, job_id: str | None) -> str | None:
     """
     if job_id is None:
         return None  # called directly, not as a queued run: nothing to coalesce with
-    marker = redis_connection().eval(_START, 1, PENDING_KEY.format(user_id=user_id), job_id)
+    marker = redis_connection().eval(_START, 1, redis_keys.impact_pending(user_id), job_id)
     if marker is None:
         return None
     other = marker.decode()

@@ -12,8 +12,9 @@ from redis.exceptions import RedisError
 from app.jobs.metrics import update_impact_dashboard_metrics
 from app.models import ImpactDashboard
 from app.queueing.connections import redis_connection
+from app.queueing.locks import TokenLock
 
-from . import impact
+from . import impact, redis_keys
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,15 @@ def request_refresh(user_id: int) -> str:
     return _trigger(user_id)
 
 
+def _marker(redis: Any, user_id: int, job_id: str) -> TokenLock:
+    """The member's pending-refresh marker, held by the refresh's job id: released only while it
+    still names this job (a later trigger may have taken it over)."""
+    return TokenLock(redis, redis_keys.impact_pending(user_id), impact.PENDING_TTL_SECONDS, token=job_id)
+
+
 def _claim_marker(user_id: int, job_id: str) -> None:
     try:
-        redis_connection().set(impact.PENDING_KEY.format(user_id=user_id), job_id, ex=impact.PENDING_TTL_SECONDS)
+        _marker(redis_connection(), user_id, job_id).take_over()
     except RedisError:
         # The refresh still runs (it is recorded); the earlier ones just run too.
         logger.warning("Redis unavailable: impact refresh %s of user %s not coalesced", job_id, user_id)
@@ -48,38 +55,33 @@ def _claim_marker(user_id: int, job_id: str) -> None:
 
 def _trigger(user_id: int) -> str:
     job_id = uuid4().hex
-    key = impact.PENDING_KEY.format(user_id=user_id)
-    redis = None
+    marker: TokenLock | None = None
     try:
-        redis = redis_connection()
-        if not redis.set(key, job_id, nx=True, ex=impact.PENDING_TTL_SECONDS):
-            existing = redis.get(key)
+        marker = _marker(redis_connection(), user_id, job_id)
+        if not marker.acquire():
+            existing = marker.connection.get(marker.key)
             if existing is not None and impact.refresh_waiting(existing.decode()):
                 return existing.decode()
             # The marker names no waiting job (its INSERT failed, or its process died before
             # it): take it over rather than hold refreshes back until it expires.
-            redis.set(key, job_id, ex=impact.PENDING_TTL_SECONDS)
+            marker.take_over()
     except RedisError:
         # Without Redis we can't coalesce; the outbox keeps the job, and a duplicate refresh is harmless.
         logger.warning("Redis unavailable: impact refresh for user %s enqueued without coalescing", user_id)
-        redis = None
+        marker = None
     try:
         return update_impact_dashboard_metrics.with_options(job_id=job_id).delay(user_id).id
     except BaseException:
-        if redis is not None:
-            _release_marker(redis, key, job_id)
+        if marker is not None:
+            _release_marker(marker)
         raise
 
 
-# Delete the marker only if it still names our job (a later trigger may have taken it over).
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
-def _release_marker(redis: Any, key: str, job_id: str) -> None:
+def _release_marker(marker: TokenLock) -> None:
     try:
-        redis.eval(_RELEASE, 1, key, job_id)
+        marker.release()
     except RedisError:
-        logger.warning("could not release the pending-refresh marker %s: the next trigger checks the outbox", key)
+        logger.warning("could not release the pending-refresh marker %s: the next trigger checks the outbox", marker.key)
 
 
 def dashboard_payload(user_id: int) -> tuple[dict[str, Any], str | None]:

@@ -38,6 +38,8 @@ from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from . import redis_keys
+
 logger = logging.getLogger(__name__)
 
 _NAMESPACE = "egoejo-throttle"
@@ -168,13 +170,8 @@ def _redis():  # type: ignore[no-untyped-def]
     return limiter().storage.get_connection()
 
 
-# Under egoejo:*, the web's Redis role's key pattern (deploy/redis/roles.acl); the `limits`
-# library's own keys are LIMITS:*.
-SLOW_KEY_PREFIX = "egoejo:throttle:slow"
-
-
 def _slow_key(kind: str, *parts: str) -> str:
-    return ":".join((SLOW_KEY_PREFIX, kind, *(_key(part) for part in parts)))
+    return redis_keys.throttle_slow(kind, *(_key(part) for part in parts))
 
 
 def _wait(failures: int, last: float, rate: RateLimitItem, now: float) -> int:

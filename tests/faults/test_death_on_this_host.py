@@ -21,7 +21,7 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from app.queueing import recovery, rq_compat
+from app.queueing import keys, recovery, rq_compat
 from app.queueing.liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here, process_identity
 from tests import redis_db
 from tests.e2e.processes import logs, manage, running, stack_env
@@ -202,7 +202,7 @@ def test_a_job_that_moves_on_between_its_workers_deaths_is_not_failed_by_the_lim
     job = None
     for death in range(1, recovery.MAX_ABANDONS + 3):
         job = _runs_and_its_worker_dies(redis_conn, job, death)
-        redis_conn.set(recovery.progress_key(job.id), death * 10)  # it sent ten more mails before this death
+        redis_conn.set(keys.progress(job.id), death * 10)  # it sent ten more mails before this death
         assert recovery.sweep(redis_conn, ["metrics"]) == [job.id]
         assert job.get_status(refresh=True) == JobStatus.QUEUED
     job.refresh()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.queueing import keys
 from tests.e2e.databases import seconds_since
 from tests.faults.stack import Stack
 from tests.settle import outbox_pending, settle
@@ -130,7 +131,7 @@ print(job.id)""")
             time.sleep(0.2)
         client.flushdb()
         wait_all_finished(stack, 1, timeout=40)
-        claim = f"egoejo:running:{job_id}"
+        claim = keys.running(job_id)
         deadline = time.monotonic() + 3
         while client.exists(claim) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -124,7 +124,7 @@ import sys, time
 from django.core.cache import cache
 from django.contrib.auth import get_user_model
 from app.queueing.connections import redis_connection
-from app.services import impact, impact_refresh
+from app.services import impact, impact_refresh, redis_keys
 
 user = get_user_model().objects.create_user("ana", "ana@example.org", "pw-long-enough-1")
 cache.set("before", "kept", 600)
@@ -145,7 +145,7 @@ while True:
 before, after = cache.get("before"), cache.get("after")
 impact.start_refresh(user.pk, first)  # as the refresh job does when it starts
 third, fourth = impact_refresh.request_refresh(user.pk), impact_refresh.request_refresh(user.pk)
-marker = redis_connection().get(impact.PENDING_KEY.format(user_id=user.pk))
+marker = redis_connection().get(redis_keys.impact_pending(user.pk))
 print("after", before, after, third != first, third == fourth, marker is not None and marker.decode() == third, flush=True)
 """
 

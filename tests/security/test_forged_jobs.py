@@ -27,10 +27,9 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from app.models import ImpactDashboard, SentMail
-from app.queueing import registry
+from app.queueing import keys, registry
 from app.queueing.models import BackgroundJob
 from app.queueing.scheduling import ProjectScheduler, ensure_schedules
-from app.queueing.stats import REFUSED_KEY
 from app.queueing.workers import ForkingWorker, InProcessWorker
 from tests.factories import jpeg_bytes, make_user
 
@@ -97,8 +96,8 @@ def test_a_forged_call_of_each_declared_job_has_no_effect(worker_class, redis_co
     assert ImpactDashboard.objects.count() == 0
     assert sorted(tmp_path.rglob("*")) == files_before  # no rendition next to the image, nothing in media
     assert not any(media_root.rglob("*"))
-    assert int(redis_conn.hget(REFUSED_KEY, "emails")) == 7
-    assert int(redis_conn.hget(REFUSED_KEY, "images")) == 1 and int(redis_conn.hget(REFUSED_KEY, "metrics")) == 2
+    assert int(redis_conn.hget(keys.REFUSED, "emails")) == 7
+    assert int(redis_conn.hget(keys.REFUSED, "images")) == 1 and int(redis_conn.hget(keys.REFUSED, "metrics")) == 2
 
 
 def test_the_signature_of_another_job_or_changed_arguments_is_refused(worker_class, redis_conn, smtp_sink, member, django_capture_on_commit_callbacks):
@@ -269,7 +268,7 @@ def test_jobs_the_layer_makes_run_on_both_worker_kinds(worker_class, redis_conn,
         send_email.delay_many([("a@example.org", "Hi", "<p>a</p>"), ("b@example.org", "Hi", "<p>b</p>")])
     work(worker_class, redis_conn, "emails")
     assert len(smtp_sink.wait_for(3)) == 3
-    assert redis_conn.hget(REFUSED_KEY, "emails") is None
+    assert redis_conn.hget(keys.REFUSED, "emails") is None
 
 
 def test_a_job_pushed_before_signing_runs_only_as_its_pending_row_says(redis_conn, smtp_sink):

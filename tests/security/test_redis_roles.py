@@ -212,9 +212,9 @@ def test_refusals_are_recorded_with_each_roles_own_credentials(server, as_role, 
     from rq.serializers import JSONSerializer
     from rq_scheduler import Scheduler
 
+    from app.queueing import keys
     from app.queueing.jobclass import QueueingJob
     from app.queueing.scheduling import ProjectScheduler
-    from app.queueing.stats import REFUSED_KEY
     from app.queueing.workers import InProcessWorker
 
     caplog.set_level(logging.WARNING)
@@ -232,5 +232,5 @@ def test_refusals_are_recorded_with_each_roles_own_credentials(server, as_role, 
     ProjectScheduler(queue_name="emails", interval=1, connection=scheduler).enqueue_jobs()
     for job_id in (forged.id, schedule.id):
         assert QueueingJob.fetch(job_id, connection=worker).get_status() == "failed"
-    assert int(worker.hget(REFUSED_KEY, "emails")) == 2
+    assert int(worker.hget(keys.REFUSED, "emails")) == 2
     no_redis_errors(caplog)
