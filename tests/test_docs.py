@@ -17,8 +17,6 @@ RUN_STORY = re.compile(r"\bseeds? \d|\bgoal run\b|\bchaos campaign\b", re.IGNORE
 RUN_STORY_PENDING = {
     "app/queueing/workers.py",
     "app/queueing/liveness.py",
-    "app/queueing/recovery.py",
-    "app/queueing/scheduling.py",
 }
 CITED_TEST = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")

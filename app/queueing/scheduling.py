@@ -84,8 +84,8 @@ class ProjectScheduler(DjangoScheduler):
         Taking only the locks nobody holds keeps one scheduler per queue at a time.
         """
         # One owner name for every rqscheduler process: RQ's per-queue locks live 61 s, and a
-        # scheduler killed (or cut off from Redis) between taking and releasing them held up every
-        # retry of the light queues that long under a random name. Only one rqscheduler passes at
+        # scheduler killed (or cut off from Redis) between taking and releasing them would hold up
+        # every retry of the light queues that long under a random name. Only one rqscheduler passes at
         # a time (rq-scheduler's lock), so its successor takes them over
         # (tests/test_schedules.py::test_a_killed_schedulers_retry_locks_do_not_hold_up_the_retries).
         # A lock held by a worker's scheduler child is never taken over here: one that was only

@@ -23,8 +23,9 @@ def request_refresh(user_id: int) -> str:
     """Ask for a recomputation of `user_id`'s dashboard, coalesced with any refresh waiting.
 
     Inside a transaction (a contribution) the refresh is recorded in it, so it commits with what
-    calls for it: a process killed right after the commit used to lose it (the trigger ran in an
-    on-commit hook). It can't join a waiting refresh there, since that one might run before the
+    calls for it: a process killed right after the commit loses nothing
+    (tests/test_metrics.py::test_a_process_killed_right_after_a_contribution_commits_loses_no_refresh).
+    It can't join a waiting refresh there, since that one might run before the
     commit; instead, after the commit, it claims the marker, and the earlier waiting refreshes
     skip when they run (impact.start_refresh). A rolled-back transaction leaves nothing.
     Outside a transaction it joins a waiting refresh, or queues one. Returns the refresh's id.
