@@ -644,14 +644,6 @@ def install_json_only() -> None:
     Job.restore = _restore_or_mark  # type: ignore[method-assign,assignment]
 
 
-def json_only_installed() -> bool:
-    return (
-        rq.serializers.DefaultSerializer.loads is JobSerializer.loads
-        and Job._deserialize_data is _deserialize_data_or_mark
-        and Job.restore is _restore_or_mark
-    )
-
-
 # -- speed-ups of two RQ hot spots --------------------------------------------------------------
 
 _MODULES_RESOLVING_SERIALIZERS = ("rq.job", "rq.results", "rq.worker.base", "rq.queue", "rq.registry", "rq.scheduler", "rq.cron")
@@ -690,10 +682,6 @@ def install_speedups() -> bool:
     _replace(rq.utils, "utcparse", _original_utcparse, utcparse)
     _replace(importlib.import_module("rq.scheduler"), "utcparse", _original_utcparse, utcparse)
     return True
-
-
-def speedups_installed() -> bool:
-    return rq.utils.utcparse is utcparse and rq.serializers.resolve_serializer is resolve_serializer
 
 
 def _replace(module: Any, name: str, original: Callable[..., Any], replacement: Callable[..., Any]) -> None:
