@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import ROOT, parse_args, print_table, private_redis_db
-from benchmarks.workers import bench_env, manage, start, stop
+from benchmarks.lib.common import ROOT, parse_args, print_table, private_redis_db, run_size
+from benchmarks.lib.workers import bench_env, manage, start, stop
 
 sys.path.insert(0, str(ROOT))
 
@@ -73,7 +73,7 @@ def run_scenario(env: dict[str, str], sink: SmtpSink, commands: list[list[str]],
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    count, rounds = (100, 1) if args.quick else (1000, 3)
+    count, rounds = run_size(args, (1000, 3), (100, 1), (10, 1))
     rows = []
     with private_redis_db() as db:
         sink = SmtpSink(tls=True)
