@@ -1,6 +1,6 @@
 """Hostile image files of every accepted format, built here from Pillow's own output and by hand.
 
-Used by tests/security/test_upload_formats.py (behaviour) and benchmarks/upload_memory.py (the
+Used by tests/security/test_upload_formats.py (behaviour) and benchmarks/areas/upload_memory.py (the
 web process's peak memory per file). Each builder returns the bytes a stranger would upload.
 """
 

@@ -8,7 +8,7 @@ from rq.job import JobStatus
 
 from app.jobs import emails, images, metrics
 from app.queueing import keys
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 from tests.factories import jpeg_bytes
 
 pytestmark = pytest.mark.django_db

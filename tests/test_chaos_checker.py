@@ -1,10 +1,10 @@
-"""The chaos campaign's reading of its own fault log (benchmarks/chaos/checker.py)."""
+"""The chaos campaign's reading of its own fault log (tests/chaos_invariants.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.chaos.checker import redis_unavailable
+from tests.chaos_invariants import redis_unavailable
 
 # Seed 23 of the eighth goal run: a welcome mail re-run 30.7 s after its pool was killed at 0.
 SEED_23 = [

@@ -14,9 +14,9 @@ from django.db import transaction
 from app.jobs import emails, metrics
 from app.queueing import dispatch, registry
 from app.queueing.connections import DeclaredQueues
-from app.queueing.enqueueing import enqueue, enqueue_many
 from app.queueing.models import BackgroundJob
 from app.queueing.outbox import reconcile
+from tests.enqueue import enqueue, enqueue_many
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits, real on_commit callbacks
 

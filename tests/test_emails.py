@@ -4,8 +4,8 @@ import pytest
 from rq.job import JobStatus
 
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
 from app.queueing.models import BackgroundJob
+from tests.enqueue import enqueue
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -18,7 +18,7 @@ from rq.job import JobStatus
 
 from app.jobs import images
 from app.models import UploadedImage
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 from tests.factories import jpeg_bytes, make_user
 
 pytestmark = pytest.mark.django_db

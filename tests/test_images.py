@@ -12,8 +12,8 @@ from rq.job import JobStatus
 from app.jobs import images
 from app.models import UploadedImage
 from app.queueing import PermanentJobError
-from app.queueing.enqueueing import enqueue
 from app.services import image_pipeline
+from tests.enqueue import enqueue
 from tests.factories import jpeg_bytes
 
 LIMIT = 50_000_000

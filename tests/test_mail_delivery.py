@@ -15,9 +15,9 @@ from rq.serializers import JSONSerializer
 from app.jobs import emails
 from app.models import MemberPreferences, SentMail
 from app.queueing import keys
-from app.queueing.enqueueing import enqueue
 from app.queueing.models import BackgroundJob
 from app.services.mail_fanout import queue_bulk_email, queue_email
+from tests.enqueue import enqueue
 from tests.factories import make_user
 from tests.signing import sign_in_redis
 from tests.smtp import SmtpSink, point_mail_at

@@ -17,9 +17,9 @@ from rq.serializers import JSONSerializer
 
 from app.jobs import emails
 from app.models import MemberPreferences, SentMail
-from app.queueing.enqueueing import enqueue
 from app.services import mail
 from app.services.mail_fanout import queue_bulk_email
+from tests.enqueue import enqueue
 from tests.factories import make_user
 from tests.smtp import SmtpSink
 

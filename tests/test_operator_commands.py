@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 
 pytestmark = pytest.mark.django_db
 

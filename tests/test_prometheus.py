@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -365,7 +365,8 @@ import django
 django.setup()
 from django.conf import settings
 from app.queueing import rq_compat
-print("setting", settings.QUEUEING_FAST_PATHS, "fast_paths", rq_compat.fast_paths(), "installed", rq_compat.speedups_installed())
+installed = rq.utils.utcparse is rq_compat.utcparse and rq.serializers.resolve_serializer is rq_compat.resolve_serializer
+print("setting", settings.QUEUEING_FAST_PATHS, "fast_paths", rq_compat.fast_paths(), "installed", installed)
 """
 
 
@@ -386,6 +387,10 @@ def test_the_gate_turns_fast_paths_off_on_another_rq_version(redis_db_index):
     assert "using RQ's own code paths: rq 9.9.9 is not the 3.0.0 the fast paths were verified against" in result.stdout + result.stderr
 
 
+def _speedups_installed() -> bool:
+    return rq.utils.utcparse is rq_compat.utcparse and rq.serializers.resolve_serializer is rq_compat.resolve_serializer
+
+
 def test_speedups_are_installed_and_answer_as_rq_does():
     import datetime
 
@@ -395,7 +400,7 @@ def test_speedups_are_installed_and_answer_as_rq_does():
     from rq.serializers import DefaultSerializer
 
     # Installed at start-up exactly when the fast paths are on (RQ_FAST_PATHS), RQ's own otherwise.
-    assert rq_compat.speedups_installed() == settings.QUEUEING_FAST_PATHS
+    assert _speedups_installed() == settings.QUEUEING_FAST_PATHS
     assert (rq.job.resolve_serializer is rq_compat.resolve_serializer) == settings.QUEUEING_FAST_PATHS
     for serializer in (JSONSerializer, None, "rq.serializers.JSONSerializer", DefaultSerializer):
         assert rq_compat.resolve_serializer(serializer) is rq_compat._original_resolve(serializer)
@@ -470,6 +475,16 @@ class _RunsACommand:
         return (os.system, (f"touch {self.marker}",))
 
 
+def _json_only_installed() -> bool:
+    from app.queueing.serialization import JobSerializer
+
+    return (
+        rq.serializers.DefaultSerializer.loads is JobSerializer.loads
+        and Job._deserialize_data is rq_compat.json_only._deserialize_data_or_mark
+        and Job.restore is rq_compat.json_only._restore_or_mark
+    )
+
+
 def test_rqs_default_serializer_reads_json_and_never_unpickles(redis_conn, tmp_path):
     import pickle
 
@@ -477,7 +492,7 @@ def test_rqs_default_serializer_reads_json_and_never_unpickles(redis_conn, tmp_p
 
     from app.queueing.serialization import Unreadable
 
-    assert rq_compat.json_only_installed()  # by the app's ready(), in every process
+    assert _json_only_installed()  # by the app's ready(), in every process
     marker = tmp_path / "ran"
     for serializer in (None, DefaultSerializer, "pickle"):
         resolved = resolve_serializer(serializer)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -195,11 +195,3 @@ _OTHER_RQ_OPTIONS = {
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
-
-def enqueue(func: Callable[..., Any], *args: Any, owner_id: int | None = None, job_id: str | None = None, **kwargs: Any) -> str:
-    """`func(*args, **kwargs)` as a job, by reference: the same as `func.delay(...)`, returns its id."""
-    return submit(registry.spec_for(func), list(args), kwargs, owner_id=owner_id, job_id=job_id).id
-
-
-def enqueue_many(func: Callable[..., Any], calls: Sequence[Sequence[Any]], owner_id: int | None = None) -> list[str]:
-    return submit_many(registry.spec_for(func), [list(args) for args in calls], owner_id=owner_id)

@@ -35,7 +35,3 @@ class JobSerializer:
             return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data, *args, **kwargs)
         except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
             return Unreadable(len(data) if isinstance(data, (bytes, str)) else 0)
-
-
-def is_unreadable(value: Any) -> bool:
-    return isinstance(value, Unreadable)

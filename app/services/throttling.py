@@ -128,13 +128,6 @@ def hit(*charges: tuple[Budget, str]) -> None:
         raise spent
 
 
-def forget(item: Budget, key: str) -> None:
-    try:
-        limiter().clear(item.rate, _NAMESPACE, item.name, _key(key))
-    except Exception:  # noqa: BLE001
-        logger.warning("throttle storage unreachable: count not cleared", exc_info=True)
-
-
 def _spent(charges: tuple[tuple[Budget, str], ...] | list[tuple[Budget, str]]) -> list[Throttled]:
     spent: list[Throttled] = []
     try:

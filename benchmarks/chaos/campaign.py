@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checker, faults, load
+from tests import chaos_invariants as invariants
+
+from . import faults, job_state, load
 from .stack import ChaosStack, faketime_available, pg_available
 
 QUIESCENCE_TIMEOUT = 180.0
@@ -29,7 +31,7 @@ RERUN_GOAL = 30.0  # s from a worker's death to its job's next start (issue 15);
 class SeedResult:
     seed: int
     jobs: int
-    report: checker.Report
+    report: invariants.Report
     fault_log: faults.FaultLog
     load_log: load.LoadLog
     quiescent_after: float | None
@@ -68,7 +70,7 @@ def wait_quiescent(stack: ChaosStack, timeout: float) -> float | None:
     calm = 0
     while time.monotonic() - started < timeout:
         try:
-            state = checker.quiescence(stack)
+            state = invariants.quiescence(stack)
         except Exception:  # noqa: BLE001 - the database may still be restarting its connections
             state = {"pending_rows": 1}
         calm = calm + 1 if not any(state.values()) else 0
@@ -118,10 +120,10 @@ def run_seed(seed: int, jobs: int, directory: Path | None = None, kinds: tuple[s
         with stack.sink.lock:
             stack.sink.script.clear()
         quiet = wait_quiescent(stack, QUIESCENCE_TIMEOUT)
-        stuck = f"{stack.process_states()}\n--- unfinished jobs in Redis\n{checker.unfinished_jobs(stack)}" if quiet is None else ""
+        stuck = f"{stack.process_states()}\n--- unfinished jobs in Redis\n{job_state.unfinished_jobs(stack)}" if quiet is None else ""
         injector.stop_watching()
-        report = checker.check(stack, injector.log)
-        checker.check_rolled_back(stack, report, load_log.rolled_back)
+        report = invariants.check(stack, injector.log)
+        invariants.rolled_back_left_nothing(report, stack, load_log.rolled_back)
         restarts = {name: len(proc.deaths) for name, proc in stack.processes.items()}
         for name, proc in stack.processes.items():
             if proc.orphans and name != "web":  # gunicorn's workers notice a dead master themselves, later

@@ -3,10 +3,15 @@ move on (a pending row at the end of a seed, an abandoned job not re-run after 1
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import redis
 
 from app.queueing import rq_compat
 from app.queueing.liveness import PROCESS_FIELD, running_key
+
+if TYPE_CHECKING:
+    from .stack import ChaosStack
 
 
 def describe(client: Any, job_id: str, queue: str | None = None) -> str:
@@ -34,3 +39,17 @@ def describe(client: Any, job_id: str, queue: str | None = None) -> str:
                         f"process {client.hget(key, PROCESS_FIELD)!r}, executions {executions})")
     return (f"{job_id} on {queue}: hash {[f.decode() if f else None for f in fields]}; held by {held or 'nothing'}; "
             f"its worker {about_worker}" + ("" if status else " (no hash)"))
+
+
+def unfinished_jobs(stack: ChaosStack) -> str:
+    """For a seed that never became quiescent: where Redis holds each pending row's job, read
+    before the seed's Redis is gone (the sixth goal run's seed 23 left one job unexplained)."""
+    lines = []
+    pending = stack.sql("SELECT id, queue, func FROM egoejo_backgroundjob WHERE state = 'pending' ORDER BY id LIMIT 20")
+    try:
+        client = stack.redis_client()
+        for job_id, queue, func in pending:
+            lines.append(f"{func}: {describe(client, job_id, queue)}")
+    except redis.RedisError as exc:
+        lines.append(f"Redis could not be read: {exc}")
+    return "\n".join(lines)

@@ -41,7 +41,7 @@ User = get_user_model()
 User.objects.create_superuser('root', 'root@example.org', 'root-password-42')
 User.objects.create_user('staffer', 'staff@example.org', 'staff-password-42', is_staff=True)
 from app.jobs import emails, images
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 bad = enqueue(emails.send_email, {address!r}, 'Hello', '<p>x</p>')
 later = enqueue(images.process_image, 'uploads/originals/later.jpg')
 from rq import Queue

@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 
 from app.jobs import emails, images, metrics
 from app.queueing import UndeclaredJobError
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 from tests.factories import jpeg_bytes
 
 pytestmark = pytest.mark.django_db

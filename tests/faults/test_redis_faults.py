@@ -20,7 +20,7 @@ def enqueue_mails(stack: Stack, count: int, offset: int = 0) -> None:
     code = f"""
 from django.db import transaction
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 with transaction.atomic():
     for i in range({offset}, {offset + count}):
         enqueue(emails.send_email, f"r{{i}}@example.org", f"Mail {{i}}", "<p>hello</p>")

@@ -20,7 +20,7 @@ ENQUEUE = f"""
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from app.jobs import emails, images, metrics
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 from app.models import Contribution, Project
 User = get_user_model()
 users = User.objects.bulk_create([User(username=f"u{{i}}", email=f"u{{i}}@example.org") for i in range(50)])

@@ -86,7 +86,7 @@ def test_failover_loses_no_job(tmp_path: Path):
         assert stack.shell(f"""
 from django.db import transaction
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 with transaction.atomic():
     for i in range({count}):
         enqueue(emails.send_email, f"r{{i}}@example.org", "Hi", "<p>x</p>")

@@ -89,7 +89,7 @@ def test_a_host_cut_off_mid_job_loses_nothing_and_duplicates_nothing(tmp_path: P
         cut_off = start(hosts[0].command([sys.executable, "manage.py", "rqworker", "emails"]), host_env(0), "host0-worker")
         job_id = manage(local, "shell", "-c", """
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
+from tests.enqueue import enqueue
 print(enqueue(emails.send_email, "cut@example.org", "Hi", "<p>x</p>"))
 """).stdout.strip().splitlines()[-1]
         assert job_id

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from . import dashboard, redis_py, scheduler
 from .bookkeeping import FastBeatsMixin, FastInProcessMixin
-from .json_only import UNREADABLE_FUNC, install_json_only, json_only_installed
+from .json_only import UNREADABLE_FUNC, install_json_only
 from .keys import (
     failed_key,
     intermediate_key,
@@ -55,7 +55,7 @@ from .operations import (
     stop_scheduler_child,
 )
 from .push import _SCRIPT_SHA, PER_CALL_FIELDS, push_if_absent
-from .speedups import _original_resolve, _original_utcparse, install_speedups, resolve_serializer, speedups_installed, utcparse
+from .speedups import _original_resolve, _original_utcparse, install_speedups, resolve_serializer, utcparse
 from .version import VERIFIED_RQ_VERSION, fast_paths
 
 __all__ = [
@@ -77,7 +77,6 @@ __all__ = [
     "intermediate_key",
     "is_intermediate_cleanup",
     "job_key",
-    "json_only_installed",
     "push_if_absent",
     "queue_key",
     "redis_py",
@@ -88,7 +87,6 @@ __all__ = [
     "scheduled_key",
     "scheduler",
     "set_stop_requested",
-    "speedups_installed",
     "started_entry_job_id",
     "started_key",
     "stop_requested",

@@ -119,10 +119,3 @@ def install_json_only() -> None:
     Job._deserialize_data = _deserialize_data_or_mark  # type: ignore[method-assign]
     Job.restore = _restore_or_mark  # type: ignore[method-assign,assignment]
 
-
-def json_only_installed() -> bool:
-    return (
-        rq.serializers.DefaultSerializer.loads is JobSerializer.loads
-        and Job._deserialize_data is _deserialize_data_or_mark
-        and Job.restore is _restore_or_mark
-    )

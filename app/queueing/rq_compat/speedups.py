@@ -55,9 +55,6 @@ def install_speedups() -> bool:
     return True
 
 
-def speedups_installed() -> bool:
-    return rq.utils.utcparse is utcparse and rq.serializers.resolve_serializer is resolve_serializer
-
 
 def _replace(module: Any, name: str, original: Callable[..., Any], replacement: Callable[..., Any]) -> None:
     if getattr(module, name, None) is original:

@@ -2,7 +2,7 @@
 
     scripts/bench tasks_api [--quick]
 
-The same declared job (benchmarks.jobs.noop) through both APIs: `noop.delay(i)` and its standard
+The same declared job (benchmarks.lib.jobs.noop) through both APIs: `noop.delay(i)` and its standard
 Task, `noop.task.enqueue(i)` (app/queueing/tasks_backend.py).
 
 - Request path: one process plays a request (dispatch's request_started / request_finished
@@ -10,7 +10,7 @@ Task, `noop.task.enqueue(i)` (app/queueing/tasks_backend.py).
   commit (the outbox row; the push waits for the response and is not timed). The two APIs and a
   control without an enqueue alternate, call by call, in a rotating order.
 - Enqueue → done: one idle rqpool member on `metrics`; the APIs alternate, one job every 20 ms,
-  and each job's enqueued_at → ended_at is read from its hash (as benchmarks/throughput.py).
+  and each job's enqueued_at → ended_at is read from its hash (as benchmarks/areas/throughput.py).
 Short runs on a shared machine: 3,000 request-path calls and 300 jobs per API (--quick: 300, 50).
 """
 
@@ -21,16 +21,15 @@ import statistics
 import time
 from collections.abc import Callable
 
-from benchmarks.common import parse_args, print_table, private_redis_db, setup_django
-from benchmarks.throughput import _ts, pct
-from benchmarks.workers import bench_env, manage, start, stop
+from benchmarks.lib.common import parse_args, pct, print_table, private_redis_db, rq_time, run_size, setup_django
+from benchmarks.lib.workers import bench_env, manage, start, stop
 
 
 def request_path(count: int) -> dict[str, list[float]]:
     from django.db import transaction
 
     from app.queueing import dispatch
-    from benchmarks.jobs import noop
+    from benchmarks.lib.jobs import noop
 
     standard = noop.task
     paths: dict[str, Callable[[int], object]] = {
@@ -55,7 +54,7 @@ def request_path(count: int) -> dict[str, list[float]]:
 def enqueue_to_done(env: dict[str, str], queue, count: int) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
     from django.db import transaction
 
-    from benchmarks.jobs import noop
+    from benchmarks.lib.jobs import noop
 
     paths: dict[str, Callable[[int], str]] = {".delay()": lambda i: noop.delay(i).id, ".task.enqueue() (standard API)": lambda i: noop.task.enqueue(i).id}
     worker = start(env, "rqpool", "metrics", "--workers", "1")
@@ -76,13 +75,13 @@ def enqueue_to_done(env: dict[str, str], queue, count: int) -> dict[str, list[fl
         for job_id in job_ids:
             enqueued, ended = queue.connection.hmget(f"rq:job:{job_id}", "enqueued_at", "ended_at")
             assert enqueued and ended, f"{job_id} ({name}) did not finish"
-            samples[name].append((_ts(ended) - _ts(enqueued)) * 1000)
+            samples[name].append((rq_time(ended) - rq_time(enqueued)) * 1000)
     return samples
 
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    calls, jobs = (300, 50) if args.quick else (3000, 300)
+    calls, jobs = run_size(args, (3000, 300), (300, 50), (20, 5))
     with private_redis_db() as db:
         env = bench_env(db)
         manage(env, "migrate", "--noinput")

@@ -2,7 +2,7 @@
 
     scripts/bench throughput [--quick]
 
-Django is loaded in every worker. The request-path cost is benchmarks/request_path.py. Drain throughput is measured from the first job's start to
+Django is loaded in every worker. The request-path cost is benchmarks/areas/request_path.py. Drain throughput is measured from the first job's start to
 the last job's end (worker boot excluded), with two processes per configuration.
 """
 
@@ -11,10 +11,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime
 
-from benchmarks.common import median, parse_args, print_table, private_redis_db, setup_django
-from benchmarks.workers import bench_env, manage, start, stop
+from benchmarks.lib.common import median, parse_args, print_table, private_redis_db, rq_time, run_size, setup_django
+from benchmarks.lib.workers import bench_env, manage, start, stop
 
 CONFIGS = {
     "forking rqworker x2 (baseline)": ([["rqworker", "metrics", "--burst"], ["rqworker", "metrics", "--burst"]], {}),
@@ -46,17 +45,13 @@ def discarding_collector() -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def _ts(raw: bytes) -> float:
-    return datetime.fromisoformat(raw.decode().replace("Z", "+00:00")).timestamp()
-
-
 def enqueue_noops(queue, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     from rq import Queue
 
     from app.queueing import signing
 
     queue = Queue(queue.name, connection=queue.connection, serializer=queue.serializer)  # RQ's own class, no outbox
-    datas = [Queue.prepare_data("benchmarks.jobs.noop", args=[i], result_ttl=600) for i in range(count)]
+    datas = [Queue.prepare_data("benchmarks.lib.jobs.noop", args=[i], result_ttl=600) for i in range(count)]
     with queue.connection.pipeline() as pipe:
         jobs = queue.enqueue_many(datas, pipeline=pipe)
         for job in jobs:  # signed as the layer signs what it pushes: workers run nothing else
@@ -79,7 +74,7 @@ def drain(env: dict[str, str], queue, commands: list[list[str]], count: int) -> 
         rows = pipe.execute()
     done = [row for row in rows if row[2] == b"finished"]
     assert len(done) == count, f"only {len(done)} of {count} jobs finished"
-    return count / (max(_ts(r[1]) for r in done) - min(_ts(r[0]) for r in done))
+    return count / (max(rq_time(r[1]) for r in done) - min(rq_time(r[0]) for r in done))
 
 
 def latency(env: dict[str, str], queue, commands: list[list[str]], count: int) -> float:  # type: ignore[no-untyped-def]
@@ -87,7 +82,7 @@ def latency(env: dict[str, str], queue, commands: list[list[str]], count: int) -
     path, `.delay()` (outbox row, push after commit), as a view would use it."""
     from django.db import transaction
 
-    from benchmarks.jobs import noop
+    from benchmarks.lib.jobs import noop
 
     processes = [start(env, *[part for part in command if part != "--burst"]) for command in commands]
     time.sleep(3)  # let them boot
@@ -96,14 +91,15 @@ def latency(env: dict[str, str], queue, commands: list[list[str]], count: int) -
         with transaction.atomic():
             ids.append(noop.delay(index).id)
         time.sleep(0.02)
-    time.sleep(1)
+    deadline = time.monotonic() + 60  # a loaded machine's forking workers fall behind: wait for the last one
+    while True:
+        times = [queue.connection.hmget(f"rq:job:{job_id}", "enqueued_at", "ended_at") for job_id in ids]
+        if all(enqueued and ended for enqueued, ended in times) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     stop(processes)
-    samples = []
-    for job_id in ids:
-        enqueued, ended = queue.connection.hmget(f"rq:job:{job_id}", "enqueued_at", "ended_at")
-        if enqueued and ended:
-            samples.append((_ts(ended) - _ts(enqueued)) * 1000)
-    assert len(samples) == count
+    samples = [(rq_time(ended) - rq_time(enqueued)) * 1000 for enqueued, ended in times if enqueued and ended]
+    assert len(samples) == count, f"only {len(samples)} of {count} jobs finished"
     return statistics.median(samples)
 
 
@@ -120,7 +116,7 @@ def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
 
     def rq_one_by_one(offset: int) -> None:
         for index in range(offset, offset + count):
-            queue.enqueue("benchmarks.jobs.noop", index)
+            queue.enqueue("benchmarks.lib.jobs.noop", index)
 
     def rq_pipeline(offset: int) -> None:
         enqueue_noops(queue, count)
@@ -134,7 +130,7 @@ def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
         config = settings.RQ_QUEUES["metrics"]
         for index in range(offset, offset + count):
             with transaction.atomic():
-                DjangoRQ("metrics", connection=get_redis_connection(config), serializer=queue.serializer).enqueue("benchmarks.jobs.noop", index)
+                DjangoRQ("metrics", connection=get_redis_connection(config), serializer=queue.serializer).enqueue("benchmarks.lib.jobs.noop", index)
 
     def project_one_by_one(offset: int) -> None:
         for index in range(offset, offset + count):
@@ -184,14 +180,9 @@ def enqueue_rates(count: int, rounds: int) -> dict[str, float]:
     return {name: median(values) for name, values in samples.items()}
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     args = parse_args(__doc__ or "")
-    count, repeat, latency_count = (300, 1, 50) if args.quick else (3000, 3, 300)
+    count, repeat, latency_count = run_size(args, (3000, 3, 300), (300, 1, 50), (20, 1, 5))
     with private_redis_db() as db:
         env = bench_env(db)
         manage(env, "migrate", "--noinput")

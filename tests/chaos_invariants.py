@@ -1,5 +1,8 @@
-"""The invariant checker: reads what the run left (SQL, the SMTP sink, files on disk, Redis) and
-says, job by job, whether each committed job had exactly one effect and a rolled-back one none.
+"""The chaos campaign's invariants, one function each: what a run left (SQL, the SMTP sink, files
+on disk, Redis) read job by job, so that each committed job had exactly one effect and a
+rolled-back one none. `check()` runs them all on a quiescent stack (benchmarks/chaos/campaign.py
+after each seed; tests/faults/test_chaos.py asserts its verdict; tests/test_chaos_checker.py
+tests the fault-log arithmetic).
 
 Mail policy (docs/mail.md): transactional mail (confirmation, welcome) is at-least-once, fan-outs at-most-once.
 A mail whose sender was cut off between DATA and the record of the 250 is counted apart:
@@ -15,18 +18,22 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import job_state
-from .faults import CLIENT_PAUSE_SECONDS, REDIS_DOWN_SECONDS, FaultLog
-from .stack import ChaosStack
+from benchmarks.chaos.faults import CLIENT_PAUSE_SECONDS, REDIS_DOWN_SECONDS, Abandoned, FaultLog
+
+if TYPE_CHECKING:
+    from benchmarks.chaos.stack import ChaosStack
 
 WELCOME = "app.jobs.emails.send_welcome_email"
 CONFIRMATION = "app.jobs.emails.send_confirmation_email"
 BULK = "app.jobs.emails.send_bulk_email"
 RENDITIONS = ("display", "display_webp", "thumbnail")  # the names clients get (app/services/images.py)
+
+Job = tuple[str, Any, str, str]  # (func, args, state, failure_reason) of an outbox row
+MailKey = tuple[str, str]  # (job id, recipient in lower case)
 
 
 @dataclass
@@ -44,41 +51,33 @@ class Report:
         return Counter(kind for kind, _ in self.violations)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the run left that several invariants read: accounts, outbox rows, sent-mail rows, deliveries."""
+
+    users: dict[int, tuple[str, bool]]  # id -> (email, is_active)
+    jobs: dict[str, Job]
+    sent_rows: dict[str, tuple[str, str, str, int]]  # Message-ID -> (job, recipient, state, attempts)
+    delivered: list[tuple[str, str]]  # (recipient, Message-ID), one per delivery
+    refused_550: set[str]  # recipients the sink refused with a 550
+
+    @property
+    def deliveries(self) -> Counter[MailKey]:
+        by_key: Counter[MailKey] = Counter()
+        for rcpt, message_id in self.delivered:
+            by_key[(message_id.strip("<>").split(".", 1)[0], rcpt.lower())] += 1
+        return by_key
+
+    def sent_row(self, job_id: str, rcpt: str) -> tuple[str, str, str, int] | None:
+        domain = next((mid.split("@", 1)[1].rstrip(">") for _, mid in self.delivered), "egoejo.org")
+        return self.sent_rows.get(f"<{job_id}.{_digest(rcpt)}@{domain}>")
+
+
 def _digest(address: str) -> str:
     return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:16]
 
 
-def quiescence(stack: ChaosStack) -> dict[str, int]:
-    """What is still unfinished: outbox rows pending, jobs queued or started in Redis."""
-    pending = stack.sql("SELECT count(*) FROM egoejo_backgroundjob WHERE state = 'pending'")[0][0]
-    queued = started = scheduled = 0
-    try:
-        client = stack.redis_client()
-        for name in ("emails", "images", "metrics"):
-            queued += client.llen(f"rq:queue:{name}") + client.llen(f"rq:queue:{name}:intermediate")
-            started += client.zcard(f"rq:wip:{name}")
-            scheduled += client.zcard(f"rq:scheduled:{name}")
-    except redis.RedisError:
-        queued = started = -1
-    return {"pending_rows": pending, "queued": queued, "started": started, "retries_waiting": scheduled}
-
-
-def unfinished_jobs(stack: ChaosStack) -> str:
-    """For a seed that never became quiescent: where Redis holds each pending row's job, read
-    before the seed's Redis is gone (the sixth goal run's seed 23 left one job unexplained)."""
-    lines = []
-    pending = stack.sql("SELECT id, queue, func FROM egoejo_backgroundjob WHERE state = 'pending' ORDER BY id LIMIT 20")
-    try:
-        client = stack.redis_client()
-        for job_id, queue, func in pending:
-            lines.append(f"{func}: {job_state.describe(client, job_id, queue)}")
-    except redis.RedisError as exc:
-        lines.append(f"Redis could not be read: {exc}")
-    return "\n".join(lines)
-
-
-def check(stack: ChaosStack, faults: FaultLog) -> Report:
-    report = Report()
+def read_outcome(stack: ChaosStack) -> Outcome:
     sql = stack.sql
     users = {uid: (email, active) for uid, email, active in sql("SELECT id, email, is_active FROM auth_user")}
     jobs = {jid: (func, args, state, reason) for jid, func, args, state, reason in
@@ -88,19 +87,42 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
     except Exception:  # noqa: BLE001 - a schema from before the mail policy (every row: sent once)
         rows = [(*row, "sent", 1) for row in sql("SELECT message_id, job_id, recipient FROM egoejo_sentmail")]
     sent_rows = {mid: (job, rcpt, state, attempts) for mid, job, rcpt, state, attempts in rows}
-
-    # -- mail -------------------------------------------------------------------------------
     with stack.sink.lock:
         delivered = [(rcpt, str(message["Message-ID"])) for rcpts, message in stack.sink.messages for rcpt in rcpts]
-        refused = {(rcpt, fault) for rcpt, fault, _ in stack.sink.refusals}
-    by_key: Counter[tuple[str, str]] = Counter()
-    for rcpt, message_id in delivered:
-        job_id = message_id.strip("<>").split(".", 1)[0]
-        by_key[(job_id, rcpt.lower())] += 1
-    refused_550 = {rcpt.lower() for rcpt, fault in refused if fault == "550"}
+        refused_550 = {rcpt.lower() for rcpt, fault, _ in stack.sink.refusals if fault == "550"}
+    return Outcome(users, jobs, sent_rows, delivered, refused_550)
 
-    expected: dict[tuple[str, str], str] = {}  # (job, recipient) -> policy
-    for job_id, (func, args, _state, _reason) in jobs.items():
+
+def check(stack: ChaosStack, faults: FaultLog) -> Report:
+    """Every invariant of a quiescent stack but the rolled-back one (`rolled_back_left_nothing`)."""
+    report = Report()
+    outcome = read_outcome(stack)
+    expected = expected_mails(outcome)
+    no_mail_lost(report, outcome, expected)
+    no_mail_duplicated(report, outcome, expected)
+    no_mail_without_a_committed_job(report, outcome, expected)
+    report.figures["mails expected"] = len(expected)
+    report.figures["mails delivered"] = len(outcome.delivered)
+    every_upload_rendered_once(report, stack, outcome.jobs)
+    no_stray_rendition_files(report, stack)
+    dashboards_match_contributions(report, stack)
+    report.figures["outbox rows"] = dict(Counter(state for _, _, state, _ in outcome.jobs.values()))
+    no_job_failed(report, outcome.jobs)
+    no_job_ran_twice(report, stack, outcome.jobs, faults)
+    nothing_unfinished_at_quiescence(report, stack)
+    abandoned_jobs_were_rerun(report, outcome.jobs, faults)
+    rerun_timings(report, outcome.jobs, faults)
+    return report
+
+
+# -- mail: each committed mail delivered once, per its kind's policy ----------------------------
+
+
+def expected_mails(outcome: Outcome) -> dict[MailKey, str]:
+    """(job, recipient) -> policy, for every mail a committed job owes."""
+    users = outcome.users
+    expected: dict[MailKey, str] = {}
+    for job_id, (func, args, _state, _reason) in outcome.jobs.items():
         if func == WELCOME:
             user = users.get(args[0])
             if user and user[1]:
@@ -115,40 +137,60 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
                 user = users.get(uid)
                 if user and user[1]:
                     expected[(job_id, user[0].lower())] = "at-most-once"
-    domain = next((mid.split("@", 1)[1].rstrip(">") for _, mid in delivered), "egoejo.org")
+    return expected
+
+
+def no_mail_lost(report: Report, outcome: Outcome, expected: dict[MailKey, str]) -> None:
+    """A mail owed and never delivered is a violation, unless its policy or a 550 accounts for it."""
+    by_key = outcome.deliveries
+    for (job_id, rcpt), policy in expected.items():
+        if by_key.get((job_id, rcpt), 0):
+            continue
+        row = outcome.sent_row(job_id, rcpt)
+        state = outcome.jobs[job_id][2]
+        if policy == "at-most-once" and row and row[2] == "attempting":
+            report.apart["at-most-once: not delivered, attempt unfinished (policy: lost)"] += 1
+        elif rcpt in outcome.refused_550 and (state == "failed" or policy == "at-most-once"):
+            report.expected_failures["mail refused with 550 (fails once, by design)"] += 1
+        elif state == "pending":
+            report.violation("mail not delivered (job still pending)", f"job {job_id} to {rcpt}")
+        else:
+            report.violation("lost mail", f"job {job_id} ({policy}) to {rcpt}: job {state} {outcome.jobs[job_id][3][:120]!r}, row {row}")
+
+
+def no_mail_duplicated(report: Report, outcome: Outcome, expected: dict[MailKey, str]) -> None:
+    """A mail delivered more than once is a violation, unless it is an at-least-once re-send after an unfinished attempt."""
+    by_key = outcome.deliveries
     for (job_id, rcpt), policy in expected.items():
         count = by_key.get((job_id, rcpt), 0)
-        row = sent_rows.get(f"<{job_id}.{_digest(rcpt)}@{domain}>")
-        state = jobs[job_id][2]
-        if count == 1:
+        if count <= 1:
             continue
-        if count == 0:
-            if policy == "at-most-once" and row and row[2] == "attempting":
-                report.apart["at-most-once: not delivered, attempt unfinished (policy: lost)"] += 1
-            elif rcpt in refused_550 and (state == "failed" or policy == "at-most-once"):
-                report.expected_failures["mail refused with 550 (fails once, by design)"] += 1
-            elif state == "pending":
-                report.violation("mail not delivered (job still pending)", f"job {job_id} to {rcpt}")
-            else:
-                report.violation("lost mail", f"job {job_id} ({policy}) to {rcpt}: job {state} {jobs[job_id][3][:120]!r}, row {row}")
+        row = outcome.sent_row(job_id, rcpt)
+        if policy == "at-least-once" and row and row[3] > 1:
+            report.apart["at-least-once: delivered again after an unfinished attempt (policy: duplicate)"] += count - 1
         else:
-            if policy == "at-least-once" and row and row[3] > 1:
-                report.apart["at-least-once: delivered again after an unfinished attempt (policy: duplicate)"] += count - 1
-            else:
-                report.violation("duplicate mail", f"job {job_id} ({policy}) to {rcpt}: {count} deliveries, row {row}")
-    for (job_id, rcpt), count in by_key.items():
+            report.violation("duplicate mail", f"job {job_id} ({policy}) to {rcpt}: {count} deliveries, row {row}")
+
+
+def no_mail_without_a_committed_job(report: Report, outcome: Outcome, expected: dict[MailKey, str]) -> None:
+    for (job_id, rcpt), count in outcome.deliveries.items():
         if (job_id, rcpt) not in expected:
             report.violation("mail of no committed job", f"job {job_id} to {rcpt}: {count} deliveries")
-    report.figures["mails expected"] = len(expected)
-    report.figures["mails delivered"] = len(delivered)
 
-    # -- images -----------------------------------------------------------------------------
-    media = Path(stack.env["EGOEJO_VAR_DIR"]) / "media"
-    images = sql("SELECT original_path, status, job_id, renditions FROM egoejo_uploadedimage")
-    stems = set()
+
+# -- images: each upload's one current rendition set, nothing else on disk ----------------------
+
+
+def _media(stack: ChaosStack) -> Path:
+    return Path(stack.env["EGOEJO_VAR_DIR"]) / "media"
+
+
+def every_upload_rendered_once(report: Report, stack: ChaosStack, jobs: dict[str, Job]) -> None:
+    """Each upload has its job, every rendition published as a file, and one version of them."""
+    media = _media(stack)
+    images = stack.sql("SELECT original_path, status, job_id, renditions FROM egoejo_uploadedimage")
     for original, status, job_id, published in images:
         stem = Path(original).stem
-        stems.add(stem)
         published = json.loads(published) if isinstance(published, str) else (published or {})
         # Each published rendition is a file under the image's one current version; no other
         # version is left beside it (a superseded set is deleted once the new one is published).
@@ -160,15 +202,27 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
             report.violation("lost image rendition", f"{original}: status {status}, published {sorted(present)}, job {jobs[job_id][2]}")
         elif len(versions) != 1:
             report.violation("superseded rendition set left behind", f"{original}: versions {versions}")
-    for directory in (media / "uploads" / "renditions").glob("*"):
-        if directory.name not in stems:
-            report.violation("rendition of no committed upload", directory.name)
-    leftovers = list((media / "uploads" / "renditions").glob("**/.*.tmp"))
-    if leftovers:
-        report.violation("half-written file", ", ".join(p.name for p in leftovers[:5]))
     report.figures["images"] = len(images)
 
-    # -- dashboards: equal to an independent computation from the contributions ----------------
+
+def no_stray_rendition_files(report: Report, stack: ChaosStack) -> None:
+    """No rendition directory of an upload that was never committed, no half-written file."""
+    renditions = _media(stack) / "uploads" / "renditions"
+    stems = {Path(original).stem for (original,) in stack.sql("SELECT original_path FROM egoejo_uploadedimage")}
+    for directory in renditions.glob("*"):
+        if directory.name not in stems:
+            report.violation("rendition of no committed upload", directory.name)
+    leftovers = list(renditions.glob("**/.*.tmp"))
+    if leftovers:
+        report.violation("half-written file", ", ".join(p.name for p in leftovers[:5]))
+
+
+# -- dashboards ---------------------------------------------------------------------------------
+
+
+def dashboards_match_contributions(report: Report, stack: ChaosStack) -> None:
+    """Each member's dashboard equals an independent computation from the contributions."""
+    sql = stack.sql
     sums = {uid: (Decimal(total), count) for uid, total, count in
             sql("SELECT user_id, SUM(amount), COUNT(*) FROM egoejo_contribution GROUP BY user_id")}
     boards = {uid: (Decimal(total), count) for uid, total, count in
@@ -178,14 +232,20 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
             report.violation("dashboard differs from the contributions", f"user {uid}: {boards.get(uid)} != {(total, count)}")
     report.figures["contributors"] = len(sums)
 
-    # -- jobs -------------------------------------------------------------------------------
-    states = Counter(state for _, _, state, _ in jobs.values())
-    report.figures["outbox rows"] = dict(states)
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+def no_job_failed(report: Report, jobs: dict[str, Job]) -> None:
+    """No job failed, but those refused with a 550 (they fail once, by design)."""
     for job_id, (func, _args, state, reason) in jobs.items():
         if state == "failed" and "550" not in reason:
             report.violation("job failed", f"{job_id} {func}: {reason.strip().splitlines()[-1][:160] if reason.strip() else ''}")
-    # A job that succeeded twice ran twice (a double push, a lease without fencing), whether or
-    # not its effect was deduplicated: RQ keeps each run's result (rq:results:<id>, 10 at most).
+
+
+def no_job_ran_twice(report: Report, stack: ChaosStack, jobs: dict[str, Job], faults: FaultLog) -> None:
+    """A job that succeeded twice ran twice (a double push, a lease without fencing), whether or
+    not its effect was deduplicated: RQ keeps each run's result (rq:results:<id>, 10 at most)."""
     try:
         client = stack.redis_client()
         with client.pipeline(transaction=False) as pipe:
@@ -209,6 +269,25 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
         report.figures["jobs that ran twice"] = twice
     except redis.RedisError as exc:
         report.figures["jobs that ran twice"] = f"unknown ({exc})"
+
+
+def quiescence(stack: ChaosStack) -> dict[str, int]:
+    """What is still unfinished: outbox rows pending, jobs queued or started in Redis."""
+    pending = stack.sql("SELECT count(*) FROM egoejo_backgroundjob WHERE state = 'pending'")[0][0]
+    queued = started = scheduled = 0
+    try:
+        client = stack.redis_client()
+        for name in ("emails", "images", "metrics"):
+            queued += client.llen(f"rq:queue:{name}") + client.llen(f"rq:queue:{name}:intermediate")
+            started += client.zcard(f"rq:wip:{name}")
+            scheduled += client.zcard(f"rq:scheduled:{name}")
+    except redis.RedisError:
+        queued = started = -1
+    return {"pending_rows": pending, "queued": queued, "started": started, "retries_waiting": scheduled}
+
+
+def nothing_unfinished_at_quiescence(report: Report, stack: ChaosStack) -> None:
+    """No outbox row pending, no job queued or started once the stack is quiet."""
     q = quiescence(stack)
     report.figures["at quiescence"] = q
     if q["pending_rows"]:
@@ -216,8 +295,26 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
     if q["queued"] or q["started"]:
         report.violation("jobs queued/started at quiescence", f"{q['queued']} queued, {q['started']} started")
 
-    # -- abandoned jobs: re-run how soon after their worker's death ------------------------------
-    abandoned = [a for a in faults.abandoned if not a.finished_before]
+
+# -- abandoned jobs: re-run, and how soon after their worker's death -----------------------------
+
+
+def _abandoned(faults: FaultLog) -> list[Abandoned]:
+    return [a for a in faults.abandoned if not a.finished_before]
+
+
+def abandoned_jobs_were_rerun(report: Report, jobs: dict[str, Job], faults: FaultLog) -> None:
+    """A job whose worker died mid-run ran again, unless its row ended (it had finished its work)."""
+    for a in _abandoned(faults):
+        if a.rerun_after is None:
+            job = jobs.get(a.job_id)
+            if job is None or job[2] == "pending":
+                report.violation("abandoned job never re-run", f"{a.job_id} after {a.kind}")
+
+
+def rerun_timings(report: Report, jobs: dict[str, Job], faults: FaultLog) -> None:
+    """Figures only: how soon abandoned jobs ran again, and what the slowest waited through."""
+    abandoned = _abandoned(faults)
     reruns = [a.rerun_after for a in abandoned if a.rerun_after is not None]
     report.figures["abandoned jobs"] = len(abandoned)
     report.figures["worst re-run after the fault, s"] = round(max(reruns), 1) if reruns else None
@@ -225,10 +322,6 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
     for a in abandoned:
         if a.rerun_after is not None:
             by_kind[a.kind].append(a.rerun_after)
-        else:
-            job = jobs.get(a.job_id)
-            if job is None or job[2] == "pending":
-                report.violation("abandoned job never re-run", f"{a.job_id} after {a.kind}")
     report.figures["worst re-run by fault, s"] = {k: round(max(v), 1) for k, v in sorted(by_kind.items())}
     timed = [a for a in abandoned if a.rerun_after is not None]
     if timed:
@@ -246,7 +339,6 @@ def check(stack: ChaosStack, faults: FaultLog) -> Report:
         report.figures["slowest re-run: Redis down or paused for, s"] = round(redis_unavailable(faults.events, worst.at, end), 1)
         if worst.waiting_in:
             report.figures["slowest re-run waited in"] = worst.waiting_in
-    return report
 
 
 def redis_unavailable(events: list[tuple[float, str, str]], start: float, end: float) -> float:
@@ -266,7 +358,10 @@ def redis_unavailable(events: list[tuple[float, str, str]], start: float, end: f
     return total
 
 
-def check_rolled_back(stack: ChaosStack, report: Report, job_ids: list[str]) -> None:
+# -- rolled-back transactions ---------------------------------------------------------------------
+
+
+def rolled_back_left_nothing(report: Report, stack: ChaosStack, job_ids: list[str]) -> None:
     """A job enqueued in a transaction that rolled back has no row, no job in Redis and no effect."""
     report.figures["jobs enqueued in rolled-back transactions"] = len(job_ids)
     if not job_ids:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
 
-from benchmarks.common import ROOT, median, parse_args, print_table
+from benchmarks.lib.common import ROOT, median, parse_args, print_table, run_size
 
 BOX = (1920, 1080)
 QUALITY = 85
@@ -117,7 +117,7 @@ def psnr(candidate: bytes, path: Path) -> float:
 def peak_rss_mb(pipeline: str, path: Path) -> float:
     code = (
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the (big) parent.
-        "import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.images as b;"
+        "import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.areas.images as b;"
         "b.PIPELINES.get(sys.argv[2], getattr(b, 'vips'))(sys.argv[3]);"
         "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)"
     )
@@ -144,7 +144,7 @@ def two_process_rate(pipeline: str, path: Path, count: int) -> float:
 def main() -> None:
     args = parse_args(__doc__ or "")
     sys.path.insert(0, str(ROOT))
-    repeat = 2 if args.quick else 11
+    repeat = run_size(args, 11, 2, 1)
     try:
         import pyvips  # type: ignore[import-not-found]  # noqa: F401
 
@@ -175,7 +175,7 @@ def main() -> None:
                 for label, times in samples.items()
             ]
             print_table(f"{name} → fit {BOX[0]}x{BOX[1]}, JPEG q{QUALITY} (median of {repeat} interleaved rounds)", ["pipeline", "ms/image", "vs obvious", "peak RSS MiB", "PSNR dB"], rows)
-        count = 2 if args.quick else 10
+        count = run_size(args, 10, 2, 1)
         for name, path in list(inputs.items())[:2]:  # the 12 and 24 MP JPEGs
             rates = {label: two_process_rate(label, path, count) for label in PIPELINES}
             base, vips_rate = rates["obvious Pillow (baseline)"], rates.get("libvips (pyvips)")
@@ -184,7 +184,7 @@ def main() -> None:
                 ["pipeline", "images/s", "vs obvious", "vs libvips"],
                 [[label, f"{rate:.1f}", f"{rate / base:.1f}x", f"{rate / vips_rate:.2f}x" if vips_rate else "-"] for label, rate in rates.items()],
             )
-        storage_rows(inputs, args.quick)
+        storage_rows(inputs, run_size(args, 11, 3, 1))
 
 
 # --- end to end through the media storage: local disk vs S3 ----------------------------------
@@ -255,7 +255,7 @@ def _clean() -> None:
 
 def _storage_process_main() -> None:
     """Child process (argv: root, storage label, image path): peak RSS, whole and above the warmed process."""
-    from benchmarks.common import setup_django
+    from benchmarks.lib.common import setup_django
 
     setup_django()
     from django.core.management import call_command
@@ -277,12 +277,11 @@ def _status_mib(field: str) -> float:
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field)) / 1024
 
 
-def storage_rows(inputs: dict[str, Path], quick: bool) -> None:
-    from benchmarks.common import private_redis_db, setup_django
+def storage_rows(inputs: dict[str, Path], repeat: int) -> None:
+    from benchmarks.lib.common import private_redis_db, setup_django
     from tests.s3 import S3Server
 
     name, path = next(iter(inputs.items()))  # the 12 MP JPEG (3 MP in quick mode)
-    repeat = 3 if quick else 11
     server = S3Server()
     server.start()
     try:
@@ -309,7 +308,7 @@ def storage_rows(inputs: dict[str, Path], quick: bool) -> None:
             baseline = samples["local filesystem"]
             rss = {}
             for label in storages:
-                code = "import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.images as b; b._storage_process_main()"
+                code = "import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.areas.images as b; b._storage_process_main()"
                 out = subprocess.run([sys.executable, "-c", code, str(ROOT), label, str(path)], capture_output=True, text=True, check=True, env=os.environ.copy())
                 rss[label] = tuple(float(v) for v in out.stdout.strip().splitlines()[-1].split())
             rows = [

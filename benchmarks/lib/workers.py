@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import ROOT
+from benchmarks.lib.common import ROOT
 
 
 def bench_env(redis_db: int, **extra: str) -> dict[str, str]:
@@ -18,6 +18,7 @@ def bench_env(redis_db: int, **extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="app.settings",
         DJANGO_SECRET_KEY="benchmark-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SSL_REDIRECT="0",  # plain HTTP on the loopback (request_path): served, not redirected to https
         DATABASE_URL=os.environ.get("DATABASE_URL", f"sqlite:///{directory / 'bench.sqlite3'}"),
         EGOEJO_VAR_DIR=str(directory / "var"),
         REDIS_URL=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379"),
@@ -25,7 +26,7 @@ def bench_env(redis_db: int, **extra: str) -> dict[str, str]:
         EMAIL_URL="locmem://",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
-        QUEUEING_JOB_MODULES="benchmarks.jobs",
+        QUEUEING_JOB_MODULES="benchmarks.lib.jobs",
     )
     env.update(extra)
     return env

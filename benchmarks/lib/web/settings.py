@@ -2,4 +2,4 @@
 
 from app.settings import *  # noqa: F403
 
-ROOT_URLCONF = "benchmarks.web.urls"
+ROOT_URLCONF = "benchmarks.lib.web.urls"

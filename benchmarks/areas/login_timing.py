@@ -16,14 +16,14 @@ import json
 import tempfile
 import time
 
-from benchmarks.common import median, parse_args, print_table, private_redis_db, setup_django
+from benchmarks.lib.common import median, parse_args, print_table, private_redis_db, run_size, setup_django
 
 KINDS = ("unknown username", "wrong password", "unconfirmed account (right password)", "success (for scale)")
 
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    rounds = 5 if args.quick else 40
+    rounds = run_size(args, 40, 5, 1)
     with private_redis_db() as db, tempfile.TemporaryDirectory(prefix="egoejo-login-timing-") as var:
         setup_django(
             EGOEJO_VAR_DIR=var, RQ_REDIS_DB=str(db), THROTTLE_REDIS_URL=f"redis://127.0.0.1:6379/{db}",

@@ -5,7 +5,7 @@
 Four servers run side by side, one process each, on the same site and database: gunicorn's sync
 worker (WSGI, the reference), Daphne, uvicorn, and gunicorn with uvicorn's worker class (ASGI,
 app/asgi.py); access logs off everywhere. The client goes round the servers request by request, so
-each sees the same machine. Each serves three registration-like views (benchmarks/web/urls.py): a user
+each sees the same machine. Each serves three registration-like views (benchmarks/lib/web/urls.py): a user
 INSERT in a transaction (served twice: the second series is an A/A control of the noise); the same plus `enqueue()` of the welcome mail (the project's path:
 outbox row in the transaction, Redis push once the response has gone); and the same outbox row
 pushed before the response (the previous design, for comparison). The client alternates the
@@ -23,9 +23,8 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import ROOT, parse_args, print_table, private_redis_db
-from benchmarks.throughput import pct
-from benchmarks.workers import bench_env, manage, stop
+from benchmarks.lib.common import ROOT, parse_args, pct, print_table, private_redis_db, run_size
+from benchmarks.lib.workers import bench_env, manage, stop
 
 VIEWS = {
     "plain (INSERT + commit)": "/bench/plain/",
@@ -33,14 +32,14 @@ VIEWS = {
     "plain again (A/A control)": "/bench/plain/",
     "with enqueue (project: push after the response)": "/bench/enqueue/",
     "with enqueue, push before the response (previous)": "/bench/enqueue-push-in-request/",
-    # Diagnostic: the project's path without its post-response push (see benchmarks/web/urls.py).
+    # Diagnostic: the project's path without its post-response push (see benchmarks/lib/web/urls.py).
     "with enqueue, push skipped (diagnostic)": "/bench/enqueue-no-push/",
 }
 
 
 # The same site under each server, one process each (docs/deploy.md#asgi has the production lines).
 SERVERS = {
-    "gunicorn sync (WSGI)": ["-m", "gunicorn", "benchmarks.web.wsgi", "--bind", "127.0.0.1:{port}", "--workers", "1"],
+    "gunicorn sync (WSGI)": ["-m", "gunicorn", "benchmarks.lib.web.wsgi", "--bind", "127.0.0.1:{port}", "--workers", "1"],
     "daphne": ["-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", "{port}", "app.asgi:application"],
     "uvicorn": ["-m", "uvicorn", "app.asgi:application", "--host", "127.0.0.1", "--port", "{port}", "--lifespan", "off",
                 "--no-access-log"],
@@ -76,9 +75,9 @@ def request_ms(port: int, path: str) -> float:
 def main() -> None:
     args = parse_args(__doc__ or "")
     pooled = os.environ.get("BENCH_DATABASE_POOL", "1") != "0"
-    count = 200 if args.quick else 1000
+    count = run_size(args, 1000, 200, 10)
     with private_redis_db() as db:
-        env = bench_env(db, DJANGO_SETTINGS_MODULE="benchmarks.web.settings")
+        env = bench_env(db, DJANGO_SETTINGS_MODULE="benchmarks.lib.web.settings")
         manage(env, "migrate", "--noinput")
         ports = {name: free_port() for name in SERVERS}
         servers = [
@@ -94,7 +93,7 @@ def main() -> None:
                 wait_until_up(port)
             for port in ports.values():  # warm-up
                 for path in VIEWS.values():
-                    for _ in range(50):
+                    for _ in range(run_size(args, 50, 50, 2)):
                         request_ms(port, path)
             rounds = [run_round(ports, count) for _ in range(ROUNDS if not args.quick else 1)]
         finally:

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import ROOT, parse_args, print_table, private_redis_db
-from benchmarks.workers import bench_env, manage, start, stop
+from benchmarks.lib.common import ROOT, parse_args, print_table, private_redis_db, run_size
+from benchmarks.lib.workers import bench_env, manage, start, stop
 
 sys.path.insert(0, str(ROOT))
 
@@ -25,11 +25,11 @@ from tests.smtp import SmtpSink  # noqa: E402  (a real aiosmtpd server, as in th
 SCENARIOS = {
     "seed: job + connection per mail, forking x2 (baseline)": (
         [["rqworker", "emails"], ["rqworker", "emails"]],
-        "[enqueue(emails.send_email, u.email, 'Bienvenue', '<p>Bonjour</p>') for u in users]",
+        "[emails.send_email.delay(u.email, 'Bienvenue', '<p>Bonjour</p>') for u in users]",
     ),
     "welcome mails one by one, pool x2": (
         [["rqpool", "emails", "--workers", "2"]],
-        "[enqueue(emails.send_welcome_email, u.pk) for u in users]",
+        "[emails.send_welcome_email.delay(u.pk) for u in users]",
     ),
     "bulk path (batches of 100), pool x2": (
         [["rqpool", "emails", "--workers", "2"]],
@@ -42,7 +42,6 @@ import time
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from app.jobs import emails
-from app.queueing.enqueueing import enqueue
 from app.services.mail_fanout import queue_bulk_email
 users = list(get_user_model().objects.filter(username__startswith="bench").order_by("pk"))
 started = time.time()
@@ -74,7 +73,7 @@ def run_scenario(env: dict[str, str], sink: SmtpSink, commands: list[list[str]],
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    count, rounds = (100, 1) if args.quick else (1000, 3)
+    count, rounds = run_size(args, (1000, 3), (100, 1), (10, 1))
     rows = []
     with private_redis_db() as db:
         sink = SmtpSink(tls=True)

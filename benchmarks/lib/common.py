@@ -9,15 +9,28 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition: checks that it still works")
-    return parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="the smallest sizes (implies --quick): only that the area runs (tests/test_bench.py)"
+    )
+    args = parser.parse_args()
+    args.quick = args.quick or args.smoke
+    return args
+
+
+def run_size(args: argparse.Namespace, full: T, quick: T, smoke: T) -> T:
+    """The run's size: `full`, or `quick` under --quick, or `smoke` under --smoke (figures meaningless)."""
+    return smoke if args.smoke else quick if args.quick else full
 
 
 def setup_django(**env: str) -> None:
@@ -27,7 +40,7 @@ def setup_django(**env: str) -> None:
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
     os.environ.setdefault("EMAIL_URL", "locmem://")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("QUEUEING_JOB_MODULES", "benchmarks.jobs")
+    os.environ.setdefault("QUEUEING_JOB_MODULES", "benchmarks.lib.jobs")
     for key, value in env.items():
         os.environ.setdefault(key, value)
     import django
@@ -37,6 +50,16 @@ def setup_django(**env: str) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rq_time(raw: bytes) -> float:
+    """Seconds since the epoch of a time RQ wrote in a job's hash (enqueued_at, ended_at)."""
+    return datetime.fromisoformat(raw.decode().replace("Z", "+00:00")).timestamp()
 
 
 def timed(func: Callable[[], object], repeat: int) -> list[float]:

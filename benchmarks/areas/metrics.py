@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from benchmarks.common import median, parse_args, print_table, private_pg_database, private_redis_db, ratio, setup_django
+from benchmarks.lib.common import median, parse_args, print_table, private_pg_database, private_redis_db, ratio, run_size, setup_django
 
 BENCH_DB = "egoejo_bench_metrics"
 
@@ -28,8 +28,8 @@ def generate(users: int, contributions: int, projects: int = 200) -> None:
             [users],
         )
         cursor.execute(
-            "INSERT INTO egoejo_project (title, slug, description, created_at)"
-            " SELECT 'Project ' || g, 'project-' || g, '', now() FROM generate_series(1, %s) g",
+            "INSERT INTO egoejo_project (title, slug, description, created_at, status)"
+            " SELECT 'Project ' || g, 'project-' || g, '', now(), 'open' FROM generate_series(1, %s) g",
             [projects],
         )
         cursor.execute(
@@ -114,7 +114,7 @@ def burst(members: int, per_member: int) -> float:
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    users, contributions, repeat = (500, 5_000, 1) if args.quick else (10_000, 100_000, 3)
+    users, contributions, repeat = run_size(args, (10_000, 100_000, 3), (500, 5_000, 1), (50, 500, 1))
     with private_pg_database(BENCH_DB) as database_url, private_redis_db() as db:
         setup_django(DATABASE_URL=database_url, RQ_REDIS_DB=str(db))
         from django.core.management import call_command
@@ -140,7 +140,7 @@ def main() -> None:
                 ["set-based INSERT…SELECT…ON CONFLICT", f"{median(set_based):.3f}", set_q, ratio(naive_s, median(set_based))],
             ],
         )
-        members, per_member = (20, 5) if args.quick else (100, 10)
+        members, per_member = run_size(args, (100, 10), (20, 5), (5, 2))
         burst_s = burst(members, per_member)
         print(f"  all {members} dashboards up to date {burst_s:.2f} s after the first contribution")
 

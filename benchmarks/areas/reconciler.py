@@ -18,7 +18,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from benchmarks.common import median, parse_args, print_table, private_pg_database, private_redis_db, ratio, setup_django
+from benchmarks.lib.common import median, parse_args, print_table, private_pg_database, private_redis_db, ratio, run_size, setup_django
 
 BENCH_DB = "egoejo_bench_reconciler"
 PAGE = 500
@@ -41,7 +41,7 @@ def per_row_scans(connection: Any, job_ids: list[str]) -> None:
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    backlogs, repeat = ([0, 10_000], 1) if args.quick else ([0, 10_000, 100_000], 5)
+    backlogs, repeat = run_size(args, ([0, 10_000, 100_000], 5), ([0, 10_000], 1), ([0, 1_000], 1))
     with private_pg_database(BENCH_DB) as database_url, private_redis_db() as db:
         setup_django(DATABASE_URL=database_url, RQ_REDIS_DB=str(db))
         from django.core.management import call_command

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import ROOT, parse_args, print_table
+from benchmarks.lib.common import ROOT, parse_args, print_table
 
 BOUNDARY = "bench-boundary-7MA4YWxkTrZu0gW"
 
@@ -66,7 +66,7 @@ def _status_mib(field: str) -> float:
 
 def _child() -> None:
     """argv: root, the warm-up bodies' directory, the measured body's path. Prints one JSON line."""
-    from benchmarks.common import setup_django
+    from benchmarks.lib.common import setup_django
 
     setup_django()
     import gc
@@ -115,7 +115,7 @@ def _child() -> None:
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    from benchmarks.common import private_redis_db, setup_django
+    from benchmarks.lib.common import private_redis_db, setup_django
 
     sys.path.insert(0, str(ROOT))
     from tests import hostile_images as hostile
@@ -137,11 +137,12 @@ def main() -> None:
         for name, data in {"jpeg": hostile.jpeg(), "png": hostile.png(), "gif": hostile.gif(), "webp": hostile.webp()}.items():
             (warm / f"{name}.body").write_bytes(multipart(data, f"warm.{name}"))
         rows = []
-        for label, build in cases(args.quick).items():
+        chosen = list(cases(args.quick).items())
+        for label, build in chosen[:3] if args.smoke else chosen:  # --smoke: one accepted file, two refused
             data = build()
             body = base / "measured.body"
             body.write_bytes(multipart(data))
-            code = "import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.upload_memory as b; b._child()"
+            code = "import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.areas.upload_memory as b; b._child()"
             out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(warm), str(body)],
                                  capture_output=True, text=True, env=os.environ.copy(), check=False)
             if out.returncode != 0:

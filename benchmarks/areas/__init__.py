@@ -1,0 +1,1 @@
+"""The benchmark areas: `scripts/bench` with no area runs every module here (`--quick`: each at its smallest)."""
