@@ -108,7 +108,11 @@ def test_a_killed_pool_restarts_and_sigint_stops_all(tmp_path: Path, redis_db_in
     )
     stack = subprocess.Popen(
         ["scripts/run", "--only", "web,worker-light"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     log: list[str] = []
     assert stack.stdout is not None
@@ -121,9 +125,7 @@ def test_a_killed_pool_restarts_and_sigint_stops_all(tmp_path: Path, redis_db_in
         _wait_for(log, r"worker-light exited with -9; restarting in 1s", 10)
         _wait_for(log, rf"worker-light started \(pid (?!{first}\))\d+\)", 10)
         assert stack.poll() is None, "".join(log)
-        values = dict(
-            line.split("=", 1) for line in (tmp_path / "var" / "dev.env").read_text().splitlines() if "=" in line and not line.startswith("#")
-        )
+        values = dict(line.split("=", 1) for line in (tmp_path / "var" / "dev.env").read_text().splitlines() if "=" in line and not line.startswith("#"))
         assert values["WEB_PORT"] == str(web_port) and values["REDIS_URL"] == redis_db.redis_url()
         request = urllib.request.Request(values["METRICS_URL"], headers={"Authorization": f"Bearer {values['METRICS_TOKEN']}"})
         deadline = time.monotonic() + 30
@@ -140,6 +142,10 @@ def test_a_killed_pool_restarts_and_sigint_stops_all(tmp_path: Path, redis_db_in
         assert stack.wait(20) == 0
         _wait_for(log, r"all stopped", 5)
     finally:
-        if stack.poll() is None:
-            stack.kill()
-            stack.wait()
+        if stack.poll() is None:  # SIGTERM stops the process groups too; SIGKILL would leave them
+            stack.terminate()
+            try:
+                stack.wait(20)
+            except subprocess.TimeoutExpired:
+                stack.kill()
+                stack.wait()

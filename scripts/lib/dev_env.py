@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 STACK_MARKER = "# --- the running stack, rewritten by scripts/run at each start ---"
-SECRETS = {
+SECRETS: dict[str, Callable[[], str]] = {
     "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(50),
     "DEV_ADMIN_USERNAME": lambda: "admin",
     "DEV_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(12),

@@ -29,9 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         created = 0
         for slug, title, description in DEMO_PROJECTS:
-            _, new = Project.objects.get_or_create(
-                slug=slug, defaults={"title": title, "description": description, "status": Project.Status.OPEN}
-            )
+            _, new = Project.objects.get_or_create(slug=slug, defaults={"title": title, "description": description, "status": Project.Status.OPEN})
             created += new
         self.stdout.write(f"demo projects: {created} created, {len(DEMO_PROJECTS) - created} already there")
         if options["member"]:
