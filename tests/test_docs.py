@@ -9,6 +9,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 MAX_CELL = 400
@@ -176,17 +178,24 @@ def undocumented_scripts(page: Path, root: Path = ROOT) -> list[str]:
     return bad
 
 
-def api_rows(page: Path) -> set[str]:
-    """The paths in the first column of README's endpoint table, parameters as <>."""
+def api_rows(page: Path) -> dict[str, set[str]]:
+    """README's endpoint table: each path of the first column (parameters as <>) and its methods."""
     lines = outside_code_blocks(page.read_text())
     start = lines.index("| endpoint | auth | does |")
-    paths = set()
+    rows: dict[str, set[str]] = {}
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
-        for path in re.findall(r"(/[a-z][\w\-/<>.:]*)", table_cells(line)[0]):
-            paths.add(re.sub(r"<[^>]+>", "<>", path))
-    return paths
+        cell = table_cells(line)[0]
+        methods = set(re.findall(r"\b(GET|POST|PUT|PATCH|DELETE)\b", cell))
+        for path in re.findall(r"(/[a-z][\w\-/<>.:]*)", cell):
+            rows.setdefault(re.sub(r"<[^>]+>", "<>", path), set()).update(methods)
+    return rows
+
+
+def example_path(route: str) -> str:
+    """A concrete URL for a route written with <> parameters."""
+    return route.replace("<>", "1") if "/media/" not in route else "/media/renditions/x/1/a/b.jpg"
 
 
 def routes() -> set[str]:
@@ -218,9 +227,23 @@ def test_scripts_run_answers_help():
 
 
 def test_readme_endpoint_table_lists_every_route_and_no_other():
-    documented, served = api_rows(ROOT / "README.md"), routes()
+    documented, served = set(api_rows(ROOT / "README.md")), routes()
     assert sorted(served - documented) == [], "routes of app/urls.py missing from README's endpoint table"
     assert sorted(documented - served - {"/admin/", "/admin/django-rq/"}) == [], "README rows for no route"
+
+
+@pytest.mark.django_db
+def test_readme_endpoint_table_methods_are_the_served_ones(client):
+    """A documented method is served (not 405), GET or POST undocumented is refused with 405."""
+    wrong = []
+    for route, methods in api_rows(ROOT / "README.md").items():
+        if route not in routes():
+            continue
+        for method in ("GET", "POST"):
+            status = getattr(client, method.lower())(example_path(route)).status_code
+            if (status == 405) == (method in methods):
+                wrong.append(f"{method} {route}: {status}, README {'lists' if method in methods else 'omits'} it")
+    assert wrong == []
 
 
 def test_the_name_checks_catch_what_they_look_for(tmp_path):
