@@ -17,22 +17,29 @@ find_python() {
   die "Python 3.11 is required (python3.11 not found)."
 }
 
+# venv_current REQUIREMENTS_FILE: that lock is installed in .venv as it is now.
+venv_current() {
+  local stamp="$VENV/.installed-$(basename "$1")"
+  [ -x "$PY" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(lock_digest "$1")" ]
+}
+
+lock_digest() { cat "$ROOT/requirements.txt" "$ROOT/$1" | sha256sum | cut -d' ' -f1; }
+
 # ensure_venv REQUIREMENTS_FILE: create .venv and install a hash-checked lock, again only when it changes.
 ensure_venv() {
   local requirements="$1"
+  # The dev lock pins the runtime lock's versions (-c requirements.txt): a current dev install covers it.
+  if [ "$requirements" = requirements.txt ] && venv_current requirements-dev.txt; then return 0; fi
   if [ ! -x "$PY" ]; then
     log "creating virtualenv in .venv"
     "$(find_python)" -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip
   fi
-  local stamp="$VENV/.installed-$(basename "$requirements")"
-  local digest
-  digest="$(cat "$ROOT/requirements.txt" "$ROOT/$requirements" | sha256sum | cut -d' ' -f1)"
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+  if ! venv_current "$requirements"; then
     log "installing $requirements"
     # The lock (scripts/lock): every package pinned, each file's hash checked.
     "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$ROOT/$requirements"
-    echo "$digest" > "$stamp"
+    lock_digest "$requirements" > "$VENV/.installed-$(basename "$requirements")"
   fi
 }
 
