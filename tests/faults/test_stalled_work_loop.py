@@ -2,7 +2,7 @@
 
 Its liveness thread alone kept it registered and alive, so nothing judged it dead: in the chaos
 campaign's seed 34 the only images worker sat idle for minutes with image jobs queued. The
-thread now also watches the work loop's heartbeats (liveness.py): past the stall limit it writes
+thread now also watches the work loop's heartbeats (worker/stall_watch.py): past the stall limit it writes
 the stacks of every thread and ends the process; what it was running is recovered as abandoned.
 """
 
