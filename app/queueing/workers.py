@@ -80,7 +80,7 @@ class ProjectWorker(_WorkerBase):
         # rather than blocking 7 minutes in one BLPOP, so it gets to run it.
         kwargs.setdefault("maintenance_interval", 10)
         kwargs["worker_ttl"] = min(int(kwargs.get("worker_ttl") or 25), 25)
-        # Before RQ's __init__, which may call the hooks below (set_state).
+        # The collaborators, each given this worker: made first, so that every hook below finds them.
         self.stall_watch = StallWatch(self, in_process=self.in_process)
         self.lease = Lease(self, self.stall_watch)
         self.outage_resume = OutageResume(self, self.stall_watch)
