@@ -6,7 +6,9 @@ the project's own Redis keys (`egoejo:`) are spelt in the two keys modules alone
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,3 +243,59 @@ def test_the_rules_above_catch_what_they_look_for(tmp_path):
     a = imports_of("app.a", APP / "a.py", ast.parse("def f():\n    from app import b\n"), known)
     b = imports_of("app.b", APP / "b.py", ast.parse("from app.a import thing\n"), known)
     assert a == {"app.b"} and b == {"app.a"}
+
+
+LIBRARIES = ("rq", "django_rq", "rq_scheduler")
+
+
+def project_classes_on_library_bases() -> list[type]:
+    """Every class of app.queueing (its subpackages and commands included) built on a class of
+    rq, django-rq or rq-scheduler: workers, the pool, the scheduler, the job and queue classes."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import app.queueing
+
+    found: dict[str, type] = {}
+    for module_info in pkgutil.walk_packages(app.queueing.__path__, "app.queueing."):
+        if ".migrations" in module_info.name:
+            continue
+        module = importlib.import_module(module_info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__.startswith("app.") and any(base.__module__.split(".")[0] in LIBRARIES for base in cls.__mro__):
+                found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return [found[name] for name in sorted(found)]
+
+
+def library_hooks_overridden(cls: type) -> dict[str, list[str]]:
+    """Each method (function, property, class or static method) of a library base of `cls` that a
+    project class of its MRO defines again, with the project classes that define it, nearest first."""
+    library = [base for base in cls.__mro__ if base.__module__.split(".")[0] in LIBRARIES]
+    project = [base for base in cls.__mro__ if base.__module__.startswith("app.")]
+    hook_names = {name for base in library for name, value in vars(base).items() if _is_method(value)}
+    hooks: dict[str, list[str]] = {}
+    for name in sorted(hook_names - {"__annotations__", "__dict__", "__doc__", "__module__", "__weakref__"}):
+        definers = [base.__qualname__ for base in project if _is_method(vars(base).get(name))]
+        if definers:
+            hooks[name] = definers
+    return hooks
+
+
+def _is_method(value: object) -> bool:
+    """A function, property, class or static method: not data such as a class attribute naming a class."""
+    return isinstance(value, (types.FunctionType, property, functools.cached_property, classmethod, staticmethod))
+
+
+def test_each_library_hook_is_overridden_once_per_class():
+    """One override per hook: no RQ, django-rq or rq-scheduler method is defined by two project
+    classes of one MRO (a stack of mixins calling each other through super() and shared flags).
+    A worker's kinds differ by data and collaborators (app/queueing/worker/), not by overrides."""
+    classes = project_classes_on_library_bases()
+    assert {"ForkingWorker", "InProcessWorker", "RecyclingWorker", "ProjectScheduler", "QueueingJob"} <= {c.__name__ for c in classes}
+    twice: list[str] = []
+    for cls in classes:
+        hooks = library_hooks_overridden(cls)
+        print(f"{cls.__module__}.{cls.__qualname__}: " + ", ".join(f"{name} ({' > '.join(by)})" for name, by in hooks.items()))
+        twice.extend(f"{cls.__qualname__}.{name}: {' > '.join(by)}" for name, by in hooks.items() if len(by) > 1)
+    assert twice == [], f"{len(twice)} hooks overridden more than once:\n" + "\n".join(twice)

@@ -8,6 +8,9 @@
   longer `queued` (finished, failed, cancelled, or started elsewhere) is not run again.
 - Every end closes the job's outbox row: success, final failure (including a work-horse that
   died), a stop; an operator's delete or cancel closes it as cancelled.
+- `ProjectWorker` overrides each RQ hook once and calls its collaborators (app/queueing/worker/:
+  the lease and its fence, the stall watch, outage resume, process identity, outbox closing, the
+  bookkeeping fast paths, recycling) in the order its methods show.
 - `ForkingWorker` forks a work-horse per job (hostile input); `InProcessWorker` runs jobs itself
   with RQ's bookkeeping fast paths (rq_compat); `RecyclingWorker` is the latter, replaced by its
   pool (`RecyclingWorkerPool`) after N jobs or M MiB.
@@ -15,10 +18,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import resource
 import smtplib
-import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,14 +34,14 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.worker_pool import WorkerPool
 
-from . import outcomes, rq_compat, stats, tracing
-from .ends import mark_cancelled, mark_ended
+from . import outcomes, process_tree, rq_compat, stats, tracing
 from .errors import PermanentJobError, TransientJobError
 from .jobclass import QueueingJob, record_refusal, refusal_of
-from .liveness import LIVENESS_TTL, LivenessMixin, running_key
+from .liveness import LIVENESS_TTL
 from .recovery import give_back, sweep
 from .serialization import JobSerializer
-from .status import last_line
+from .worker import FastBookkeeping, Lease, OutageResume, OutboxClosing, ProcessIdentity, Recycling, StallWatch
+from .worker import resident_memory_mb as resident_memory_mb  # re-exported
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker as _WorkerBase
@@ -49,12 +51,18 @@ else:
 logger = logging.getLogger(__name__)
 
 
-class ProjectWorkerMixin(_WorkerBase):
-    """What every worker of the project does around RQ's own work."""
+class ProjectWorker(_WorkerBase):
+    """What every worker of the project does around RQ's own work: each RQ hook overridden here
+    once, calling the collaborators (app/queueing/worker/) in the order written.
 
-    running_job_id: str | None = None
-    fenced_job_id: str | None = None  # set by the liveness fence (liveness.py)
-    claimed_job_id: str | None = None  # set by the liveness thread's claim (liveness.running_key)
+    The kind of worker is data, not another override: `in_process` (jobs on the main thread,
+    with RQ's SimpleWorker) or not (a work-horse per job, RQ's Worker); `recycles` for a pool
+    member. tests/test_layout.py (test_each_library_hook_is_overridden_once_per_class) fails if
+    a hook is overridden by two classes of one worker's MRO.
+    """
+
+    in_process: ClassVar[bool] = False
+    recycles: ClassVar[bool] = False
     # RQ's dequeue retries a lost Redis with a backoff up to 60 s: each second waited past the
     # server's return delays every job of this worker (a restart takes 3 s), and a ping is cheap.
     max_connection_wait_time = 2.0
@@ -72,7 +80,49 @@ class ProjectWorkerMixin(_WorkerBase):
         # rather than blocking 7 minutes in one BLPOP, so it gets to run it.
         kwargs.setdefault("maintenance_interval", 10)
         kwargs["worker_ttl"] = min(int(kwargs.get("worker_ttl") or 25), 25)
+        # The collaborators, each given this worker: made first, so that every hook below finds them.
+        self.stall_watch = StallWatch(self, in_process=self.in_process)
+        self.lease = Lease(self, self.stall_watch)
+        self.outage_resume = OutageResume(self, self.stall_watch)
+        self.process_identity = ProcessIdentity(self)
+        self.outbox_closing = OutboxClosing()
+        self.bookkeeping = FastBookkeeping(self, in_process=self.in_process)
+        self.recycling = Recycling(self) if self.recycles else None
         super().__init__(*args, **kwargs)
+
+    # -- the work loop ----------------------------------------------------------------------
+
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        if not self.in_process:
+            _prepare_for_work_horses()
+        if self.recycles:
+            # RQ's pool starts every member with a scheduler child of its own (with_scheduler=True).
+            # A child holds the pool's queue locks under a random name, for 61 s after it dies with
+            # its member, and no retry of those queues fired meanwhile (a welcome mail's retry 80 s
+            # late). The pool's retries are fired by rqscheduler's pass instead (every pass, 2 s,
+            # under one owner name that a restarted scheduler takes over).
+            kwargs["with_scheduler"] = False
+        process_tree.install(self.connection)  # children die with us
+        self.lease.start()
+        try:
+            return self.outage_resume.run(functools.partial(super().work, burst, *args, **kwargs), burst)
+        finally:
+            self.lease.stop()
+
+    def register_birth(self) -> None:
+        super().register_birth()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+        self.process_identity.record()
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # A short TTL whatever RQ asks: the lease thread keeps a living worker's key, and a
+        # dead worker's key is gone within LIVENESS_TTL.
+        ttl = min(timeout or LIVENESS_TTL, LIVENESS_TTL)
+        self.stall_watch.loop_moved()  # an attempt counts: a Redis outage is no stall
+        self.bookkeeping.heartbeat(ttl, pipeline, super().heartbeat)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if self.bookkeeping.suspension_check_due():
+            super().check_for_suspension(burst)
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it untyped
@@ -81,82 +131,90 @@ class ProjectWorkerMixin(_WorkerBase):
         except RedisError:
             logger.exception("abandoned-job sweep failed")
 
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        # A short TTL whatever RQ asks: the liveness thread keeps a living worker's key, and a
-        # dead worker's key is gone within LIVENESS_TTL.
-        super().heartbeat(min(timeout or LIVENESS_TTL, LIVENESS_TTL), pipeline)
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        self.bookkeeping.set_state(state, pipeline, super().set_state)
+
+    # -- a job ------------------------------------------------------------------------------
 
     def execute_job(self, job: Job, queue: Any) -> None:
+        self.stall_watch.job_starting(job, queue)  # in-process: the job's timeout on top of the limit
+        try:
+            if not self._admits(job, queue):
+                return
+            self.lease.job_started(job.id)  # read by the lease thread's claim and fence
+            try:
+                self.bookkeeping.execute_job(job, queue, super().execute_job)
+            finally:
+                self.lease.job_ended(job.id)
+        finally:
+            self.stall_watch.job_ended()
+
+    def _admits(self, job: Job, queue: Any) -> bool:
+        """Refusal before run: a duplicate is dropped, an undeclared job failed with its reason."""
         status = job.get_status(refresh=False)
         if status != JobStatus.QUEUED:
             # Popped twice (a duplicate id in the list) or ended meanwhile: never run it again.
             logger.warning("job %s dropped: its status is %s, not queued", job.id, getattr(status, "value", status))
             self.connection.lrem(rq_compat.intermediate_key(queue.name), 1, job.id)
-            return
+            return False
         refusal = refusal_of(job)
         if refusal is not None:
-            self._refuse(job, queue, refusal)
-            return
-        self.running_job_id = job.id  # read by the liveness thread's fence (liveness.py)
-        self.fenced_job_id = None  # a fence that fired after its job had ended concerns no later job
-        try:
-            super().execute_job(job, queue)
-        finally:
-            self.running_job_id = None
-            if self.claimed_job_id == job.id:  # jobs longer than a beat only
-                self.claimed_job_id = None
-                try:
-                    self.connection.delete(running_key(job.id))
-                except RedisError:
-                    pass  # it expires within LIVENESS_TTL
+            with self.connection.pipeline() as pipe:
+                pipe.lrem(rq_compat.intermediate_key(queue.name), 1, job.id)
+                record_refusal(self.connection, job, queue, refusal, worker_name=self.name, pipeline=pipe)
+            return False
+        return True
 
-    def _refuse(self, job: Job, queue: Any, reason: str) -> None:
-        with self.connection.pipeline() as pipe:
-            pipe.lrem(rq_compat.intermediate_key(queue.name), 1, job.id)
-            record_refusal(self.connection, job, queue, reason, worker_name=self.name, pipeline=pipe)
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        if not self.bookkeeping.prepared_already(job):
+            super().prepare_job_execution(job, remove_from_intermediate_queue)
 
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
-        # A connection the database closed while we were idle must not fail the next job.
-        _close_stale_connections()
-        attempt = attempt_number(job)
-        context = {"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt}
-        job_span = tracing.start_job(job, attempt)  # None when tracing is off; current until its end below
-        logger.info("job %s started queue=%s func=%s attempt=%d", job.id, job.origin, job.func_name, attempt, extra=context)
-        succeeded = False
         try:
-            succeeded = super().perform_job(job, queue, execution)
-            return succeeded
-        finally:
+            # A connection the database closed while we were idle must not fail the next job.
             _close_stale_connections()
-            recorded = getattr(self, "outcome_recorded_for", None) == job.id
-            _report_outcome(self.connection, job, succeeded, context, record=not recorded)
-            tracing.end_job(job_span, succeeded, flush=self.is_horse)  # a work-horse leaves by os._exit
+            attempt = attempt_number(job)
+            context = {"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt}
+            job_span = tracing.start_job(job, attempt)  # None when tracing is off; current until its end below
+            logger.info("job %s started queue=%s func=%s attempt=%d", job.id, job.origin, job.func_name, attempt, extra=context)
+            succeeded = False
+            try:
+                succeeded = super().perform_job(job, queue, execution)
+                return succeeded
+            finally:
+                _close_stale_connections()
+                # A success the bookkeeping recorded carried its statistics: not recorded twice.
+                _report_outcome(self.connection, job, succeeded, context, record=not self.bookkeeping.recorded(job))
+                tracing.end_job(job_span, succeeded, flush=self.is_horse)  # a work-horse leaves by os._exit
+        finally:
+            if self.recycling is not None:
+                self.recycling.job_done()
+
+    def handle_execution_ended(self, job: Job, queue: Any, heartbeat_ttl: int) -> None:
+        if not self.bookkeeping.execution_ended(job):
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
 
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
-        # Every project worker is a LivenessMixin too (this mixin precedes it, and the fast path
-        # below records the success without calling further up): a lapsed lease ends here.
-        fence_if_lapsed = getattr(self, "fence_if_lapsed", None)
-        if fence_if_lapsed is not None:
-            fence_if_lapsed()
-        super().handle_job_success(job, queue, started_job_registry, execution)
-        if job.meta.get("outbox"):
-            mark_ended(job.id, failed=False, outcome=outcomes.of(job, succeeded=True))
+        self.lease.fence_if_lapsed()  # a lapsed lease ends here, before the success is recorded
+        if not self.bookkeeping.job_success(job, queue, execution):
+            super().handle_job_success(job, queue, started_job_registry, execution)
+        self.outbox_closing.succeeded(job)
 
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
     ) -> None:
-        if job.id == self.fenced_job_id:
+        # Not lease-fenced (unlike a success): a thawed in-process worker may record a failure.
+        if self.lease.fenced(job.id):
             # Our lease lapsed while we were frozen and the fence killed the horse: the job is not
             # ours any more. Failing or retrying it here would spend a retry and wait its backoff
             # (a minute, for images) while a sweep has requeued it or is about to.
-            self.fenced_job_id = None
             if give_back(self.connection, queue, job):
                 logger.warning("job %s handed back to its queue after this worker's lease lapsed", job.id)
             return
         if rq_compat.is_intermediate_cleanup(exc_string):
             # RQ's intermediate-list cleanup fails (and so retries) any job whose id it found left
             # there for a minute, even one that finished since: a horse killed before it took the
-            # id out leaves it behind, and the job ran twice 70-90 s apart (the chaos campaign).
+            # id out leaves it behind, and the job ran twice 70-90 s apart.
             # A job still waiting to start goes back to the front of its queue; any other is left
             # as it is. RQ removes the stale id itself.
             if job.get_status(refresh=True) == JobStatus.QUEUED and self.connection.lpos(queue.key, job.id) is None:
@@ -165,13 +223,7 @@ class ProjectWorkerMixin(_WorkerBase):
             return
         # Every failure ends here, a work-horse's death included: close the row once RQ has decided.
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution)
-        status = job.get_status(refresh=False)
-        if not job.meta.get("outbox"):
-            return  # no row to close (written into Redis by other means; the reconciler reads Redis anyway)
-        if status == JobStatus.FAILED:
-            mark_ended(job.id, failed=True, reason=last_line(exc_string), outcome=outcomes.of(job, succeeded=False))
-        elif status == JobStatus.STOPPED:
-            mark_cancelled([job.id], "stopped by an operator")
+        self.outbox_closing.failed(job, exc_string)
 
 
 def _report_outcome(connection: Any, job: Job, succeeded: bool, context: dict[str, Any], record: bool = True) -> None:
@@ -203,19 +255,16 @@ def _close_stale_connections() -> None:
         close_old_connections()
 
 
-class ForkingWorker(ProjectWorkerMixin, LivenessMixin, rq_compat.FastBeatsMixin, Worker):
-    """RQ's classic worker: a fresh work-horse process per job (isolation, higher overhead)."""
+def _prepare_for_work_horses() -> None:
+    """Once before a forking worker's loop: what every work-horse would otherwise build per job."""
+    # What the domain asks to set up (settings.QUEUEING_BEFORE_WORK), so that each work-horse
+    # inherits it instead of building it per job (a storage client, say).
+    from django.conf import settings
+    from django.utils.module_loading import import_string
 
-    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
-        # What the domain asks to set up once before the loop (settings.QUEUEING_BEFORE_WORK), so
-        # that each work-horse inherits it instead of building it per job (a storage client, say).
-        from django.conf import settings
-        from django.utils.module_loading import import_string
-
-        for path in getattr(settings, "QUEUEING_BEFORE_WORK", ()):
-            import_string(path)()
-        _warm_database_modules()
-        return super().work(burst, *args, **kwargs)
+    for path in getattr(settings, "QUEUEING_BEFORE_WORK", ()):
+        import_string(path)()
+    _warm_database_modules()
 
 
 def _warm_database_modules() -> None:
@@ -227,26 +276,19 @@ def _warm_database_modules() -> None:
         connections[alias].ops.compiler("SQLUpdateCompiler")
 
 
-class InProcessWorker(ProjectWorkerMixin, rq_compat.FastInProcessMixin, LivenessMixin, rq_compat.FastBeatsMixin, SimpleWorker):
+class ForkingWorker(ProjectWorker, Worker):
+    """RQ's classic worker: a fresh work-horse process per job (isolation, higher overhead)."""
+
+    def fork_work_horse(self, *args: Any, **kwargs: Any) -> Any:
+        # The horse dies with us like every child (process_tree's fork hook, installed in work()).
+        with process_tree.forking_horse():  # the horse runs its job on our connection: it keeps it
+            return super().fork_work_horse(*args, **kwargs)
+
+
+class InProcessWorker(ProjectWorker, SimpleWorker):
     """Runs jobs in the worker process itself: no fork per job, lean bookkeeping (rq_compat)."""
 
-    def execute_job(self, job: Job, queue: Any) -> None:
-        # The main thread runs the job: its work loop is silent for as long as the job may run
-        # (liveness.py's stall limit). -1 is RQ's "no timeout"; None, the queue's default.
-        timeout = job.timeout if job.timeout is not None else queue.DEFAULT_TIMEOUT
-        self.in_process_job_timeout = None if timeout is None or int(timeout) < 0 else float(timeout)
-        try:
-            super().execute_job(job, queue)
-        finally:
-            self.in_process_job_timeout = 0.0
-            # Now, not at RQ's heartbeat after the job: a job longer than the stall limit would
-            # otherwise read as a stall in the moment between the two.
-            self._loop_moved = time.monotonic()
-
-
-def resident_memory_mb() -> float:
-    """Peak resident set size of this process, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    in_process = True
 
 
 class RecyclingWorker(InProcessWorker):
@@ -254,34 +296,12 @@ class RecyclingWorker(InProcessWorker):
 
     Mail and metrics jobs are small and trusted: they run in long-lived processes (no fork per
     job, ~10 ms of CPU saved per job with Django loaded), each replaced after `max_jobs` jobs or
-    once its resident memory passes `max_memory_mb`, so a slow leak can't build up.
+    once its resident memory passes `max_memory_mb` (worker.Recycling), so a slow leak can't build up.
     """
 
+    recycles = True
     max_jobs: ClassVar[int] = 5_000
     max_memory_mb: ClassVar[float] = 512.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._jobs_done = 0
-
-    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
-        # RQ's pool starts every member with a scheduler child of its own (with_scheduler=True).
-        # A child holds the pool's queue locks under a random name, for 61 s after it dies with its
-        # member, and no retry of those queues fired meanwhile (the third goal run's seed 27: a
-        # welcome mail's retry 80 s late). The pool's retries are fired by rqscheduler's pass
-        # instead (every pass, 2 s, under one owner name that a restarted scheduler takes over).
-        kwargs["with_scheduler"] = False
-        return super().work(burst, *args, **kwargs)
-
-    def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
-        try:
-            return super().perform_job(job, queue, execution)
-        finally:
-            self._jobs_done += 1
-            memory = resident_memory_mb()
-            if self._jobs_done >= self.max_jobs or memory >= self.max_memory_mb:
-                logger.info("worker %s recycles after %d jobs at %.0f MiB", self.name, self._jobs_done, memory)
-                rq_compat.set_stop_requested(self, True)  # finish this job, leave; the pool starts a fresh process
 
 
 class RecyclingWorkerPool(WorkerPool):

@@ -1,5 +1,5 @@
 """A worker frozen past its lease (SIGSTOP: a paused container, a VM stall) must not finish its
-copy of the job once it thaws: the job was requeued elsewhere meanwhile (the fence, liveness.py)."""
+copy of the job once it thaws: the job was requeued elsewhere meanwhile (the fence, worker/lease.py)."""
 
 from __future__ import annotations
 
@@ -132,10 +132,10 @@ def test_an_in_process_worker_past_its_lease_records_no_success_before_its_fence
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
     job = enqueue_signed(queue, "tests.fixtures.say_hello", "thawed")
     worker = InProcessWorker([queue], connection=redis_conn, name="thawed")
-    worker._liveness_pid = os.getpid()
+    worker.lease.pid = os.getpid()
     silent = LIVENESS_TTL + 7 if lease == "lapsed" else 1  # frozen 19 s, or a beat a second ago
-    worker._lease_renewed_at = time.monotonic() - silent
-    worker.running_job_id = job.id
+    worker.lease.renewed_at = time.monotonic() - silent
+    worker.lease.running_job_id = job.id
     job.started_at = job.ended_at = now()
     execution = Execution.create(job, 60, pipeline=redis_conn)
     if lease == "lapsed":

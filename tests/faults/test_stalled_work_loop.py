@@ -1,7 +1,7 @@
 """A worker whose work loop stops moving while its liveness thread beats leaves and is replaced.
 
 Its liveness thread alone would keep it registered and alive, so nothing would judge it dead
-while its queue waits. The thread also watches the work loop's heartbeats (liveness.py): past the stall limit it writes
+while its queue waits. The thread also watches the work loop's heartbeats (worker/stall_watch.py): past the stall limit it writes
 the stacks of every thread and ends the process; what it was running is recovered as abandoned.
 """
 

@@ -1,0 +1,88 @@
+"""OutageResume: a worker outlives a Redis outage and starts again under a new name.
+
+Where RQ's work loop logs "unhandled exception, quitting" and exits, the worker waits for Redis
+to answer again (liveness.wait_for_redis) and resumes under a new name: its old registration,
+and any job it was running, then read as abandoned and are recovered like a crash
+(tests/faults/test_redis_faults.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .. import rq_compat
+from ..liveness import wait_for_redis
+from .stall_watch import StallWatch
+
+logger = logging.getLogger(__name__)
+
+
+class OutageResume:
+    def __init__(self, worker: Any, stall_watch: StallWatch) -> None:
+        self.worker = worker
+        self.stall_watch = stall_watch
+
+    def run(self, work_loop: Callable[[], bool], burst: bool) -> bool:
+        """RQ's work loop, run again after each outage until it ends with Redis answering."""
+        worker = self.worker
+        while True:
+            crashed = False
+            try:
+                worked = work_loop()
+            except (RedisConnectionError, RedisTimeoutError):
+                crashed, worked = True, False  # teardown itself could not reach Redis
+            if not crashed and not self._redis_unreachable():
+                return worked
+            if burst or rq_compat.stop_requested(worker):
+                return worked
+            self._wait_for_redis()
+            self._start_again_under_a_new_name()
+
+    def _redis_unreachable(self) -> bool:
+        try:
+            self.worker.connection.ping()
+            return False
+        except RedisError:
+            return True
+
+    def _wait_for_redis(self) -> None:
+        worker = self.worker
+        logger.error("worker %s lost Redis; waiting for it to come back", worker.name)
+
+        def should_stop() -> bool:
+            self.stall_watch.loop_moved()  # waiting for Redis is no stall
+            return rq_compat.stop_requested(worker)
+
+        if wait_for_redis(worker.connection, should_stop=should_stop):
+            logger.warning("worker %s: Redis is back, resuming", worker.name)
+
+    def _start_again_under_a_new_name(self) -> None:
+        # What the old name was running is recovered as abandoned and run again elsewhere, so a
+        # work-horse still running it must not go on: stop it. Then the old name is retired at
+        # once: left to expire, its key kept that job from the sweeps for up to LIVENESS_TTL.
+        worker = self.worker
+        horse_pid = worker.horse_pid  # 0 but in a forking worker running a job
+        if horse_pid:
+            try:
+                os.kill(horse_pid, signal.SIGKILL)
+                os.waitpid(horse_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        try:
+            rq_compat.retire_worker(worker)
+            rq_compat.stop_scheduler_child(worker)  # the resumed work loop starts one under the new name
+        except RedisError:
+            pass  # gone again: the old key and locks expire by themselves
+        worker.name = uuid.uuid4().hex
+        rq_compat.set_stop_requested(worker, False)
+        rq_compat.forget_worker_state(worker)  # a new worker key: its state must be written again
+        worker.scheduler = None
