@@ -511,7 +511,7 @@ def test_a_worker_that_resumes_under_a_new_name_gives_up_the_old_one_at_once(red
     redis_conn.sadd(f"rq:worker:{old_name}:executions", f"{job.id}:run1")
     assert recovery.sweep(redis_conn, ["metrics"]) == []  # its worker is alive and runs it
 
-    worker._start_again_under_a_new_name()
+    worker.outage_resume.start_again_under_a_new_name()
     assert worker.name != old_name
     assert not redis_conn.exists(f"rq:worker:{old_name}")
     assert f"rq:worker:{old_name}".encode() not in redis_conn.smembers("rq:workers")

@@ -45,7 +45,7 @@ class OutageResume:
             if burst or rq_compat.stop_requested(worker):
                 return worked
             self._wait_for_redis()
-            self._start_again_under_a_new_name()
+            self.start_again_under_a_new_name()
 
     def _redis_unreachable(self) -> bool:
         try:
@@ -65,7 +65,7 @@ class OutageResume:
         if wait_for_redis(worker.connection, should_stop=should_stop):
             logger.warning("worker %s: Redis is back, resuming", worker.name)
 
-    def _start_again_under_a_new_name(self) -> None:
+    def start_again_under_a_new_name(self) -> None:
         # What the old name was running is recovered as abandoned and run again elsewhere, so a
         # work-horse still running it must not go on: stop it. Then the old name is retired at
         # once: left to expire, its key kept that job from the sweeps for up to LIVENESS_TTL.
