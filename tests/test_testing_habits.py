@@ -1,6 +1,6 @@
 """Testing code that enqueues, as a Celery user expects: eager mode and `mock.patch("<job>.delay")`.
 
-docs/tasks.md, "Testing": what each habit maps to here.
+README.md, "Testing code that enqueues": what each habit maps to here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rq.job import JobStatus
 
-from app.jobs import emails, images
+from app.jobs import emails
 from app.models import UploadedImage
 from app.queueing.enqueueing import enqueue
 from app.queueing.errors import UndeclaredJobError

@@ -7,9 +7,7 @@ A declared job is still its function (call it to run it here) and gains django-r
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -103,6 +101,11 @@ class _Bound(Generic[P]):
         )
 
 
+# The methods a test may patch on a declared job and have every enqueue of it call instead
+# (registry.replacement).
+_REPLACEABLE = {"delay": DeclaredJob.delay, "delay_at": DeclaredJob.delay_at, "delay_many": DeclaredJob.delay_many}
+
+
 def job(
     queue: QueueSpec | str,
     *,
@@ -135,44 +138,11 @@ def job(
             owner_arg=owner,
         )
         registry.register_job(spec, func)
-        declared = _declared[spec.path] = DeclaredJob(func, spec)
+        declared = DeclaredJob(func, spec)
+        registry.register_declared(spec.path, declared, _REPLACEABLE)
         return declared
 
     return declare
-
-
-# -- a test's patch of `<job>.delay` -------------------------------------------------------------
-#
-# `mock.patch("app.jobs.images.process_image.delay")` sets an attribute on the DeclaredJob. Every
-# enqueue of a declared job ends in enqueueing.submit()/submit_many(), which ask `replacement()`
-# whether the job's own method was replaced, and call the replacement instead of recording the job:
-# so `.with_options(...).delay`, `enqueue(job, ...)`, `django_rq.enqueue(job, ...)` and
-# `job.task.enqueue(...)` are caught by a patch of `.delay` (docs/tasks.md, "Testing";
-# tests/test_testing_habits.py).
-
-_declared: dict[str, DeclaredJob[Any, Any]] = {}
-_ORIGINALS = {"delay": DeclaredJob.delay, "delay_at": DeclaredJob.delay_at, "delay_many": DeclaredJob.delay_many}
-# The replacements being called: a mock that wraps the real method (`wraps=job.delay`) reaches
-# submit() again, which then records the job rather than calling the mock a second time.
-_replacing: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar("replacing", default=frozenset())
-
-
-def replacement(path: str, name: str) -> Callable[..., Any] | None:
-    """The callable a test put in place of `<declared job>.<name>` (a mock), or None."""
-    declared = _declared.get(path)
-    if declared is None or (path, name) in _replacing.get():
-        return None
-    method = getattr(declared, name)
-    return None if getattr(method, "__func__", None) is _ORIGINALS[name] else method
-
-
-@contextmanager
-def calling_replacement(path: str, name: str) -> Iterator[None]:
-    token = _replacing.set(_replacing.get() | {(path, name)})
-    try:
-        yield
-    finally:
-        _replacing.reset(token)
 
 
 def recurring(cron: str | Callable[[], str], *, id: str | None = None) -> Callable[[DeclaredJob[P, R]], DeclaredJob[P, R]]:

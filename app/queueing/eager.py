@@ -20,10 +20,8 @@ tests/test_testing_habits.py.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
@@ -66,27 +64,17 @@ def run(pushes: Sequence[Push]) -> None:
     """Push each job signed, then run it here as a worker would, its retries at once."""
     connection = redis_connection()
     for push in pushes:
-        queue = _async_queue(push.spec.queue_name)
+        queue = rq_compat.asynchronous(get_queue(push.spec.queue_name))  # ASYNC=False: RQ would run it unchecked
         rq_compat.push_if_absent(connection, [(queue, [push._replace(due_at=None)])])
         worker = EagerWorker([queue], connection=connection, name=f"eager-{os.getpid()}-{push.job_id[:8]}")
-        while True:
+        for _attempt in range(push.spec.max_retries + 2):  # bounded: a job a worker hands back stays queued
             job = QueueingJob.fetch(push.job_id, connection=connection, serializer=queue.serializer)
             status = job.get_status(refresh=False)
             if status == JobStatus.SCHEDULED:  # a retry's backoff: not waited
-                ScheduledJobRegistry(queue=queue).remove(job)
+                ScheduledJobRegistry(queue=queue).remove(job)  # type: ignore[no-untyped-call]  # rq leaves it untyped
                 job.set_status(JobStatus.QUEUED)
             elif status != JobStatus.QUEUED:
                 break  # finished, failed, refused: the worker recorded it
             connection.lrem(queue.key, 0, job.id)  # taken, as a worker's dequeue takes it
             worker.execute_job(job, queue)
 
-
-def _async_queue(name: str) -> Any:
-    """The queue, asynchronous even when its settings say ASYNC=False: RQ would otherwise run the
-    job inside `enqueue_job`, unsigned-checked and without closing its outbox row."""
-    queue = get_queue(name)
-    if queue.is_async:
-        return queue
-    twin = copy.copy(queue)
-    twin._is_async = True
-    return twin

@@ -44,6 +44,7 @@ from .keys import (
     workers_of_queue_key,
 )
 from .operations import (
+    asynchronous,
     callback_names,
     forget_worker_state,
     is_intermediate_cleanup,
@@ -67,6 +68,7 @@ __all__ = [
     "FastInProcessMixin",
     "_original_resolve",
     "_original_utcparse",
+    "asynchronous",
     "callback_names",
     "dashboard",
     "failed_key",
