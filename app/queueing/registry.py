@@ -162,7 +162,7 @@ def register_job(spec: JobSpec, func: Callable[..., Any]) -> None:
 # `mock.patch("app.jobs.images.process_image.delay")` sets an attribute on the declared job
 # (declarations.DeclaredJob). Every enqueue of a declared job ends in enqueueing.submit() or
 # submit_many(), which ask `replacement()` whether the job's own method was replaced and call the
-# replacement instead of recording the job: so `.with_options(...).delay`, `enqueue(job, ...)`,
+# replacement instead of recording the job: so `.with_options(...).delay`, `enqueue(job, ...)` (tests),
 # `django_rq.enqueue(job, ...)` and `job.task.enqueue(...)` are caught by a patch of `.delay`
 # (README.md, "Testing code that enqueues"; tests/test_testing_habits.py).
 
