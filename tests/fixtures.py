@@ -186,3 +186,15 @@ def count_runs(context: TaskContext, path: str, seconds: float) -> int:
     with open(path, "a") as log:
         log.write(f"done {context.attempt}\n")
     return context.attempt
+
+
+@job("metrics", retries=Retries(2, base=30, cap=60))
+def fail_until_attempt(path: str, succeed_at: int) -> int:
+    """Counts its attempts in `path`; transient failures until attempt `succeed_at`."""
+    with open(path, "a") as marker:
+        marker.write("x")
+    with open(path) as marker:
+        attempt = len(marker.read())
+    if attempt < succeed_at:
+        raise TransientJobError(f"attempt {attempt}")
+    return attempt

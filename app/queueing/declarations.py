@@ -101,6 +101,11 @@ class _Bound(Generic[P]):
         )
 
 
+# The methods a test may patch on a declared job and have every enqueue of it call instead
+# (registry.replacement).
+_REPLACEABLE = {"delay": DeclaredJob.delay, "delay_at": DeclaredJob.delay_at, "delay_many": DeclaredJob.delay_many}
+
+
 def job(
     queue: QueueSpec | str,
     *,
@@ -133,7 +138,9 @@ def job(
             owner_arg=owner,
         )
         registry.register_job(spec, func)
-        return DeclaredJob(func, spec)
+        declared = DeclaredJob(func, spec)
+        registry.register_declared(spec.path, declared, _REPLACEABLE)
+        return declared
 
     return declare
 

@@ -44,6 +44,13 @@ _state = threading.local()
 
 
 def after_commit(pushes: Sequence[Push]) -> None:
+    from . import eager
+
+    run_here, pushes = eager.split(pushes)  # eager mode (tests): run at once, not pushed for a worker
+    if run_here:
+        eager.run(run_here)
+    if not pushes:
+        return
     pending: list[Push] | None = getattr(_state, "pending", None)
     if pending is None:
         send(pushes)

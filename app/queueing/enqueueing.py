@@ -53,6 +53,12 @@ def submit(
     `at_front`: ahead of what its queue holds)."""
     from .models import BackgroundJob
 
+    # A test's patch of the job's `.delay` (or `.delay_at`, for a scheduled call) takes the call instead.
+    name = "delay" if due_at is None else "delay_at"
+    patched = registry.replacement(spec.path, name)
+    if patched is not None:
+        with registry.calling_replacement(spec.path, name):
+            return patched(*args, **kwargs) if due_at is None else patched(due_at, *args, **kwargs)  # type: ignore[no-any-return]
     _check_call(spec, args, kwargs)
     job_id = job_id or uuid.uuid4().hex
     if due_at is not None and due_at.tzinfo is None:
@@ -74,6 +80,15 @@ def submit_many(spec: JobSpec, calls: Sequence[list[Any]], *, owner_id: int | No
 
     if not calls:
         return []
+    # A test's patch of `.delay_many` takes the fan-out; else a patch of `.delay` takes each call.
+    patched = registry.replacement(spec.path, "delay_many")
+    if patched is not None:
+        with registry.calling_replacement(spec.path, "delay_many"):
+            return patched(calls, owner_id=owner_id) if owner_id is not None else patched(calls)  # type: ignore[no-any-return]
+    patched = registry.replacement(spec.path, "delay")
+    if patched is not None:
+        with registry.calling_replacement(spec.path, "delay"):
+            return [getattr(result, "id", result) for result in (patched(*args) for args in calls)]
     no_kwargs: dict[str, Any] = {}  # one object for all: the record prepares it once
     _check_call(spec, calls[0], no_kwargs)
     jobs = [(uuid.uuid4().hex, args) for args in calls]

@@ -223,6 +223,10 @@ RQ_EXCEPTION_HANDLERS = ["app.queueing.workers.classify_failure"]
 TASKS = {"default": {"BACKEND": "app.queueing.tasks_backend.OutboxTaskBackend"}}
 # RQ's own code paths everywhere instead of the verified fast ones (app/queueing/rq_compat/).
 QUEUEING_FAST_PATHS = env_bool("RQ_FAST_PATHS", True)
+# Tests only: committed jobs run at once in this process, through a worker's path (True, or the
+# names of the queues to run so; a queue whose RQ_QUEUES entry says "ASYNC": False too):
+# app/queueing/eager.py, README.md "Testing code that enqueues".
+QUEUEING_EAGER: bool | frozenset[str] = False
 # Modules declaring jobs outside an app's `jobs` module (the test suite's fixtures); empty in production.
 QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
 # A worker whose work loop has not moved for this long (plus a running in-process job's timeout)

@@ -56,6 +56,7 @@ from .keys import (
     workers_of_queue_key,
 )
 from .operations import (
+    asynchronous,
     callback_names,
     forget_worker_state,
     is_intermediate_cleanup,
@@ -87,6 +88,7 @@ __all__ = [
     "suspension_check_due",
     "_original_resolve",
     "_original_utcparse",
+    "asynchronous",
     "callback_names",
     "dashboard",
     "failed_key",

@@ -6,6 +6,7 @@ objects by the tests that use it (tests/test_rq_compat.py, tests/faults/).
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,16 @@ from .keys import worker_executions_key
 
 if TYPE_CHECKING:
     from rq import Queue
+
+
+def asynchronous(queue: Queue) -> Queue:
+    """The queue as an asynchronous one: a copy when its settings say `ASYNC: False`, where RQ's
+    `enqueue_job` would run the job itself (eager.py runs it through the project's worker instead)."""
+    if queue.is_async:
+        return queue
+    twin = copy.copy(queue)
+    twin._is_async = True
+    return twin
 
 
 def requeue_at_front(queue: Queue, job: Job, pipeline: Any = None) -> None:
