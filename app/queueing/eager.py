@@ -3,7 +3,7 @@
 On with `settings.QUEUEING_EAGER = True` (every queue) or a collection of queue names, and for a
 queue whose django-rq settings say `"ASYNC": False` (an `RQ_QUEUES` override). A job of such a
 queue is recorded in the outbox like any other and, when its transaction commits, pushed signed
-to Redis and run at once by an in-process worker of the project (ProjectWorkerMixin): the
+to Redis and run at once by an in-process worker of the project (workers.InProcessWorker): the
 signature is checked, the job's outcome is recorded in Redis (status, result, failure) and on its
 outbox row, as a worker would. A job's failure is not raised to the caller: read it as the
 worker's (job status, status API, outbox row).
@@ -25,16 +25,15 @@ from collections.abc import Sequence
 
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
-from rq.worker import SimpleWorker
 
 from . import rq_compat
 from .connections import get_queue, redis_connection
 from .jobclass import QueueingJob
 from .registry import Push
-from .workers import ProjectWorkerMixin
+from .workers import InProcessWorker
 
 
-class EagerWorker(ProjectWorkerMixin, SimpleWorker):
+class EagerWorker(InProcessWorker):
     """The project's worker behaviour (refusals, outcomes, the outbox row's end), in this process."""
 
 
