@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 WELCOME = "app.jobs.emails.send_welcome_email"
 CONFIRMATION = "app.jobs.emails.send_confirmation_email"
 BULK = "app.jobs.emails.send_bulk_email"
-RENDITIONS = ("display", "display_webp", "thumbnail")  # the names clients get (app/services/images.py)
+RENDITIONS = ("display", "display_webp", "thumbnail")  # the names clients get (app/services/images/renditions.py)
 
 Job = tuple[str, Any, str, str]  # (func, args, state, failure_reason) of an outbox row
 MailKey = tuple[str, str]  # (job id, recipient in lower case)

@@ -116,7 +116,7 @@ def run_worker(redis_conn: redis.Redis):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def smtp_sink(settings) -> Iterator[SmtpSink]:  # type: ignore[no-untyped-def]
     """A real SMTP server on a free loopback port; the project's mail goes to it."""
-    from app.services import mail
+    from app.services.mail import delivery as mail
 
     sink = SmtpSink()
     sink.start()
@@ -129,7 +129,7 @@ def smtp_sink(settings) -> Iterator[SmtpSink]:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def tls_smtp_sink(settings, monkeypatch) -> Iterator[SmtpSink]:  # type: ignore[no-untyped-def]
     """The same, requiring STARTTLS with a self-signed certificate that this process trusts."""
-    from app.services import mail
+    from app.services.mail import delivery as mail
 
     sink = SmtpSink(tls=True)
     sink.start()

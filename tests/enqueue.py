@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.queueing import registry
+from app.queueing import catalog as registry
 from app.queueing.enqueueing import submit, submit_many
 
 

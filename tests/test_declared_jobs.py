@@ -14,7 +14,8 @@ from rq.job import Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 
 from app.jobs import emails, images, metrics
-from app.queueing import UndeclaredJobError, UnsupportedJobOption, dispatch, keys, outbox, registry
+from app.queueing import UndeclaredJobError, UnsupportedJobOption, dispatch, keys, outbox
+from app.queueing import catalog as registry
 from app.queueing.models import BackgroundJob
 from tests import fixtures
 from tests.factories import make_user

@@ -12,7 +12,8 @@ import redis.client
 from django.db import transaction
 
 from app.jobs import emails, metrics
-from app.queueing import dispatch, registry
+from app.queueing import catalog as registry
+from app.queueing import dispatch
 from app.queueing.connections import DeclaredQueues
 from app.queueing.models import BackgroundJob
 from app.queueing.outbox import reconcile

@@ -12,7 +12,7 @@ from rq.job import JobStatus
 from app.jobs import images
 from app.models import UploadedImage
 from app.queueing import PermanentJobError
-from app.services import image_pipeline
+from app.services.images import pipeline as image_pipeline
 from tests.enqueue import enqueue
 from tests.factories import jpeg_bytes
 

@@ -16,7 +16,7 @@ from app.jobs import emails
 from app.models import MemberPreferences, SentMail
 from app.queueing import keys
 from app.queueing.models import BackgroundJob
-from app.services.mail_fanout import queue_bulk_email, queue_email
+from app.services.mail.enqueueing import queue_bulk_email, queue_email
 from tests.enqueue import enqueue
 from tests.factories import make_user
 from tests.signing import sign_in_redis
@@ -183,7 +183,7 @@ def test_bulk_retries_only_the_deferred_recipients(smtp_sink, run_worker, django
 
 
 def test_a_session_the_server_dropped_is_reopened_for_the_next_batch(settings, run_worker, django_capture_on_commit_callbacks):
-    from app.services import mail
+    from app.services.mail import delivery as mail
 
     sink = SmtpSink(idle_timeout=0.5)
     sink.start()

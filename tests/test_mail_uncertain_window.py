@@ -17,8 +17,8 @@ from rq.serializers import JSONSerializer
 
 from app.jobs import emails
 from app.models import MemberPreferences, SentMail
-from app.services import mail
-from app.services.mail_fanout import queue_bulk_email
+from app.services.mail import delivery as mail
+from app.services.mail.enqueueing import queue_bulk_email
 from tests.enqueue import enqueue
 from tests.factories import make_user
 from tests.smtp import SmtpSink

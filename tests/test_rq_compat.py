@@ -27,7 +27,8 @@ from rq.job import Job, JobStatus, Retry
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from app.queueing import dispatch, registry, rq_compat
+from app.queueing import catalog as registry
+from app.queueing import dispatch, rq_compat
 from app.queueing import stats as job_metrics
 from app.queueing.connections import get_queue
 from app.queueing.workers import InProcessWorker
@@ -144,7 +145,7 @@ def test_a_batch_pushed_at_the_front_is_what_rqs_own_unique_enqueue_at_front_wri
 
 def test_every_field_is_the_one_rqs_enqueue_many_writes(redis_conn):
     """Beside RQ's unique path, the template also matches RQ's bulk path, field by field."""
-    from app.queueing.registry import job_options
+    from app.queueing.catalog import job_options
 
     spec = registry.spec_for(ECHO)
     random.seed(99)

@@ -17,7 +17,8 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from app.jobs import emails, metrics
-from app.queueing import dispatch, outbox, registry
+from app.queueing import catalog as registry
+from app.queueing import dispatch, outbox
 from app.queueing.models import BackgroundJob
 from app.queueing.tasks_backend import CancelledJobError, OutboxTaskBackend
 from tests import fixtures

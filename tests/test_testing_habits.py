@@ -15,10 +15,11 @@ from rq.job import JobStatus
 from app.jobs import emails
 from app.models import UploadedImage
 from app.queueing.errors import UndeclaredJobError
+from app.queueing.job_reports import status_for_owner
 from app.queueing.jobclass import QueueingJob
 from app.queueing.models import BackgroundJob
-from app.queueing.status import status_for_owner
-from app.services import impact_refresh, mail_fanout
+from app.services import impact_refresh
+from app.services.mail import enqueueing as mail_fanout
 from tests import fixtures
 from tests.enqueue import enqueue
 from tests.factories import confirmation_token, jpeg_bytes, make_user

@@ -14,7 +14,8 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from app.jobs import emails
-from app.queueing import dispatch, registry, tracing
+from app.queueing import catalog as registry
+from app.queueing import dispatch, tracing
 from app.queueing.jobclass import refusal_of
 from app.queueing.models import BackgroundJob
 from app.queueing.outbox import reconcile

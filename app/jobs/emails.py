@@ -1,4 +1,4 @@
-"""Jobs of the `emails` queue. Each message is sent at most once (see app/services/mail.py)."""
+"""Jobs of the `emails` queue. Each message is sent at most once (see app/services/mail/delivery.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 from rq import get_current_job
 
 from app.queueing import Retries, TransientJobError, declare_queue, job, report_progress
-from app.services import account_tokens, mail, mail_bulk
+from app.services import account_tokens
+from app.services.mail import batch_sending as mail_bulk
+from app.services.mail import delivery as mail
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.queueing import Retries, declare_queue, job
-from app.services import images as image_service
+from app.services.images import renditions as image_service
 
 images = declare_queue("images", timeout=300, result_ttl=86_400, retries=Retries(3, base=15, cap=300), wait_budget=120)
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import connections, models, router
 from django.utils import timezone
 
-from app.queueing.rows import insert_rows
+from app.queueing.row_inserts import insert_rows
 
 
 class MemberPreferences(models.Model):
@@ -26,7 +26,7 @@ class SentMail(models.Model):
 
     A row still `attempting` means the outcome is unknown: the sender died (or its database
     went away) between DATA and the record of the server's answer. What a later run does with
-    such a row is the message kind's policy (app.services.mail.Delivery): at-most-once kinds
+    such a row is the message kind's policy (app.services.mail.delivery.Delivery): at-most-once kinds
     treat it as sent, at-least-once kinds send again under the same Message-ID.
     """
 

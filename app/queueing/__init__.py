@@ -23,17 +23,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .catalog import JobSpec, QueueSpec, Retries, declare_queue
     from .declarations import DeclaredJob, job, recurring
     from .errors import PermanentJobError, TransientJobError, UndeclaredJobError, UnsupportedJobOption
     from .recovery import report_progress
-    from .registry import JobSpec, QueueSpec, Retries, declare_queue
 
 # Loaded on first use: settings import app.queueing.connections, which must not pull in django-rq
 # (django-rq reads the settings at import, while they are still being defined).
 _PUBLIC = {
     "DeclaredJob": "declarations", "job": "declarations", "recurring": "declarations",
     "PermanentJobError": "errors", "TransientJobError": "errors", "UndeclaredJobError": "errors", "UnsupportedJobOption": "errors",
-    "JobSpec": "registry", "QueueSpec": "registry", "Retries": "registry", "declare_queue": "registry",
+    "JobSpec": "catalog", "QueueSpec": "catalog", "Retries": "catalog", "declare_queue": "catalog",
     "report_progress": "recovery",
 }
 

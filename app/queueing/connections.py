@@ -1,4 +1,4 @@
-"""Where the queues are: django-rq's RQ_QUEUES, answered from the registry: one connection, every declared queue.
+"""Where the queues are: django-rq's RQ_QUEUES, answered from the catalog: one connection, every declared queue.
 
 django-rq looks queues up by name in `settings.RQ_QUEUES`. Settings cannot import the job
 modules, so this mapping answers for any queue declared by the time it is asked (app loading
@@ -18,22 +18,22 @@ class DeclaredQueues(Mapping[str, dict[str, Any]]):
         self.connection = connection  # shared by every queue (tests repoint it)
 
     def __getitem__(self, name: str) -> dict[str, Any]:
-        from . import registry
+        from . import catalog
 
-        spec = registry.queue_declared(name)  # a lookup, not a copy of the registry: asked on every enqueue
+        spec = catalog.queue_declared(name)  # a lookup, not a copy of the catalog: asked on every enqueue
         if spec is None and name != "default":
             raise KeyError(name)
         return {**self.connection, "DEFAULT_TIMEOUT": spec.timeout if spec is not None else None}
 
     def __iter__(self) -> Iterator[str]:
-        from . import registry
+        from . import catalog
 
-        return iter(sorted(registry.queues()))
+        return iter(sorted(catalog.queues()))
 
     def __len__(self) -> int:
-        from . import registry
+        from . import catalog
 
-        return len(registry.queues())
+        return len(catalog.queues())
 
     def __repr__(self) -> str:
         return f"DeclaredQueues({self.connection!r})"

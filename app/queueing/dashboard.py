@@ -140,9 +140,9 @@ def _register_queues(connection: Any) -> None:
     """RQ lists a queue only once something was enqueued on it; operators expect all three."""
     from rq import Queue
 
-    from . import registry, rq_compat
+    from . import catalog, rq_compat
 
-    names = list(registry.queues())
+    names = list(catalog.queues())
     if names:
         connection.sadd(Queue.redis_queues_keys, *(rq_compat.queue_key(name) for name in names))
 
@@ -152,7 +152,7 @@ def _record_operator_deletes(path: str, connection: Any) -> None:
     from rq import Queue
     from rq import registry as rq_registries
 
-    from .ends import mark_cancelled
+    from .outbox_ends import mark_cancelled
 
     parts = path.strip("/").split("/")
     if len(parts) == 3 and parts[0] == "job" and parts[2] == "delete":

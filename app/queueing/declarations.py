@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from . import registry
+from . import catalog
+from .catalog import JobSpec, QueueSpec, RecurringSpec, Retries, _parameter_names, func_path
 from .enqueueing import submit, submit_many, utcnow
-from .registry import JobSpec, QueueSpec, RecurringSpec, Retries, _parameter_names, func_path
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -123,7 +123,7 @@ def job(
     def declare(func: Callable[P, R]) -> DeclaredJob[P, R]:
         if "<locals>" in func.__qualname__ or "." in func.__qualname__:
             raise ValueError(f"{func.__qualname__}: a job must be a module-level function")
-        spec_queue = queue if isinstance(queue, QueueSpec) else registry.queue_declared(queue)
+        spec_queue = queue if isinstance(queue, QueueSpec) else catalog.queue_declared(queue)
         if spec_queue is None:
             raise ValueError(f"{func_path(func)}: queue {queue!r} is not declared (declare_queue first)")
         if owner is not None and owner not in _parameter_names(func):
@@ -137,9 +137,9 @@ def job(
             retries=retries if retries is not None else spec_queue.retries,
             owner_arg=owner,
         )
-        registry.register_job(spec, func)
+        catalog.register_job(spec, func)
         declared = DeclaredJob(func, spec)
-        registry.register_declared(spec.path, declared, _REPLACEABLE)
+        catalog.register_declared(spec.path, declared, _REPLACEABLE)
         return declared
 
     return declare
@@ -156,7 +156,7 @@ def recurring(cron: str | Callable[[], str], *, id: str | None = None) -> Callab
             raise TypeError("@recurring goes above @job")
         schedule_id = id or declared.spec.path.rpartition(".")[2].replace("_", "-")
         cron_of: Callable[[], str] = cron if callable(cron) else (lambda: cron)
-        registry.register_recurring(RecurringSpec(schedule_id, declared.spec, cron_of))
+        catalog.register_recurring(RecurringSpec(schedule_id, declared.spec, cron_of))
         return declared
 
     return declare

@@ -28,8 +28,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import rq_compat, tracing
+from .catalog import Push
 from .connections import get_queue, redis_connection
-from .registry import Push
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from django_rq.queues import get_queue_by_index
 from rq.registry import FailedJobRegistry
 from rq.worker import Worker
 
-from .ends import mark_cancelled
+from .outbox_ends import mark_cancelled
 
 app_name = django_rq_urls.app_name
 

@@ -27,9 +27,9 @@ from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from . import rq_compat
+from .catalog import Push
 from .connections import get_queue, redis_connection
 from .jobclass import QueueingJob
-from .registry import Push
 from .workers import InProcessWorker
 
 

@@ -24,10 +24,10 @@ from django.db import transaction
 from django_rq.queues import DjangoRQ
 from rq.job import Job
 
-from . import dispatch, registry, tracing
+from . import catalog, dispatch, tracing
+from .catalog import JobSpec, Push
 from .connections import get_queue
 from .errors import UnsupportedJobOption
-from .registry import JobSpec, Push
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,9 @@ def submit(
 
     # A test's patch of the job's `.delay` (or `.delay_at`, for a scheduled call) takes the call instead.
     name = "delay" if due_at is None else "delay_at"
-    patched = registry.replacement(spec.path, name)
+    patched = catalog.replacement(spec.path, name)
     if patched is not None:
-        with registry.calling_replacement(spec.path, name):
+        with catalog.calling_replacement(spec.path, name):
             return patched(*args, **kwargs) if due_at is None else patched(due_at, *args, **kwargs)  # type: ignore[no-any-return]
     _check_call(spec, args, kwargs)
     job_id = job_id or uuid.uuid4().hex
@@ -81,13 +81,13 @@ def submit_many(spec: JobSpec, calls: Sequence[list[Any]], *, owner_id: int | No
     if not calls:
         return []
     # A test's patch of `.delay_many` takes the fan-out; else a patch of `.delay` takes each call.
-    patched = registry.replacement(spec.path, "delay_many")
+    patched = catalog.replacement(spec.path, "delay_many")
     if patched is not None:
-        with registry.calling_replacement(spec.path, "delay_many"):
+        with catalog.calling_replacement(spec.path, "delay_many"):
             return patched(calls, owner_id=owner_id) if owner_id is not None else patched(calls)  # type: ignore[no-any-return]
-    patched = registry.replacement(spec.path, "delay")
+    patched = catalog.replacement(spec.path, "delay")
     if patched is not None:
-        with registry.calling_replacement(spec.path, "delay"):
+        with catalog.calling_replacement(spec.path, "delay"):
             return [getattr(result, "id", result) for result in (patched(*args) for args in calls)]
     no_kwargs: dict[str, Any] = {}  # one object for all: the record prepares it once
     _check_call(spec, calls[0], no_kwargs)
@@ -102,7 +102,7 @@ def submit_many(spec: JobSpec, calls: Sequence[list[Any]], *, owner_id: int | No
 def _check_call(spec: JobSpec, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     """A call that cannot run is refused here, in the caller, not later in a worker."""
     try:
-        registry.signature_of(registry.declared_function(spec.path)).bind(*args, **kwargs)
+        catalog.signature_of(catalog.declared_function(spec.path)).bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{spec.path}: {exc}") from None
     try:
@@ -166,13 +166,13 @@ class DeclaredJobsQueue(DjangoRQ):
 
     def empty(self) -> int:
         # An operator emptying a queue (django-rq's admin) deletes its jobs for good.
-        from .ends import mark_cancelled
+        from .outbox_ends import mark_cancelled
 
         mark_cancelled(self.get_job_ids(), f"deleted by an operator (queue '{self.name}' emptied)")
         return int(super().empty())  # type: ignore[no-untyped-call]
 
     def _submit(self, func: Any, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any], due_at: datetime | None) -> Job:
-        spec = registry.spec_for(func)  # refuses the undeclared, with the reason
+        spec = catalog.spec_for(func)  # refuses the undeclared, with the reason
         given = {name: value for name, value in options.items() if value not in (None, False, {})}
         unsupported = sorted(set(given) - _CALL_OPTIONS - _POLICY_OPTIONS)
         if unsupported:
@@ -184,7 +184,7 @@ class DeclaredJobsQueue(DjangoRQ):
             )
         if self.name not in ("default", spec.queue_name):
             logger.warning("%s is declared on '%s': enqueued there, not on '%s'", spec.path, spec.queue_name, self.name)
-        owner_id = spec.owner_of(args, kwargs, registry.declared_function(spec.path))
+        owner_id = spec.owner_of(args, kwargs, catalog.declared_function(spec.path))
         return submit(spec, args, kwargs, owner_id=owner_id, job_id=given.get("job_id"), due_at=due_at)
 
 

@@ -16,7 +16,7 @@ from django.db import DatabaseError, connection
 from redis import Redis
 from redis.exceptions import RedisError
 
-from . import keys, registry, rq_compat
+from . import catalog, keys, rq_compat
 from .connections import redis_connection
 
 
@@ -57,7 +57,7 @@ def check_health() -> HealthReport:
 
 
 def queue_checks(redis: Redis) -> dict[str, dict[str, Any]]:
-    names = list(registry.queues())
+    names = list(catalog.queues())
     with redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.smembers(rq_compat.workers_of_queue_key(name))

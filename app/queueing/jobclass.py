@@ -1,6 +1,6 @@
 """django-rq's JOB_CLASS: JSON, never pickle, only declared functions, only jobs the layer made.
 
-A job's function is resolved through the registry of declared jobs, never by importing the
+A job's function is resolved through the catalog of declared jobs, never by importing the
 name Redis holds: a hand-written hash naming `os.system` gets an UndeclaredJobError and nothing is
 imported. Before a job runs, `refusal_of` also checks that the layer made it: its signature and
 the fields its hash holds (signing.py). An operator's delete or cancel (django-rq's admin,
@@ -16,9 +16,9 @@ from typing import Any
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from . import keys, registry, rq_compat, signing
-from .ends import mark_cancelled, mark_ended
+from . import catalog, keys, rq_compat, signing
 from .errors import UndeclaredJobError
+from .outbox_ends import mark_cancelled, mark_ended
 from .serialization import JobSerializer
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,10 @@ class QueueingJob(Job):
 
     @property
     def func(self) -> Any:
-        refusal = registry.refusal(self.func_name, [])
+        refusal = catalog.refusal(self.func_name, [])
         if refusal is not None or self.instance is not None:
             raise UndeclaredJobError(refusal or f"{self.func_name!r}: jobs on instances are not declared jobs")
-        return registry.declared_function(self.func_name)  # type: ignore[arg-type]
+        return catalog.declared_function(self.func_name)  # type: ignore[arg-type]
 
     @property
     def success_callback(self) -> Any:
@@ -74,7 +74,7 @@ class QueueingJob(Job):
 
 
 def _check_callbacks(job: Job) -> None:
-    refusal = registry.refusal(job.func_name, rq_compat.callback_names(job))
+    refusal = catalog.refusal(job.func_name, rq_compat.callback_names(job))
     if refusal is not None:
         raise UndeclaredJobError(refusal)
 
@@ -88,7 +88,7 @@ def refusal_of(job: Job) -> str | None:
         unreadable = getattr(job, "unreadable_fields", ())
         if unreadable:
             return f"UnreadableJobError: fields RQ could not read: {', '.join(unreadable)[:200]}"
-        reason = registry.refusal(job.func_name, rq_compat.callback_names(job)) or signing.refusal(
+        reason = catalog.refusal(job.func_name, rq_compat.callback_names(job)) or signing.refusal(
             job, getattr(job, "hash_fields", ()), getattr(job, "empty_fields", {})
         )
         if reason == signing.UNSIGNED and _pushed_before_signing(job):
@@ -126,7 +126,7 @@ def _pushed_before_signing(job: Job) -> bool:
         row = BackgroundJob.objects.filter(pk=job.id, state=BackgroundJob.State.PENDING).values_list("queue", "func", "args", "kwargs").first()
     except DatabaseError:
         return False
-    spec = registry.jobs().get(job.func_name or "")
+    spec = catalog.jobs().get(job.func_name or "")
     return (
         row is not None
         and spec is not None

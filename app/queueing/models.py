@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
-from .rows import insert_rows
+from .row_inserts import insert_rows
 
 
 class BackgroundJob(models.Model):
@@ -78,7 +78,7 @@ class BackgroundJob(models.Model):
     ) -> None:
         """Record pending jobs, one per (job id, args, kwargs), in the caller's transaction.
 
-        This runs inside the request's transaction for every enqueue: a plain INSERT (rows.py).
+        This runs inside the request's transaction for every enqueue: a plain INSERT (row_inserts.py).
         `created_at` is left to the database's default (its own clock).
         """
         pending = cls.State.PENDING.value

@@ -10,7 +10,7 @@ from typing import cast
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis import Redis
 
-from . import keys, outbox, registry, rq_compat
+from . import catalog, keys, outbox, rq_compat
 from .health import queue_checks
 from .stats import BUCKETS, OUTCOMES
 
@@ -36,7 +36,7 @@ class JobStatsCollector:
         self.connection = connection
 
     def collect(self) -> Iterator[Metric]:
-        names = list(registry.queues())
+        names = list(catalog.queues())
 
         funcs = sorted(f.decode() for f in cast("set[bytes]", self.connection.smembers(keys.JOB_STATS_FUNCS)))
         with self.connection.pipeline(transaction=False) as pipe:
@@ -91,7 +91,7 @@ class JobStatsCollector:
     def _alerting_inputs(self, names: list[str], heartbeat: bytes | None) -> Iterator[Metric]:
         """What deploy/prometheus/rules.yml needs beyond the job, queue and outbox series above."""
         budget = GaugeMetricFamily("egoejo_queue_wait_budget_seconds", "How long a job of the queue may wait before it is late", labels=["queue"])
-        for name, spec in registry.queues().items():
+        for name, spec in catalog.queues().items():
             budget.add_metric([name], spec.wait_budget)
         yield budget
         if heartbeat is not None:

@@ -33,16 +33,16 @@ from django.db.models.functions import Now
 from redis.exceptions import RedisError, WatchError
 from rq.exceptions import DeserializationError, NoSuchJobError
 
-from . import dispatch, keys, registry, rq_compat
+from . import catalog, dispatch, keys, rq_compat
+from .catalog import Push
 from .connections import get_queue
-from .ends import _close, mark_ended
+from .job_reports import last_line
 from .jobclass import QueueingJob
 from .liveness import LIVENESS_INTERVAL
 from .models import BackgroundJob
+from .outbox_ends import _close, mark_ended
 from .recovery import orphans, seen_twice, unbacked
-from .registry import Push
 from .serialization import JobSerializer
-from .status import last_line
 
 logger = logging.getLogger(__name__)
 
@@ -141,13 +141,13 @@ def _reconcile_rows(
             counts["closed"] += _close([job_id], state, reason)
             continue
         if status is None:
-            if not registry.is_declared(func):
+            if not catalog.is_declared(func):
                 mark_ended(job_id, failed=True, reason=f"UndeclaredJobError: {func!r} is no longer a declared job")
                 counts["closed"] += 1
                 continue
             if job_id in claimed or not seen_twice(connection, "missing", job_id, after=missing_after):
                 continue  # still running on a worker, or not yet seen missing long enough
-            pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
+            pushes.append(Push(catalog.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
         elif status == "queued" and job_id in lost_entries:
             # Its hash survived but the queue entry didn't (a failover lost the old master's
             # last writes, say): nothing would ever run it. Pushed only if that still holds in
@@ -161,11 +161,11 @@ def _reconcile_rows(
             if outcome == "requeued":
                 logger.warning("job %s (%s) said %s but nothing held it: requeued", job_id, func, status)
                 counts["requeued"] += 1
-            elif outcome == "unreadable" and registry.is_declared(func):
+            elif outcome == "unreadable" and catalog.is_declared(func):
                 # A partial hash (a worker's late write after Redis lost the job): dropped, the
                 # job is sent again from its row.
                 logger.warning("job %s (%s) said %s but its hash was partial: re-sent from its row", job_id, func, status)
-                pushes.append(Push(registry.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
+                pushes.append(Push(catalog.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
 
 
 def _requeue_unheld(connection: Any, queue: str, job_id: str, status: str | None) -> str:

@@ -25,12 +25,12 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 
-from . import keys, registry, rq_compat
+from . import catalog, keys, rq_compat
 from .connections import get_queue
-from .ends import mark_ended
 from .jobclass import QueueingJob
 from .liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here
 from .locks import TokenLock
+from .outbox_ends import mark_ended
 from .serialization import JobSerializer
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def sweep(connection: Redis, queue_names: list[str]) -> list[str]:
     with _sweep_lock(connection) as lock:
         if not lock:
             return []  # another process is sweeping right now
-        declared = registry.queues()
+        declared = catalog.queues()
         names = [name for name in queue_names if name in declared]
         for name in names:
             lock.extend()

@@ -21,7 +21,7 @@ from rq.exceptions import NoSuchJobError
 from rq.scheduler import RQScheduler
 from rq_scheduler import Scheduler
 
-from . import keys, outbox, registry, rq_compat, signing
+from . import catalog, keys, outbox, rq_compat, signing
 from .jobclass import QueueingJob, record_refusal, refusal_of
 from .locks import TokenLock
 from .recovery import sweep
@@ -117,7 +117,7 @@ class ProjectScheduler(DjangoScheduler):
             super().enqueue_job(job)
             return
         self.cancel(job)
-        spec = registry.queue_declared(job.origin) if isinstance(job.origin, str) else None
+        spec = catalog.queue_declared(job.origin) if isinstance(job.origin, str) else None
         if spec is None:
             logger.error("schedule %s refused and dropped (not on a declared queue): %s", job.id, reason)
             return
@@ -136,7 +136,7 @@ class ProjectScheduler(DjangoScheduler):
         except RedisError:
             logger.exception("could not check the recurring schedules")
         jobs = super().enqueue_jobs()
-        names = list(registry.queues())
+        names = list(catalog.queues())
         try:
             sweep(self.connection, names)
             self._fire_due_retries(names)
@@ -155,7 +155,7 @@ class ProjectScheduler(DjangoScheduler):
 
 def ensure_schedules(scheduler: Scheduler) -> list[str]:
     """Make the registered schedules equal to the declared ones; returns the ids (re)created."""
-    wanted = {SCHEDULE_ID_PREFIX + r.id: r for r in registry.recurring_jobs()}
+    wanted = {SCHEDULE_ID_PREFIX + r.id: r for r in catalog.recurring_jobs()}
     changed: list[str] = []
     for job in scheduler.get_jobs():
         recurring = wanted.get(job.id)

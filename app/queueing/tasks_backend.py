@@ -9,7 +9,7 @@ on 5.2) on this layer: `TASKS = {"default": {"BACKEND": "app.queueing.tasks_back
     result = send_receipt.enqueue(contribution.pk)     # the outbox row now, the push after commit
     send_receipt.get_result(result.id).status          # READY, RUNNING, SUCCESSFUL or FAILED
 
-- A function given to `@task` is declared to the registry, like `@job`, with its queue's policy:
+- A function given to `@task` is declared to the catalog, like `@job`, with its queue's policy:
   one declaration per function. A Task on a function already declared with `@job` (every domain
   job's `.task`) is a view of that declaration: same queue, same policy, same function.
 - `.enqueue()` / `.aenqueue()` go through `enqueueing.submit`, the path of `.delay()`: outbox row in
@@ -56,10 +56,10 @@ from django_tasks.signals import task_enqueued
 from redis.exceptions import RedisError
 from rq.job import Job, JobStatus
 
+from . import catalog, outcomes
 from . import errors as layer_errors
-from . import outcomes, registry
+from .catalog import JobSpec, func_path
 from .enqueueing import submit
-from .registry import JobSpec, func_path
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ class OutboxTaskBackend(BaseTaskBackend):
 
     @property
     def queues(self) -> set[str]:
-        """The declared queues (those of them named in QUEUES, if set): read from the registry."""
-        declared = set(registry.queues())
+        """The declared queues (those of them named in QUEUES, if set): read from the catalog."""
+        declared = set(catalog.queues())
         return declared if self._configured_queues is None else declared & self._configured_queues
 
     @queues.setter
@@ -108,9 +108,9 @@ class OutboxTaskBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
         # The Task was validated (and declared) when it was made: a Task is immutable.
-        spec = registry.spec_for(func_path(task.func))
+        spec = catalog.spec_for(func_path(task.func))
         call_args, call_kwargs = list(args), dict(kwargs)
-        owner_id = spec.owner_of(call_args, call_kwargs, registry.declared_function(spec.path))
+        owner_id = spec.owner_of(call_args, call_kwargs, catalog.declared_function(spec.path))
         job = submit(spec, call_args, call_kwargs, owner_id=owner_id, due_at=task.run_after, at_front=task.priority > 0)
         result: TaskResult[Any] = TaskResult(
             task=task, id=job.id, status=Status.READY, enqueued_at=timezone.now(), started_at=None, finished_at=None,
@@ -132,7 +132,7 @@ class OutboxTaskBackend(BaseTaskBackend):
         return _answer(self.alias, task, row, _redis_job(result_id))
 
     def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
-        unknown = sorted((self._configured_queues or set()) - set(registry.queues()))
+        unknown = sorted((self._configured_queues or set()) - set(catalog.queues()))
         if unknown:
             yield checks.Error(
                 f"TASKS[{self.alias!r}]['QUEUES'] names queues that are not declared: {', '.join(unknown)}",
@@ -144,11 +144,11 @@ def task_for(path: str) -> Task[Any, Any]:
     """The standard Task of a declared function: the one that declared it, or a view of its `@job`."""
     found = _tasks.get(path)
     if found is None:
-        spec = registry.spec_for(path)  # refuses the undeclared
+        spec = catalog.spec_for(path)  # refuses the undeclared
         alias = backend_alias()
         backend = task_backends[alias]
         # Validating it (in Task.__post_init__) records it in _tasks.
-        found = backend.task_class(func=registry.declared_function(path), queue_name=spec.queue_name, backend=alias)
+        found = backend.task_class(func=catalog.declared_function(path), queue_name=spec.queue_name, backend=alias)
     return found
 
 
@@ -168,16 +168,16 @@ def backend_alias() -> str:
 
 def _declare(task: Task[Any, Any]) -> None:
     path = func_path(task.func)
-    if not registry.is_declared(path):
-        queue = registry.queue(task.queue_name)
+    if not catalog.is_declared(path):
+        queue = catalog.queue(task.queue_name)
         spec = JobSpec(
             path=path, queue=queue, timeout=queue.timeout, result_ttl=queue.result_ttl, failure_ttl=queue.failure_ttl,
             retries=queue.retries,
         )
-        registry.register_job(spec, _runner(task))
+        catalog.register_job(spec, _runner(task))
         _tasks[path] = task
         return
-    spec = registry.spec_for(path)
+    spec = catalog.spec_for(path)
     if spec.queue_name != task.queue_name:
         raise InvalidTaskError(
             f"{path} is declared on queue {spec.queue_name!r}: its tasks run there (one declaration, one policy), "
@@ -185,7 +185,7 @@ def _declare(task: Task[Any, Any]) -> None:
         )
     declared = _tasks.get(path)
     if declared is None:  # declared with @job: this Task is a view of that declaration
-        if registry.declared_function(path) is not task.func:
+        if catalog.declared_function(path) is not task.func:
             raise InvalidTaskError(f"{path} is declared with another function of that name")
         if task.takes_context:
             raise InvalidTaskError(f"{path} is declared with @job: it takes no context")

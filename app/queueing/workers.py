@@ -1,7 +1,7 @@
 """The workers: JSON jobs, declared functions only, failure triage, outbox rows closed on every end.
 
 - `QueueingJob` (django-rq's JOB_CLASS) reads and writes JSON, never pickle, and resolves a job's
-  function through the registry of declared jobs instead of importing the name Redis holds: a
+  function through the catalog of declared jobs instead of importing the name Redis holds: a
   hand-written hash naming `os.system` gets an UndeclaredJobError, nothing is imported.
 - Before a job starts, the worker refuses it (failed with its reason, nothing imported or called)
   when its function or a callback is undeclared, and drops a duplicate: a job whose status is no

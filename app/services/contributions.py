@@ -27,8 +27,7 @@ from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from app.models import Contribution, Project
-
-from . import impact_refresh
+from app.services import impact_refresh
 
 CENT = Decimal("0.01")
 # The longest amount text worth reading: "10000000000.00" is 14 characters.

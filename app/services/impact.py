@@ -19,8 +19,7 @@ from django.utils import timezone
 
 from app.models import Contribution, ImpactDashboard
 from app.queueing.connections import redis_connection
-
-from . import redis_keys
+from app.services import redis_keys
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,7 @@ from app.jobs.metrics import update_impact_dashboard_metrics
 from app.models import ImpactDashboard
 from app.queueing.connections import redis_connection
 from app.queueing.locks import TokenLock
-
-from . import impact, redis_keys
+from app.services import impact, redis_keys
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from . import redis_keys
+from app.services import redis_keys
 
 logger = logging.getLogger(__name__)
 

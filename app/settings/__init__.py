@@ -308,7 +308,7 @@ PASSWORD_RESET_TIMEOUT = ACCOUNT_TOKEN_MAX_AGE
 # --- Uploads ---------------------------------------------------------------------------
 IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000)
-# What the web process's header check (app/services/image_headers.py) also refuses: animations
+# What the web process's header check (app/services/images/headers.py) also refuses: animations
 # of more frames, files with more metadata (EXIF, ICC, XMP, text, counted inflated).
 IMAGE_MAX_FRAMES = env_int("IMAGE_MAX_FRAMES", 1000)
 IMAGE_MAX_METADATA_BYTES = env_int("IMAGE_MAX_METADATA_BYTES", 4 * 1024 * 1024)

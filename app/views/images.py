@@ -11,9 +11,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from app.models import UploadedImage
 from app.services import throttling
-from app.services.image_files import ORIGINALS_DIR, RENDITIONS_DIR
-from app.services.image_uploads import UploadRejected, accept_upload
-from app.services.images import renditions_for_client
+from app.services.images.files import ORIGINALS_DIR, RENDITIONS_DIR
+from app.services.images.renditions import renditions_for_client
+from app.services.images.uploads import UploadRejected, accept_upload
 
 from .bounded_uploads import UploadTooLarge, bound_upload
 from .http import error, login_required_json

@@ -4,7 +4,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from app.queueing.status import status_for_owner
+from app.queueing.job_reports import status_for_owner
 
 from .http import error, login_required_json
 

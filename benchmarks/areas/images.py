@@ -80,13 +80,13 @@ def obvious(path: str) -> bytes:
 
 
 def project_fitted(path: str) -> bytes:
-    from app.services import image_pipeline
+    from app.services.images import pipeline as image_pipeline
 
     return image_pipeline.render(Path(path).read_bytes(), *BOX, QUALITY, 50_000_000, renditions=("fitted",))[0].data
 
 
 def project_all(path: str) -> bytes:
-    from app.services import image_pipeline
+    from app.services.images import pipeline as image_pipeline
 
     return image_pipeline.render(Path(path).read_bytes(), *BOX, QUALITY, 50_000_000)[0].data
 
@@ -239,7 +239,8 @@ def _end_to_end(path: str) -> None:
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import UploadedFile
 
-    from app.services import image_uploads, images
+    from app.services.images import renditions as images
+    from app.services.images import uploads as image_uploads
 
     owner = get_user_model().objects.get_or_create(username="bench")[0]
     with open(path, "rb") as handle:

@@ -42,7 +42,7 @@ import time
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from app.jobs import emails
-from app.services.mail_fanout import queue_bulk_email
+from app.services.mail.enqueueing import queue_bulk_email
 users = list(get_user_model().objects.filter(username__startswith="bench").order_by("pk"))
 started = time.time()
 with transaction.atomic():

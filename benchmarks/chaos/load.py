@@ -113,7 +113,7 @@ def setup_project(stack: ChaosStack) -> int:
 def queue_bulk_mail(stack: ChaosStack) -> list[str]:
     code = (
         "import json\nfrom django.contrib.auth import get_user_model\n"
-        "from app.services.mail_fanout import queue_bulk_email\n"
+        "from app.services.mail.enqueueing import queue_bulk_email\n"
         "ids = list(get_user_model().objects.filter(is_active=True).order_by('pk').values_list('pk', flat=True))\n"
         "print(json.dumps(queue_bulk_email('announcement', ids)))\n"
     )

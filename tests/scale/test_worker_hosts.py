@@ -140,7 +140,7 @@ import io
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
-from app.services import image_uploads as images
+from app.services.images import uploads as images
 from tests.factories import jpeg_bytes
 
 image = Image.open(io.BytesIO(jpeg_bytes((4000, 3000), orientation=6)))

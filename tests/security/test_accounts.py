@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from app.models import MemberPreferences
-from app.services import mail_bulk
+from app.services.mail import batch_sending as mail_bulk
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -27,7 +27,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from app.models import ImpactDashboard, SentMail
-from app.queueing import keys, registry
+from app.queueing import catalog as registry
+from app.queueing import keys
 from app.queueing.models import BackgroundJob
 from app.queueing.scheduling import ProjectScheduler, ensure_schedules
 from app.queueing.workers import ForkingWorker, InProcessWorker

@@ -127,7 +127,7 @@ def test_each_role_does_its_own_work_with_its_own_credentials(
     server, as_role, transactional_db, admin_client, django_capture_on_commit_callbacks, caplog, settings
 ):
     from app.jobs import emails
-    from app.queueing import status
+    from app.queueing import job_reports as status
     from app.queueing.monitoring import JobStatsCollector
     from app.queueing.scheduling import ProjectScheduler
     from app.queueing.workers import InProcessWorker

@@ -1,7 +1,7 @@
 """Uploads of every accepted format, attacked: decompression bombs, truncated files, thousands of
 frames, metadata bombs (zTXt, iCCP, EXIF), polyglots, a name that lies about the content.
 
-The web process checks the file's structure without decoding a pixel (app/services/image_headers.py):
+The web process checks the file's structure without decoding a pixel (app/services/images/headers.py):
 a refusal is a JSON 400 in the member's language, stores nothing and queues nothing; what is
 accepted is processed by the image worker. The memory each costs the web process is measured by
 `scripts/bench upload_memory` (docs/images.md, "Limits").

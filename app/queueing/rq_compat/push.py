@@ -21,7 +21,7 @@ from rq.job import Job, validate_job_id
 from rq.utils import now, utcformat
 
 from .. import signing
-from ..registry import Push, describe, job_meta, job_options
+from ..catalog import Push, describe, job_meta, job_options
 from .version import fast_paths
 
 if TYPE_CHECKING:

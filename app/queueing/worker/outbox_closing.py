@@ -12,8 +12,8 @@ from typing import Any
 from rq.job import JobStatus
 
 from .. import outcomes
-from ..ends import mark_cancelled, mark_ended
-from ..status import last_line
+from ..job_reports import last_line
+from ..outbox_ends import mark_cancelled, mark_ended
 
 
 class OutboxClosing:

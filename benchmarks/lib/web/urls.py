@@ -13,8 +13,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from app.jobs import emails
 from app.queueing import dispatch
+from app.queueing.catalog import Push
 from app.queueing.models import BackgroundJob
-from app.queueing.registry import Push
 
 _serial = itertools.count()
 

@@ -9,16 +9,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from app.queueing import registry
+from app.queueing import catalog
 from app.queueing.connections import get_queue
-from app.queueing.status import last_line
+from app.queueing.job_reports import last_line
 
 
 class Command(BaseCommand):
     help = "List failed jobs with their reasons; --requeue or --delete them."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--queue", action="append", choices=sorted(registry.queues()), help="Only this queue (repeatable).")
+        parser.add_argument("--queue", action="append", choices=sorted(catalog.queues()), help="Only this queue (repeatable).")
         parser.add_argument("--limit", type=int, default=50, help="At most this many jobs per queue.")
         action = parser.add_mutually_exclusive_group()
         action.add_argument("--requeue", action="store_true", help="Requeue the listed jobs.")
@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
-        for name in options["queue"] or sorted(registry.queues()):
+        for name in options["queue"] or sorted(catalog.queues()):
             queue = get_queue(name)
             failed = queue.failed_job_registry
             job_ids = failed.get_job_ids(0, options["limit"] - 1)

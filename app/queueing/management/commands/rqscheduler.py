@@ -54,6 +54,6 @@ class Command(BaseCommand):
 
 def _home_queue() -> str:
     # rq-scheduler wants a queue for jobs scheduled without one; every schedule here names its own.
-    from app.queueing import registry
+    from app.queueing import catalog
 
-    return min(registry.queues())
+    return min(catalog.queues())

@@ -13,9 +13,9 @@ from django.utils.translation import gettext as _
 
 from app.jobs.images import process_image
 from app.models import UploadedImage
-
-from . import image_files, image_headers
-from .image_files import ORIGINALS_DIR
+from app.services.images import files as image_files
+from app.services.images import headers as image_headers
+from app.services.images.files import ORIGINALS_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from app.queueing.models import _RECORD_FIELDS, BackgroundJob
-from app.queueing.rows import COPY_MIN_ROWS, insert_rows
+from app.queueing.row_inserts import COPY_MIN_ROWS, insert_rows
 
-FIELDS = (*_RECORD_FIELDS, "created_at")  # the outbox leaves created_at to the database; rows.py is tested with it given
+FIELDS = (*_RECORD_FIELDS, "created_at")  # the outbox leaves created_at to the database; row_inserts.py is tested with it given
 
 pytestmark = pytest.mark.django_db
 

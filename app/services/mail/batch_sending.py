@@ -19,8 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 
 from app.queueing import PermanentJobError
-
-from . import mail
+from app.services.mail import delivery as mail
 
 logger = logging.getLogger(__name__)
 

@@ -174,7 +174,7 @@ def send_once(
 ) -> bool:
     """Send unless this Message-ID was sent before; False when it already was (or, at-most-once, may have been).
 
-    `data`: the message's MIME bytes, built ahead (app.services.mail_bulk builds the next
+    `data`: the message's MIME bytes, built ahead (app.services.mail.batch_sending builds the next
     message while this one is on the wire); over SMTP they are sent as they are.
     """
     message_id = message.extra_headers.get("Message-ID")

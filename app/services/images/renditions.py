@@ -14,9 +14,9 @@ from django.utils import timezone
 from app import tracing
 from app.models import UploadedImage
 from app.queueing import PermanentJobError
-
-from . import image_files, image_pipeline
-from .image_files import RENDITIONS_DIR
+from app.services.images import files as image_files
+from app.services.images import pipeline as image_pipeline
+from app.services.images.files import RENDITIONS_DIR
 
 logger = logging.getLogger(__name__)
 # What the pipeline makes → what clients call it, its file extension and content type.

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class JobStatus:
+class JobReport:
     id: str
     queue: str
     func: str
@@ -40,7 +40,7 @@ class JobStatus:
         }
 
 
-def status_for_owner(job_id: str, owner_id: int) -> JobStatus | None:
+def status_for_owner(job_id: str, owner_id: int) -> JobReport | None:
     """The job's live state from Redis, falling back to the database record; None unless owned."""
     record = BackgroundJob.objects.filter(id=job_id, owner_id=owner_id).first()
     if record is None:
@@ -58,7 +58,7 @@ def status_for_owner(job_id: str, owner_id: int) -> JobStatus | None:
         pass  # expired from Redis (or not sent yet): the record is the truth
     except RedisError:
         logger.warning("Redis unavailable while reading job %s; answering from the database", job_id)
-    return JobStatus(
+    return JobReport(
         id=record.id,
         queue=record.queue,
         func=record.func,

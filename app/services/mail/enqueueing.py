@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from django.core.exceptions import ValidationError
 
 from app.jobs.emails import send_bulk_email, send_email
-
-from .mail import TEMPLATES, check_address
+from app.services.mail.delivery import TEMPLATES, check_address
 
 BATCH_SIZE = 100
 
