@@ -17,7 +17,7 @@ class EgoejoConfig(AppConfig):
             init_tracing(exporter=settings.TRACING_EXPORTER, sample_ratio=settings.TRACING_SAMPLE_RATIO)
 
         from app.models import UploadedImage
-        from app.services.images import renditions as images
+        from app.services.images import renditions
 
         # A deleted image (or a deleted member's, by cascade) takes its objects with it.
-        post_delete.connect(images.on_image_deleted, sender=UploadedImage, dispatch_uid="egoejo-image-files")
+        post_delete.connect(renditions.on_image_deleted, sender=UploadedImage, dispatch_uid="egoejo-image-files")

@@ -195,7 +195,7 @@ def test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs
     """A flush while a job runs takes its hash: re-sending it at the first sighting would run a
     second copy beside the first. The running worker claims it again
     within a liveness beat; the reconciler waits for a second sighting and leaves claimed jobs."""
-    from app.queueing.liveness import running_key
+    from app.queueing.keys import running as running_key
 
     with django_capture_on_commit_callbacks(execute=True):
         running, lost = metrics.update_impact_dashboard_metrics.delay_many([[1], [2]])
@@ -232,7 +232,7 @@ def test_a_job_that_says_started_or_scheduled_while_nothing_holds_it_is_requeued
     holds it, because a Redis restart or a killed sweeper cut off the step that moves it, would
     stay pending forever. The reconciler requeues it on its second sighting;
     one that a registry or a running worker still holds stays where it is."""
-    from app.queueing.liveness import running_key
+    from app.queueing.keys import running as running_key
 
     with django_capture_on_commit_callbacks(execute=True):
         in_registry, claimed, unheld = metrics.update_impact_dashboard_metrics.delay_many([[1], [2], [3]])

@@ -131,8 +131,12 @@ def private_names(library: str) -> set[str]:
     return names
 
 
+# RQ's class attributes that spell its keys: as much the gate's as an `rq:` literal.
+RQ_KEY_ATTRIBUTES = {"redis_queue_namespace_prefix", "redis_queues_keys", "redis_job_namespace_prefix", "redis_worker_namespace_prefix", "redis_workers_keys"}
+
+
 def gated_private_names() -> set[str]:
-    return set().union(*(private_names(library) for library in GATED_LIBRARIES))
+    return set().union(*(private_names(library) for library in GATED_LIBRARIES)) | RQ_KEY_ATTRIBUTES
 
 
 def gate_offenders(tree: ast.Module, private: set[str], label: str = "", allowed: frozenset[str] = frozenset()) -> list[str]:
@@ -174,6 +178,9 @@ def test_third_party_private_names_and_keys_appear_only_in_the_gate():
     private = gated_private_names()
     # the check has teeth: rq's, rq-scheduler's, redis-py's own privates are in it
     assert {"_enqueue_job", "_prepare_for_queue", "_stop_requested", "_status", "_interval", "_lock_acquired", "_sock"} <= private
+    import rq
+
+    assert all(hasattr(rq.Queue, name) or hasattr(rq.Worker, name) or hasattr(rq.job.Job, name) for name in RQ_KEY_ATTRIBUTES)
     offenders: list[str] = []
     for path in APP.rglob("*.py"):
         if COMPAT in path.parents or "migrations" in path.parts:
@@ -237,6 +244,7 @@ def test_the_rules_above_catch_what_they_look_for(tmp_path):
         "planted:14 Mine._install_signal_handlers",
     ])
     assert gate_offenders(ast.parse("storage._connections\n"), gated_private_names()) == [":1 ._connections"]  # allowed only where named
+    assert gate_offenders(ast.parse("Queue.redis_queues_keys\n"), gated_private_names()) == [":1 .redis_queues_keys"]  # a key by attribute
     planted_keys = ast.parse("a = 'egoejo:x'\nb = f'egoejo:{job_id}'\nc = 'not egoejo:x'\nd = f'{x}egoejo:'\n")
     assert key_literals(planted_keys, "egoejo:") == [1, 2, 4]
     known = {"app.a", "app.b"}

@@ -461,6 +461,10 @@ def test_the_key_formats_are_rqs_own(redis_conn):
     assert rq_compat.failed_key("metrics") == FailedJobRegistry("metrics", connection=redis_conn).key
     assert rq_compat.worker_key("w-1") == worker.key
     assert rq_compat.job_key("abc") == Job.key_for("abc")
+    queue.enqueue("tests.fixtures.say_hello", "x")
+    assert redis_conn.smembers(rq_compat.ALL_QUEUES_KEY) == {queue.key.encode()}
+    worker.register_birth()
+    assert [rq_compat.is_worker_key(key) for key in (worker.key, queue.key, Job.key_for("abc"))] == [True, False, False]
 
 
 # -- JSON only, and the fields of a job the layer made --------------------------------------------

@@ -11,8 +11,7 @@ from rq import get_current_job
 
 from app.queueing import Retries, TransientJobError, declare_queue, job, report_progress
 from app.services import account_tokens
-from app.services.mail import batch_sending as mail_bulk
-from app.services.mail import delivery as mail
+from app.services.mail import batch_sending, delivery
 
 logger = logging.getLogger(__name__)
 
@@ -28,21 +27,21 @@ def _job_id() -> str:
 @job(emails)
 def send_email(to_email: str, subject: str, html_content: str, text_content: str | None = None) -> dict[str, Any]:
     job_id = _job_id()
-    message = mail.build_message(to_email, subject, html_content, text_content, mail.message_id_for(job_id, to_email))
-    sent = mail.send_once(message, job_id)
+    message = delivery.build_message(to_email, subject, html_content, text_content, delivery.message_id_for(job_id, to_email))
+    sent = delivery.send_once(message, job_id)
     return {"to": to_email, "message_id": message.extra_headers["Message-ID"], "sent": sent}
 
 
 def _mail_member(template: str, user_id: int, links: Callable[[Any], dict[str, Any]] | None = None, *, pending: bool = False) -> dict[str, Any]:
-    user = mail.pending_user(user_id) if pending else mail.active_user(user_id)
+    user = delivery.pending_user(user_id) if pending else delivery.active_user(user_id)
     if user is None:
         # Deleted, deactivated or (pending) confirmed or replaced since: nothing to send, nothing to retry.
         logger.info("%s mail skipped: no %s user %s", template, "pending" if pending else "active", user_id)
         return {"user_id": user_id, "sent": False}
     job_id = _job_id()
     # Links are made now, from the account's state: no token travels through Redis (app/services/account_tokens.py).
-    message = mail.templated_message(template, user, job_id, extra=links(user) if links else None)
-    sent = mail.send_once(message, job_id)
+    message = delivery.templated_message(template, user, job_id, extra=links(user) if links else None)
+    sent = delivery.send_once(message, job_id)
     return {"user_id": user_id, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
 
 
@@ -68,7 +67,7 @@ def send_account_exists_email(user_id: int) -> dict[str, Any]:
 def send_password_reset_email(to_email: str) -> dict[str, Any]:
     """A password reset was asked for this address: the link, if an active account uses it; else nothing.
     Enqueued for every well-formed request, so that the web's answer and its time tell nothing."""
-    user = mail.active_user_by_address(to_email)
+    user = delivery.active_user_by_address(to_email)
     if user is None:
         logger.info("password reset mail skipped: no active account uses the address")
         return {"sent": False}
@@ -87,15 +86,15 @@ def _reset_links(user: Any) -> dict[str, Any]:
 def send_username_taken_email(to_email: str, language: str) -> dict[str, Any]:
     """A registration from this address chose a taken username: tell the address, nothing more."""
     job_id = _job_id()
-    message = mail.address_message("username_taken", to_email, job_id, language)
-    sent = mail.send_once(message, job_id)
+    message = delivery.address_message("username_taken", to_email, job_id, language)
+    sent = delivery.send_once(message, job_id)
     return {"to": to_email, "sent": sent, "message_id": message.extra_headers["Message-ID"]}
 
 
 @job(emails)
 def send_bulk_email(template: str, user_ids: list[int]) -> dict[str, Any]:
     """One batch of a fan-out, over one SMTP connection; bad recipients are reported, not fatal."""
-    report = mail_bulk.send_bulk(template, user_ids, _job_id(), on_progress=report_progress)
+    report = batch_sending.send_bulk(template, user_ids, _job_id(), on_progress=report_progress)
     if report.deferred:
         # Retried with backoff; what this run sent is recorded and won't be sent again.
         raise TransientJobError(f"{len(report.deferred)} recipient(s) deferred by the server: {report.deferred}")

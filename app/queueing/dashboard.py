@@ -138,13 +138,12 @@ def content_security_policy(body: str) -> str:
 
 def _register_queues(connection: Any) -> None:
     """RQ lists a queue only once something was enqueued on it; operators expect all three."""
-    from rq import Queue
 
     from . import catalog, rq_compat
 
     names = list(catalog.queues())
     if names:
-        connection.sadd(Queue.redis_queues_keys, *(rq_compat.queue_key(name) for name in names))
+        connection.sadd(rq_compat.ALL_QUEUES_KEY, *(rq_compat.queue_key(name) for name in names))
 
 
 def _record_operator_deletes(path: str, connection: Any) -> None:

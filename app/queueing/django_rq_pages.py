@@ -22,8 +22,8 @@ from django_rq import urls as django_rq_urls
 from django_rq import views
 from django_rq.queues import get_queue_by_index
 from rq.registry import FailedJobRegistry
-from rq.worker import Worker
 
+from . import rq_compat
 from .outbox_ends import mark_cancelled
 
 app_name = django_rq_urls.app_name
@@ -60,7 +60,7 @@ def delete_failed_jobs(request: HttpRequest, queue_index: int) -> HttpResponse:
 @staff_member_required
 def worker_details(request: HttpRequest, queue_index: int, key: str) -> HttpResponse:
     # django-rq answers 500 for a key that is not a worker's (Worker.find_by_key raises).
-    if not key.startswith(Worker.redis_worker_namespace_prefix):
+    if not rq_compat.is_worker_key(key):
         raise Http404("No such worker.")
     return views.worker_details(request, queue_index, key)
 

@@ -6,7 +6,7 @@ The worker's collaborators (app/queueing/worker/) do the work with these; the sw
 - The lease: a worker's key lives LIVENESS_TTL and its liveness thread renews it every
   LIVENESS_INTERVAL (worker/lease.py), so the key of a SIGKILLed worker is gone within seconds,
   not RQ's 7 to 14 minutes; the abandoned-job sweeper requeues what such a worker was running.
-  While a job runs the thread claims it (`running_key`).
+  While a job runs the thread claims it (`keys.running`).
 - A stalled work loop (worker/stall_watch.py): past DEFAULT_STALL_LIMIT (or
   settings.QUEUEING_WORK_LOOP_STALL_SECONDS) without a heartbeat, a worker leaves with EX_SOFTWARE.
 - Redis outages: `wait_for_redis`, for workers (worker/outage_resume.py) and rqscheduler.
@@ -29,8 +29,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from . import keys
-
 # A dead worker's job is re-run once its key is gone and a sweep runs: at most LIVENESS_TTL plus a
 # sweep period (the scheduler's 2 s pass) after the death, inside the 30 s the docs promise. Four
 # beats fit in one lease, so a living worker loses its key only when frozen, not when busy.
@@ -43,13 +41,6 @@ EX_SOFTWARE = 70  # the exit status of a worker that left because its work loop 
 # The field of RQ's worker hash that says which process the worker is (see process_identity).
 PROCESS_FIELD = "egoejo_process"
 
-
-def running_key(job_id: str) -> str:
-    """Set by a worker's liveness thread while it runs the job: a claim that outlives a flush of
-    Redis (the thread writes it again within LIVENESS_INTERVAL), read by the outbox reconciler.
-    Dropped when the job ends here, so that a job lost after its run (a fenced copy, a flush at
-    its end) is not held back for the claim's TTL; a beat racing the end leaves it LIVENESS_TTL."""
-    return keys.running(job_id)
 
 
 def wait_for_redis(connection: Any, should_stop: Callable[[], bool] = lambda: False) -> bool:

@@ -102,7 +102,7 @@ class ProjectScheduler(DjangoScheduler):
         # rq-scheduler would import the class a job's meta names (`queue_class_name`): Redis
         # would choose the code. A job goes to the queue its origin names, as this class has it.
         return self.queue_class.from_queue_key(
-            self.queue_class.redis_queue_namespace_prefix + job.origin, connection=self.connection, job_class=self.job_class
+            rq_compat.queue_key(job.origin), connection=self.connection, job_class=self.job_class
         )
 
     def enqueue_job(self, job: Any) -> None:

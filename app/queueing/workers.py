@@ -97,10 +97,11 @@ class ProjectWorker(_WorkerBase):
             _prepare_for_work_horses()
         if self.recycles:
             # RQ's pool starts every member with a scheduler child of its own (with_scheduler=True).
-            # A child holds the pool's queue locks under a random name, for 61 s after it dies with
-            # its member, and no retry of those queues fired meanwhile (a welcome mail's retry 80 s
-            # late). The pool's retries are fired by rqscheduler's pass instead (every pass, 2 s,
-            # under one owner name that a restarted scheduler takes over).
+            # A child holds the pool's queue locks under a random name for 61 s after it dies with
+            # its member, and no retry of those queues would fire meanwhile. The pool's retries are
+            # fired by rqscheduler's pass instead (every pass, 2 s, under one owner name that a
+            # restarted scheduler takes over;
+            # tests/test_schedules.py::test_the_pools_members_run_no_scheduler_child).
             kwargs["with_scheduler"] = False
         process_tree.install(self.connection)  # children die with us
         self.lease.start()
@@ -213,10 +214,11 @@ class ProjectWorker(_WorkerBase):
             return
         if rq_compat.is_intermediate_cleanup(exc_string):
             # RQ's intermediate-list cleanup fails (and so retries) any job whose id it found left
-            # there for a minute, even one that finished since: a horse killed before it took the
-            # id out leaves it behind, and the job ran twice 70-90 s apart.
-            # A job still waiting to start goes back to the front of its queue; any other is left
-            # as it is. RQ removes the stale id itself.
+            # there for a minute, even one that finished since (a horse killed before it took the id
+            # out leaves it behind), so the job would run twice. Here it fails or retries nothing: a
+            # job still waiting to start goes back to the front of its queue; any other is left as it
+            # is. RQ removes the stale id itself
+            # (tests/test_declared_jobs.py::test_rqs_intermediate_cleanup_never_fails_or_retries_a_job).
             if job.get_status(refresh=True) == JobStatus.QUEUED and self.connection.lpos(queue.key, job.id) is None:
                 rq_compat.requeue_at_front(queue, job)
                 logger.warning("job %s was stuck between dequeue and start: requeued", job.id)

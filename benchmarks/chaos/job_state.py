@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from app.queueing import rq_compat
-from app.queueing.liveness import PROCESS_FIELD, running_key
+from app.queueing.keys import running as running_key
+from app.queueing.liveness import PROCESS_FIELD
 
 if TYPE_CHECKING:
     from .stack import ChaosStack

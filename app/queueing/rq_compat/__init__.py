@@ -44,8 +44,10 @@ from .bookkeeping import (
 )
 from .json_only import UNREADABLE_FUNC, install_json_only
 from .keys import (
+    ALL_QUEUES_KEY,
     failed_key,
     intermediate_key,
+    is_worker_key,
     job_key,
     queue_key,
     scheduled_key,
@@ -72,6 +74,8 @@ from .speedups import _original_resolve, _original_utcparse, install_speedups, r
 from .version import VERIFIED_RQ_VERSION, fast_paths
 
 __all__ = [
+    "ALL_QUEUES_KEY",
+    "is_worker_key",
     "PER_CALL_FIELDS",
     "UNREADABLE_FUNC",
     "VERIFIED_RQ_VERSION",

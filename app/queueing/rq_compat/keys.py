@@ -9,6 +9,8 @@ from __future__ import annotations
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
+from rq.queue import Queue
+from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 
@@ -34,6 +36,14 @@ def failed_key(name: str) -> str:
 
 def scheduled_key(name: str) -> str:
     return f"rq:scheduled:{name}"
+
+
+ALL_QUEUES_KEY = Queue.redis_queues_keys  # the set of every queue's key, read by RQ's Queue.all()
+
+
+def is_worker_key(key: str) -> bool:
+    """Whether `key` names a worker's hash (not, say, a job's or a queue's)."""
+    return key.startswith(Worker.redis_worker_namespace_prefix)
 
 
 def worker_key(name: str) -> str:

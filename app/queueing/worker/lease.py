@@ -3,7 +3,7 @@
 - Beats: every LIVENESS_INTERVAL the thread renews the worker's key and executions key with
   LIVENESS_TTL, so a SIGKILLed worker's key is gone within seconds, not RQ's 7 to 14 minutes;
   the abandoned-job sweeper (recovery.py) requeues what such a worker was running.
-- The claim: while a job runs, each beat also writes `liveness.running_key(job)`, read by the
+- The claim: while a job runs, each beat also writes `liveness.keys.running(job)`, read by the
   outbox reconciler; dropped when the job ends here (tests/test_declared_jobs.py).
 - The fence: a process stopped (SIGSTOP, a frozen container or VM) past its lease had its job
   requeued elsewhere. When it thaws, its copy must not go on: the work-horse is killed, and an
@@ -23,7 +23,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..liveness import LIVENESS_INTERVAL, LIVENESS_TTL, running_key
+from .. import keys
+from ..liveness import LIVENESS_INTERVAL, LIVENESS_TTL
 from .stall_watch import StallWatch
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Lease:
         self.stall_watch = stall_watch
         self.running_job_id: str | None = None  # read by this thread's claim and fence
         self.fenced_job_id: str | None = None  # the job whose horse the fence killed
-        self.claimed_job_id: str | None = None  # the job this thread claimed (running_key)
+        self.claimed_job_id: str | None = None  # the job this thread claimed (keys.running)
         self.renewed_at: float | None = None  # monotonic time of the last beat that reached Redis
         self.pid = 0  # the process whose thread renews the lease
         self._stop: threading.Event | None = None
@@ -61,7 +62,7 @@ class Lease:
         if self.claimed_job_id == job_id:  # jobs longer than a beat only
             self.claimed_job_id = None
             try:
-                self.worker.connection.delete(running_key(job_id))
+                self.worker.connection.delete(keys.running(job_id))
             except RedisError:
                 pass  # it expires within LIVENESS_TTL
 
@@ -92,7 +93,7 @@ class Lease:
                         # A FLUSHDB or a failover that lost the job's hash must not make the
                         # reconciler send a second copy while this one runs (outbox.py).
                         self.claimed_job_id = running  # the work loop drops the claim at the job's end
-                        pipe.set(running_key(running), worker.name, ex=LIVENESS_TTL)
+                        pipe.set(keys.running(running), worker.name, ex=LIVENESS_TTL)
                     pipe.execute()
                 last_beat = self.renewed_at = time.monotonic()
             except RedisError:

@@ -52,7 +52,7 @@ class ImageHeader:
 
     @property
     def displayed_size(self) -> tuple[int, int]:
-        """As a viewer shows the image: EXIF orientations 5-8 swap the axes (as image_pipeline.displayed_size)."""
+        """As a viewer shows the image: EXIF orientations 5-8 swap the axes (as pipeline.displayed_size)."""
         return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
 
 

@@ -14,8 +14,7 @@ from django.utils import timezone
 from app import tracing
 from app.models import UploadedImage
 from app.queueing import PermanentJobError
-from app.services.images import files as image_files
-from app.services.images import pipeline as image_pipeline
+from app.services.images import files, pipeline
 from app.services.images.files import RENDITIONS_DIR
 
 logger = logging.getLogger(__name__)
@@ -36,18 +35,18 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
     fails removes what it wrote (but never the published set). Five storage requests in all:
     one read, three writes, and deletes only when the set changed.
     """
-    image_files.validate_key(image_path)
+    files.validate_key(image_path)
     record = UploadedImage.objects.filter(original_path=image_path).first()
     try:
-        with image_files.storage_errors_are_transient(), tracing.span("image read"):
-            source = image_files.open_original(image_path)
+        with files.storage_errors_are_transient(), tracing.span("image read"):
+            source = files.open_original(image_path)
     except FileNotFoundError:
         reason = f"image file not found: {image_path!r}"
         _mark_failed(record, reason)
         raise PermanentJobError(reason) from None
     try:
         with source, tracing.span("image render"):
-            renditions = image_pipeline.render(source, max_width, max_height, quality, settings.IMAGE_MAX_PIXELS)
+            renditions = pipeline.render(source, max_width, max_height, quality, settings.IMAGE_MAX_PIXELS)
     except PermanentJobError as exc:
         _mark_failed(record, str(exc))
         raise
@@ -61,7 +60,7 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
     written: dict[str, dict[str, Any]] = {}
     created: list[str] = []
     try:
-        with image_files.storage_errors_are_transient(), tracing.span("image write", {"image.renditions": len(renditions)}):
+        with files.storage_errors_are_transient(), tracing.span("image write", {"image.renditions": len(renditions)}):
             _write(renditions, prefix, previous, written, created)
         if record is not None:
             UploadedImage.objects.filter(pk=record.pk).update(
@@ -69,14 +68,14 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
             )
     except BaseException:
         try:
-            image_files.delete(created)  # nothing refers to them: no orphan is left behind
+            files.delete(created)  # nothing refers to them: no orphan is left behind
         except Exception:
             logger.exception("image %s: could not delete the unpublished renditions %s", image_path, created)
         raise
     # Readers now get the new set; the one they had before can go.
     superseded = sorted(previous - {entry["key"] for entry in written.values()})
     try:
-        image_files.delete(superseded)
+        files.delete(superseded)
     except Exception:  # published already: failing the job now would not bring them back
         logger.exception("image %s: could not delete the superseded renditions %s", image_path, superseded)
     logger.info("image %s processed into %s (version %s)", image_path, ", ".join(written), version)
@@ -84,7 +83,7 @@ def process(image_path: str, max_width: int, max_height: int, quality: int) -> d
 
 
 def _write(
-    renditions: list[image_pipeline.Rendition], prefix: str, previous: set[str],
+    renditions: list[pipeline.Rendition], prefix: str, previous: set[str],
     written: dict[str, dict[str, Any]], created: list[str],
 ) -> None:
     for rendition in renditions:
@@ -95,7 +94,7 @@ def _write(
         # for readers (S3 PUT, local rename). One request per object, no existence checks.
         if key not in previous:
             created.append(key)  # before the write: a write that fails half-way is cleaned up too
-        image_files.save(key, rendition.data)
+        files.save(key, rendition.data)
         written[name] = {
             "key": key, "width": rendition.width, "height": rendition.height,
             "content_type": content_type, "bytes": len(rendition.data),
@@ -104,8 +103,8 @@ def _write(
 
 def delete_files(image: UploadedImage) -> None:
     """Remove an image's objects (its original and every rendition set); the row is the caller's."""
-    image_files.delete([image.original_path])
-    image_files.delete_prefix(f"{RENDITIONS_DIR}/{PurePosixPath(image.original_path).stem}")
+    files.delete([image.original_path])
+    files.delete_prefix(f"{RENDITIONS_DIR}/{PurePosixPath(image.original_path).stem}")
 
 
 def on_image_deleted(sender: type, instance: UploadedImage, **kwargs: Any) -> None:
@@ -121,7 +120,7 @@ def renditions_for_client(image: UploadedImage, absolute: Any) -> dict[str, dict
         if not key:
             continue  # a record written before renditions had keys: nothing to link to
         out[name] = {
-            "url": absolute(image_files.url(key)),
+            "url": absolute(files.url(key)),
             "width": entry["width"],
             "height": entry["height"],
             "content_type": entry.get("content_type"),

@@ -13,8 +13,7 @@ from django.utils.translation import gettext as _
 
 from app.jobs.images import process_image
 from app.models import UploadedImage
-from app.services.images import files as image_files
-from app.services.images import headers as image_headers
+from app.services.images import files, headers
 from app.services.images.files import ORIGINALS_DIR
 
 logger = logging.getLogger(__name__)
@@ -32,8 +31,8 @@ class AcceptedUpload:
     job_id: str
 
 
-def _limits() -> image_headers.Limits:
-    return image_headers.Limits(
+def _limits() -> headers.Limits:
+    return headers.Limits(
         max_pixels=settings.IMAGE_MAX_PIXELS,
         max_frames=settings.IMAGE_MAX_FRAMES,
         max_metadata=settings.IMAGE_MAX_METADATA_BYTES,
@@ -74,8 +73,8 @@ def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
     if upload.size == 0:
         raise UploadRejected(_("The file is empty."))
     try:
-        header = image_headers.inspect(upload, upload.size, _limits())
-    except image_headers.ImageRefused as exc:
+        header = headers.inspect(upload, upload.size, _limits())
+    except headers.ImageRefused as exc:
         logger.info("upload refused (%s): %s", exc.reason, exc.detail)
         raise UploadRejected(_refusal_message(exc.reason)) from None
     fmt = header.format
@@ -83,7 +82,7 @@ def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
     key = f"{ORIGINALS_DIR}/{uuid.uuid4().hex}.{_EXTENSIONS[fmt]}"
     # The stored name is ours; the user's file name is kept only as data. The upload is
     # streamed to the storage (a large one sits in a temporary file, not in memory).
-    image_files.save(key, upload)
+    files.save(key, upload)
     try:
         with transaction.atomic():
             image = UploadedImage.objects.create(
@@ -98,6 +97,6 @@ def accept_upload(*, owner_id: int, upload: UploadedFile) -> AcceptedUpload:
             image.job_id = job_id
             image.save(update_fields=["job_id"])
     except BaseException:
-        image_files.delete([key])  # no row refers to it: it would be an orphan
+        files.delete([key])  # no row refers to it: it would be an orphan
         raise
     return AcceptedUpload(image=image, job_id=job_id)

@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 
 from app.queueing import PermanentJobError
-from app.services.mail import delivery as mail
+from app.services.mail import delivery
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +55,20 @@ class _Prepared:
 
 def send_bulk(template: str, user_ids: list[int], job_id: str, on_progress: Callable[[int], None] = lambda done: None) -> BulkReport:
     """Send `template` to each member; see the module's docstring."""
-    if template not in mail.TEMPLATES:
+    if template not in delivery.TEMPLATES:
         raise PermanentJobError(f"unknown mail template {template!r}")
     report = BulkReport()
     users = {user.pk: user for user in get_user_model().objects.filter(pk__in=user_ids, is_active=True)}
     report.skipped = [user_id for user_id in user_ids if user_id not in users]
-    languages = mail.languages_of(list(users))
-    mail.connection()  # one liveness check (NOOP) for the batch, not one per mail
+    languages = delivery.languages_of(list(users))
+    delivery.connection()  # one liveness check (NOOP) for the batch, not one per mail
 
     def prepare(user: Any) -> _Prepared:
         # Whatever one member's row holds (a header-breaking value, a template error), it is that
         # member's failure, reported; the batch goes on for everyone after it.
         try:
-            message = mail.templated_message(template, user, job_id, languages[user.pk])
-            return _Prepared(user.email, message, mail.mime_bytes(message))
+            message = delivery.templated_message(template, user, job_id, languages[user.pk])
+            return _Prepared(user.email, message, delivery.mime_bytes(message))
         except PermanentJobError as exc:
             return _Prepared(user.email, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad row never aborts the batch
@@ -81,8 +81,8 @@ def send_bulk(template: str, user_ids: list[int], job_id: str, on_progress: Call
             continue
         try:
             # At-most-once: a fan-out reaches many people; one possible loss beats a duplicate to many.
-            sent = mail.send_once(
-                prepared.message, job_id, verify_connection=False, data=prepared.data, delivery=mail.Delivery.AT_MOST_ONCE
+            sent = delivery.send_once(
+                prepared.message, job_id, verify_connection=False, data=prepared.data, delivery=delivery.Delivery.AT_MOST_ONCE
             )
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
             code, reason = _refusal(exc)
@@ -101,7 +101,7 @@ def send_bulk(template: str, user_ids: list[int], job_id: str, on_progress: Call
 
 
 def _refusal(exc: smtplib.SMTPRecipientsRefused | smtplib.SMTPResponseException) -> tuple[int, str]:
-    """The server's code and reason for refusing one mail."""
+    """The server's code and reason for refusing one delivery."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, reason = next(iter(exc.recipients.values()))
         return code, reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
