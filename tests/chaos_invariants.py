@@ -1,7 +1,7 @@
 """The chaos campaign's invariants, one function each: what a run left (SQL, the SMTP sink, files
 on disk, Redis) read job by job, so that each committed job had exactly one effect and a
 rolled-back one none. `check()` runs them all on a quiescent stack (benchmarks/chaos/campaign.py
-after each seed; tests/faults/test_chaos.py asserts its verdict; tests/test_chaos_checker.py
+after each seed; tests/faults/test_chaos.py asserts its verdict; tests/test_chaos_invariants.py
 tests the fault-log arithmetic).
 
 Mail policy (docs/mail.md): transactional mail (confirmation, welcome) is at-least-once, fan-outs at-most-once.

@@ -646,6 +646,7 @@ def test_the_dashboard_gate_sets_the_serializer_rq_dashboard_reads(redis_conn):
         (rq_compat.scheduler.GATE, rq_compat.scheduler.VERIFIED_RQ_SCHEDULER_VERSION, "rq-scheduler"),
         (rq_compat.redis_py.GATE, rq_compat.redis_py.VERIFIED_REDIS_VERSION, "redis"),
         (rq_compat.dashboard.GATE, rq_compat.dashboard.VERIFIED_RQ_DASHBOARD_VERSION, "rq-dashboard"),
+        (rq_compat.django_rq.GATE, rq_compat.django_rq.VERIFIED_DJANGO_RQ_VERSION, "django-rq"),
     ],
 )
 def test_each_librarys_privates_are_verified_against_the_installed_version(gate, verified, distribution):

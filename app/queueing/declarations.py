@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from . import catalog
+from . import catalog, patched_jobs
 from .catalog import JobSpec, QueueSpec, RecurringSpec, Retries, _parameter_names, func_path
 from .enqueueing import submit, submit_many, utcnow
 
@@ -139,7 +139,7 @@ def job(
         )
         catalog.register_job(spec, func)
         declared = DeclaredJob(func, spec)
-        catalog.register_declared(spec.path, declared, _REPLACEABLE)
+        patched_jobs.register_declared(spec.path, declared, _REPLACEABLE)
         return declared
 
     return declare

@@ -27,6 +27,7 @@ from . import rq_compat
 from .outbox_ends import mark_cancelled
 
 app_name = django_rq_urls.app_name
+rq_compat.django_rq.GATE.check()  # the wrapped views are django-rq 4.2's: another version is said once
 
 
 @never_cache

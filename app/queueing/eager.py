@@ -15,7 +15,7 @@ worker's (job status, status API, outbox row).
   the backoff's sleep; a PermanentJobError (or the last attempt) fails the job and its row.
 - Redis is still needed: the job, its result and its status live there as a worker's do.
 
-tests/test_testing_habits.py.
+Tests: tests/test_testing_habits.py.
 """
 
 from __future__ import annotations
@@ -30,11 +30,6 @@ from . import rq_compat
 from .catalog import Push
 from .connections import get_queue, redis_connection
 from .jobclass import QueueingJob
-from .workers import InProcessWorker
-
-
-class EagerWorker(InProcessWorker):
-    """The project's worker behaviour (refusals, outcomes, the outbox row's end), in this process."""
 
 
 def is_eager(queue_name: str) -> bool:
@@ -61,11 +56,15 @@ def split(pushes: Sequence[Push]) -> tuple[list[Push], list[Push]]:
 
 def run(pushes: Sequence[Push]) -> None:
     """Push each job signed, then run it here as a worker would, its retries at once."""
+    # The project's in-process worker (refusals, outcomes, the outbox row's end), loaded only when a
+    # job runs eagerly: a web process otherwise never imports the worker.
+    from .workers import InProcessWorker
+
     connection = redis_connection()
     for push in pushes:
         queue = rq_compat.asynchronous(get_queue(push.spec.queue_name))  # ASYNC=False: RQ would run it unchecked
         rq_compat.push_if_absent(connection, [(queue, [push._replace(due_at=None)])])
-        worker = EagerWorker([queue], connection=connection, name=f"eager-{os.getpid()}-{push.job_id[:8]}")
+        worker = InProcessWorker([queue], connection=connection, name=f"eager-{os.getpid()}-{push.job_id[:8]}")
         for _attempt in range(push.spec.max_retries + 2):  # bounded: a job a worker hands back stays queued
             job = QueueingJob.fetch(push.job_id, connection=connection, serializer=queue.serializer)
             status = job.get_status(refresh=False)

@@ -24,7 +24,7 @@ from django.db import transaction
 from django_rq.queues import DjangoRQ
 from rq.job import Job
 
-from . import catalog, dispatch, tracing
+from . import catalog, dispatch, patched_jobs, tracing
 from .catalog import JobSpec, Push
 from .connections import get_queue
 from .errors import UnsupportedJobOption
@@ -55,9 +55,9 @@ def submit(
 
     # A test's patch of the job's `.delay` (or `.delay_at`, for a scheduled call) takes the call instead.
     name = "delay" if due_at is None else "delay_at"
-    patched = catalog.replacement(spec.path, name)
+    patched = patched_jobs.replacement(spec.path, name)
     if patched is not None:
-        with catalog.calling_replacement(spec.path, name):
+        with patched_jobs.calling_replacement(spec.path, name):
             return patched(*args, **kwargs) if due_at is None else patched(due_at, *args, **kwargs)  # type: ignore[no-any-return]
     _check_call(spec, args, kwargs)
     job_id = job_id or uuid.uuid4().hex
@@ -81,13 +81,13 @@ def submit_many(spec: JobSpec, calls: Sequence[list[Any]], *, owner_id: int | No
     if not calls:
         return []
     # A test's patch of `.delay_many` takes the fan-out; else a patch of `.delay` takes each call.
-    patched = catalog.replacement(spec.path, "delay_many")
+    patched = patched_jobs.replacement(spec.path, "delay_many")
     if patched is not None:
-        with catalog.calling_replacement(spec.path, "delay_many"):
+        with patched_jobs.calling_replacement(spec.path, "delay_many"):
             return patched(calls, owner_id=owner_id) if owner_id is not None else patched(calls)  # type: ignore[no-any-return]
-    patched = catalog.replacement(spec.path, "delay")
+    patched = patched_jobs.replacement(spec.path, "delay")
     if patched is not None:
-        with catalog.calling_replacement(spec.path, "delay"):
+        with patched_jobs.calling_replacement(spec.path, "delay"):
             return [getattr(result, "id", result) for result in (patched(*args) for args in calls)]
     no_kwargs: dict[str, Any] = {}  # one object for all: the record prepares it once
     _check_call(spec, calls[0], no_kwargs)

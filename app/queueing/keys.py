@@ -2,8 +2,9 @@
 
 All of them start with `egoejo:`, the pattern the web, worker and scheduler Redis roles may write
 and the metrics role may read (deploy/redis/roles.acl). RQ's own keys (`rq:...`) are spelt in
-rq_compat.py alone. The domain's keys (a member's waiting impact refresh, the login slow-down
-counters) are app/services/redis_keys.py's: the layer does not name its users' keys. No other
+the gate alone (app/queueing/rq_compat/keys.py). The domain's keys (a member's waiting impact
+refresh, the login slow-down counters) are app/services/redis_keys.py's: the layer does not name
+its users' keys. No other
 module spells an `egoejo:` key (tests/test_layout.py::test_egoejo_keys_are_spelt_only_in_the_keys_modules).
 """
 

@@ -1,7 +1,7 @@
 """The compatibility gate: every private name of rq, rq-scheduler, redis-py and rq-dashboard, and every `rq:` key.
 
 No module outside this package names an underscore attribute of those libraries (or of
-django-rq, which needs none), imports an underscore name from them, or spells an `rq:` key:
+django-rq, which needs none but is version-gated here too), imports an underscore name from them, or spells an `rq:` key:
 tests/test_layout.py fails if one does. Each library's privates are pinned to the version they
 were verified against (version.py), and tests/test_rq_compat.py runs each against the library's
 own code path. Every name other modules use is re-exported here: `rq_compat.queue_key(...)`.
@@ -25,11 +25,12 @@ What is here, by what it does:
 - scheduler.py: rq-scheduler's `Scheduler._interval` and `_lock_acquired` (scheduling.py).
 - redis_py.py: redis-py's pool connections and sockets, let go of in a forked child (process_tree.py).
 - dashboard.py: rq-dashboard's serializer setting and the Redis client it leaves on the app (dashboard.py).
+- django_rq.py: django-rq's version gate (no private name: its admin pages' wrapped views, django_rq_pages.py).
 """
 
 from __future__ import annotations
 
-from . import dashboard, redis_py, scheduler
+from . import dashboard, django_rq, redis_py, scheduler
 from .bookkeeping import (
     BookkeepingState,
     end_with_success,
@@ -95,6 +96,7 @@ __all__ = [
     "asynchronous",
     "callback_names",
     "dashboard",
+    "django_rq",
     "failed_key",
     "fast_paths",
     "forget_worker_state",

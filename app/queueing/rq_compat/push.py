@@ -85,6 +85,8 @@ def push_if_absent(connection: Redis, batches: Sequence[tuple[Queue, Sequence[Pu
         batches = [(queue, list(reversed(pushes))) for queue, pushes in reversed(batches)]
     for queue, pushes in batches:
         _check_ids(pushes)
+        # An ASYNC=False queue's jobs run eagerly (eager.py) before any push; RQ's own path stays
+        # the answer for one that reaches here all the same.
         if fast and queue.is_async and pushes[0].due_at is None:
             for start in range(0, len(pushes), _SCRIPT_CHUNK):
                 calls.append(_script_call(queue, pushes[start : start + _SCRIPT_CHUNK], at_front))
