@@ -16,13 +16,12 @@ Short runs on a shared machine: 3,000 request-path calls and 300 jobs per API (-
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
 
-from benchmarks.lib.common import parse_args, pct, print_table, private_redis_db, rq_time, run_size, setup_django
-from benchmarks.lib.workers import bench_env, manage, start, stop
+from benchmarks.lib.common import parse_args, pct, print_table, private_redis_db, rq_time, run_size
+from benchmarks.lib.workers import migrated_env, start, stop
 
 
 def request_path(count: int) -> dict[str, list[float]]:
@@ -83,11 +82,7 @@ def main() -> None:
     args = parse_args(__doc__ or "")
     calls, jobs = run_size(args, (3000, 300), (300, 50), (20, 5))
     with private_redis_db() as db:
-        env = bench_env(db)
-        manage(env, "migrate", "--noinput")
-        os.environ["DATABASE_URL"] = env["DATABASE_URL"]
-        os.environ["EGOEJO_VAR_DIR"] = env["EGOEJO_VAR_DIR"]
-        setup_django(RQ_REDIS_DB=str(db))
+        env = migrated_env(db)
         import django_rq
 
         queue = django_rq.get_queue("metrics")

@@ -12,8 +12,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from benchmarks.lib.common import median, parse_args, print_table, private_redis_db, rq_time, run_size, setup_django
-from benchmarks.lib.workers import bench_env, manage, start, stop
+from benchmarks.lib.common import median, parse_args, print_table, private_redis_db, rq_time, run_size
+from benchmarks.lib.workers import migrated_env, start, stop
 
 CONFIGS = {
     "forking rqworker x2 (baseline)": ([["rqworker", "metrics", "--burst"], ["rqworker", "metrics", "--burst"]], {}),
@@ -184,13 +184,7 @@ def main() -> None:
     args = parse_args(__doc__ or "")
     count, repeat, latency_count = run_size(args, (3000, 3, 300), (300, 1, 50), (20, 1, 5))
     with private_redis_db() as db:
-        env = bench_env(db)
-        manage(env, "migrate", "--noinput")
-        import os
-
-        os.environ["DATABASE_URL"] = env["DATABASE_URL"]
-        os.environ["EGOEJO_VAR_DIR"] = env["EGOEJO_VAR_DIR"]
-        setup_django(RQ_REDIS_DB=str(db))
+        env = migrated_env(db)
         import django_rq
 
         queue = django_rq.get_queue("metrics")

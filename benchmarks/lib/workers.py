@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.lib.common import ROOT
+from benchmarks.lib.common import ROOT, setup_django
 
 
 def bench_env(redis_db: int, **extra: str) -> dict[str, str]:
@@ -29,6 +29,17 @@ def bench_env(redis_db: int, **extra: str) -> dict[str, str]:
         QUEUEING_JOB_MODULES="benchmarks.lib.jobs",
     )
     env.update(extra)
+    return env
+
+
+def migrated_env(redis_db: int) -> dict[str, str]:
+    """bench_env's environment, its database migrated, and Django loaded here on the same database
+    and var/ as the worker processes it starts."""
+    env = bench_env(redis_db)
+    manage(env, "migrate", "--noinput")
+    os.environ["DATABASE_URL"] = env["DATABASE_URL"]
+    os.environ["EGOEJO_VAR_DIR"] = env["EGOEJO_VAR_DIR"]
+    setup_django(RQ_REDIS_DB=str(redis_db))
     return env
 
 

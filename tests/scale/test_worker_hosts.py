@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.e2e.databases import PG_ADMIN_URL, private_pg_database
 from tests.e2e.processes import ROOT, manage, stack_env
 from tests.faults.servers import RedisServer
 from tests.scale.netns import TcpForward, make_hosts, remove_hosts
@@ -25,20 +26,13 @@ from tests.settle import outbox_pending, settle
 from tests.smtp import SmtpSink, free_port
 
 pytestmark = pytest.mark.e2e
-ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
 def database() -> str:  # type: ignore[misc]
-    name = f"egoejo_hosts_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is needed for the worker-hosts test: {exc}")
-    yield name
-    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """The name of a fresh PostgreSQL database (the hosts reach it through a forward of their own)."""
+    with private_pg_database("egoejo_hosts", "the worker-hosts test") as url:
+        yield url.rsplit("/", 1)[1]
 
 
 def test_a_host_cut_off_mid_job_loses_nothing_and_duplicates_nothing(tmp_path: Path, database: str):
@@ -123,7 +117,7 @@ print(enqueue(emails.send_email, "cut@example.org", "Hi", "<p>x</p>"))
         settle(client, outbox_pending(local["DATABASE_URL"]), describe=log_text)
         delivered = sinks[0].recipients() + sinks[1].recipients()
         assert delivered == ["cut@example.org"], (delivered, log_text())
-        with psycopg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{database}") as connection:
+        with psycopg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}") as connection:
             assert connection.execute("select count(*) from egoejo_sentmail").fetchone() == (1,)
             assert connection.execute("select state from egoejo_backgroundjob").fetchall() == [("finished",)]
         print(f"host cut off mid-job: re-run on the other host {rerun_after:.1f} s after the cut; 1 mail in all")
@@ -205,7 +199,7 @@ def test_an_images_host_without_the_web_hosts_disk_processes_an_upload_from_s3(t
             cwd=ROOT, env=images_host, capture_output=True, text=True, timeout=180,
         )
         assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
-        with psycopg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{database}") as connection:
+        with psycopg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}") as connection:
             status, renditions = connection.execute(
                 "select status, renditions from egoejo_uploadedimage where id = %s", (int(image_id),)
             ).fetchone()
