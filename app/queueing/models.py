@@ -54,6 +54,19 @@ class BackgroundJob(models.Model):
     # The enqueuer's W3C traceparent when tracing is on (tracing.py); the job carries it to its worker.
     trace_parent = models.CharField(max_length=55, null=True, blank=True)
 
+    # -- the ledger: the job's whole story, kept as long as the row (QUEUEING_LEDGER_RETENTION_DAYS) --
+    # Attempts that have ended so far (a failure, a worker's death, the last run): a pending row with
+    # attempts > 0 is *retrying*. Written by the worker with each retry and with the end, never at start
+    # (a running attempt is read live from Redis).
+    attempts = models.PositiveIntegerField(db_default=0)  # database defaults: record()'s INSERT names none of these
+    max_attempts = models.PositiveIntegerField(null=True, blank=True)  # the declaration's retries + 1
+    started_at = models.DateTimeField(null=True, blank=True)  # the first attempt's start: wait = started_at - due
+    next_retry_at = models.DateTimeField(null=True, blank=True)  # while a retry waits its backoff
+    last_error = models.TextField(blank=True, db_default="")  # the last failed attempt's error, one line
+    # One entry per ended attempt ({"n", "started_at", "ended_at", "duration", "worker", "host", "pid",
+    # "outcome", "error"}) and per operator action ({"action", "by", "at"}), oldest first; null: none yet.
+    history = models.JSONField(null=True, blank=True)
+
     class Meta:
         db_table = "egoejo_backgroundjob"  # kept from before the queueing layer was an app of its own
         ordering = ["-created_at"]
