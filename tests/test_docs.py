@@ -241,6 +241,41 @@ def test_readme_endpoint_table_methods_are_the_served_ones(client):
     assert wrong == []
 
 
+# The site's own URL paths, as a page names them in backticks (`/healthz`, `/account/reset/<token>/`).
+SITE_PATH = re.compile(r"`(/(?:account|admin|api|media|healthz|livez|metrics)\b[^`\s]*)`")
+# Named in a page as what is NOT served: django-rq's own admin mount, which the project declines.
+NOT_SERVED = {"/admin/django_rq/"}
+
+
+def unserved_paths(page: Path, root: Path = ROOT) -> list[str]:
+    from django.urls import Resolver404, resolve
+
+    unserved = []
+    for path in SITE_PATH.findall(page.read_text()):
+        prefix = path.removesuffix("...")
+        if path.endswith("...") or (path.endswith("/") and any(r.startswith(path) and r != path for r in routes())):
+            # a family of pages (`/account/...`, "under `/api/`"): some route must start so
+            if not any(route.startswith(prefix) for route in routes()):
+                unserved.append(f"{page.relative_to(root)} names {path}: no route starts so")
+            continue
+        try:
+            resolve(re.sub(r"<[^>]+>", "x", path))
+        except Resolver404:
+            if path not in NOT_SERVED:
+                unserved.append(f"{page.relative_to(root)} names {path}: no route")
+    return unserved
+
+
+def test_every_site_path_the_docs_name_is_served():
+    assert [path for page in PAGES if page.name != "history.md" for path in unserved_paths(page)] == []
+
+
+def test_the_path_check_catches_an_unserved_path(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("`/healthz` `/account/reset/<token>/` `/account/...` `/api/nothing-here/` `/metrics/x` `/nothing/...`\n")
+    assert unserved_paths(page, tmp_path) == ["page.md names /api/nothing-here/: no route", "page.md names /metrics/x: no route"]
+
+
 def test_the_name_checks_catch_what_they_look_for(tmp_path):
     page = tmp_path / "page.md"
     (tmp_path / "app").mkdir()
