@@ -121,6 +121,16 @@ def test_a_work_horse_killed_mid_job_is_an_abandoned_attempt(redis_conn, caplog,
     assert len(errors) == 1 and "failed (attempt 1/1, abandoned)" in errors[0].getMessage()
 
 
+def test_eager_mode_writes_the_same_ledger(tmp_path, settings, django_capture_on_commit_callbacks):
+    settings.QUEUEING_EAGER = True
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = fixtures.fail_until_attempt.delay(str(tmp_path / "runs"), 2).id
+    done = row(job_id)
+    assert (done.state, done.attempts, done.max_attempts, done.next_retry_at) == ("finished", 2, 3, None)
+    assert [(e["n"], e["outcome"]) for e in done.history] == [(1, "retried"), (2, "succeeded")]
+    assert done.last_error == "TransientJobError: attempt 1"
+
+
 def test_the_purge_keeps_ended_rows_for_the_retention_setting(settings):
     settings.QUEUEING_LEDGER_RETENTION_DAYS = 2
     now = timezone.now()

@@ -46,7 +46,6 @@ from .bookkeeping import (
     suspension_check_due,
 )
 from .json_only import UNREADABLE_FUNC, install_json_only
-from .logs import RQ_FAILURE_LINES_FILTER, RQ_FAILURE_LOGGERS, RQ_FAILURE_TRACEBACK, RQ_RETRY_LINES, quiet_rq_failure_logs
 from .keys import (
     ALL_QUEUES_KEY,
     failed_key,
@@ -61,6 +60,7 @@ from .keys import (
     worker_key,
     workers_of_queue_key,
 )
+from .logs import RQ_FAILURE_LINES_FILTER, RQ_FAILURE_LOGGERS, RQ_FAILURE_TRACEBACK, RQ_RETRY_LINES, quiet_rq_failure_logs
 from .operations import (
     asynchronous,
     callback_names,
