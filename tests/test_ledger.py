@@ -121,6 +121,21 @@ def test_a_work_horse_killed_mid_job_is_an_abandoned_attempt(redis_conn, caplog,
     assert len(errors) == 1 and "failed (attempt 1/1, abandoned)" in errors[0].getMessage()
 
 
+def test_a_refusal_is_one_refused_entry_and_nothing_of_the_hashs_meta(redis_conn, run_worker, django_capture_on_commit_callbacks):
+    """A hash someone wrote into Redis under a pending job's id is refused; the ledger holds the
+    refusal alone, nothing of what that hash's meta says about earlier attempts."""
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = fixtures.say_hello.delay("x").id
+    job = QueueingJob.fetch(job_id, connection=redis_conn)
+    job.meta.update(errors=[{"error": "an attempt that never was", "outcome": "failed", "ended_at": "2000-01-01T00:00:00+00:00"}], stranger=1)
+    job.save_meta()
+    run_worker("metrics")
+    refused = row(job_id)
+    assert (refused.state, refused.attempts) == ("failed", 1) and "ForgedJobError" in refused.failure_reason
+    [entry] = refused.history
+    assert entry["outcome"] == "refused" and entry["error"].startswith("ForgedJobError") and "never was" not in str(refused.history)
+
+
 def test_eager_mode_writes_the_same_ledger(tmp_path, settings, django_capture_on_commit_callbacks):
     settings.QUEUEING_EAGER = True
     with django_capture_on_commit_callbacks(execute=True):
@@ -159,11 +174,15 @@ def test_attempt_numbers_agree_in_logs_ledger_and_after_an_operators_requeue(tmp
         job_id = fixtures.fail_permanently_once.delay(str(tmp_path / "runs")).id
     run_worker("metrics")
     assert (row(job_id).state, row(job_id).attempts) == ("failed", 1)
+    # The operator's action, as the task browser appends it to the row: the worker's next write keeps it.
+    action = {"action": "requeue", "by": "olga", "at": datetime.now(UTC).isoformat()}
+    BackgroundJob.objects.filter(pk=job_id).update(history=[*row(job_id).history, action])
     call_command("failedjobs", "--queue", "metrics", "--requeue", stdout=StringIO())
     run_worker("metrics")
     done = row(job_id)
-    assert (done.state, done.attempts, [e["n"] for e in done.history]) == ("finished", 2, [1, 2])
-    assert [e["outcome"] for e in done.history] == ["failed", "succeeded"]
+    assert (done.state, done.attempts) == ("finished", 2)
+    assert [e.get("n") for e in done.history] == [1, None, 2] and done.history[1] == action
+    assert [e.get("outcome") for e in done.history] == ["failed", None, "succeeded"]
     lines = [r.getMessage() for r in caplog.records if job_id in r.getMessage()]
     attempts = [int(m.group(1)) for line in lines for m in [re.search(r"attempt[= ](\d+)", line)] if m]
     assert attempts == [1, 1, 2, 2], lines  # started 1, failed 1, started 2, succeeded 2

@@ -137,6 +137,13 @@ def ledger(job: Job, last: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+def refusal_ledger(reason: str, worker_name: str) -> dict[str, Any]:
+    """A refused job's ledger: the refusal alone (its hash may be a forger's: nothing read from it)."""
+    entry = {"worker": worker_name, "started_at": None, "ended_at": _now().isoformat(), "duration": None,
+             "host": HOST, "pid": os.getpid(), "outcome": "refused", "error": one_line(reason)}
+    return {"attempts": 1, "started_at": None, "last_error": entry["error"], "history": [{"n": 1, **entry}]}
+
+
 def member_reason(errors: list[dict[str, Any]] | None) -> str:
     """What a member reads of a failure: the job's own PermanentJobError words, else a plain sentence."""
     last = (errors or [{}])[-1]

@@ -32,7 +32,10 @@ class OutboxClosing:
             return
         if status == JobStatus.FAILED:
             ledger = outcomes.ledger(job)
-            mark_ended(job.id, failed=True, reason=last_line(exc_string), outcome=outcomes.of(job, succeeded=False), ledger=ledger)
+            mark_ended(
+                job.id, failed=True, reason=last_line(exc_string), outcome=outcomes.of(job, succeeded=False), ledger=ledger,
+                replace_failure=True,
+            )
         elif status == JobStatus.STOPPED:
             mark_cancelled([job.id], "stopped by an operator")
         elif status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
