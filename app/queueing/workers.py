@@ -412,13 +412,10 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS)
 
 
-def attempt_number(job: Job) -> int:
-    """1 for the first run; counts the attempts ended so far (outcomes.attempt_number)."""
-    return outcomes.attempt_number(job)
-
-
 def classify_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, traceback: TracebackType | None) -> bool:
-    """RQ exception handler: stop retries for permanent errors and log every attempt.
+    """RQ exception handler: stop retries for permanent errors and note every failed attempt in
+    the job's meta (outcomes.note_failure: the ledger's entry, the retry's wait); its log line is
+    handle_job_failure's, once RQ has decided (_log_failed_attempt), its traceback at DEBUG here.
 
     RQ 3.0 calls exception handlers before it decides on a retry (`handle_exception`, then
     `handle_job_failure`: the order tests/test_rq_compat.py pins), so clearing `retries_left`
