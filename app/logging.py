@@ -33,7 +33,8 @@ class RQHousekeepingAtDebug(logging.Filter):
     of all lines. Per job, RQ's own lines (dequeued, "Successfully completed", "Job OK", result
     kept for N s) repeat what app.queueing.workers logs once per event with the attempt number, so
     they go to DEBUG too: at INFO a job is "job <id> started" and one outcome line (succeeded,
-    will be retried, failed), and RQ's failure traceback stays at ERROR.
+    will be retried, failed). RQ's own failure traceback and "N remaining" retry lines are dropped
+    by the worker's filter (app/queueing/rq_compat/logs.py): one line per failed attempt, ours.
     Installed on the `rq.worker` and `rq.scheduler` loggers by settings.LOGGING; matched on
     RQ's format strings, so the message text stays RQ's own.
     """

@@ -198,3 +198,27 @@ def fail_until_attempt(path: str, succeed_at: int) -> int:
     if attempt < succeed_at:
         raise TransientJobError(f"attempt {attempt}")
     return attempt
+
+
+@job("metrics", retries=Retries(3, base=30, cap=60))
+def fail_permanently_once(path: str) -> int:
+    """A permanent failure on its first run (an operator then fixes the cause and requeues it), a success after."""
+    from app.queueing import PermanentJobError
+
+    with open(path, "a") as marker:
+        marker.write("x")
+    with open(path) as marker:
+        runs = len(marker.read())
+    if runs == 1:
+        raise PermanentJobError("the row is not there yet")
+    return runs
+
+
+@job("metrics", owner="user_id", retries=Retries(0))
+def fail_for_member(user_id: int, words_for_members: bool) -> None:
+    """A member's job that fails: with words meant for the member (PermanentJobError), or a bug's."""
+    from app.queueing import PermanentJobError
+
+    if words_for_members:
+        raise PermanentJobError("that file is not an image")
+    raise KeyError("internal_secret_column")

@@ -48,6 +48,7 @@ CALLS = [
 _TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?")
 _FLOAT = re.compile(rb"^-?\d+\.\d+(e-?\d+)?$")
 _HEX = re.compile(rb"[0-9a-f]{32}")
+_DURATION = re.compile(rb'"duration": -?[0-9.e-]+')  # an attempt's duration in the meta (outcomes.note_failure)
 
 
 def snapshot(connection: redis.Redis, keep_ids: set[str]) -> dict[str, Any]:
@@ -56,6 +57,7 @@ def snapshot(connection: redis.Redis, keep_ids: set[str]) -> dict[str, Any]:
 
     def mask(value: bytes) -> bytes:
         value = _TIME.sub(b"<time>", value)
+        value = _DURATION.sub(b'"duration": <float>', value)
         if _FLOAT.match(value):
             return b"<float>"
         return _HEX.sub(lambda m: m.group(0) if m.group(0) in keep else b"<id>", value)
@@ -357,6 +359,36 @@ def test_rq_writes_a_retrys_scheduled_status_before_the_failures_pipeline_runs(r
         job.retry(queue, pipe)  # the pipeline is never executed: the worker died here
     assert Job.fetch(job.id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.SCHEDULED
     assert redis_conn.zscore(rq_compat.scheduled_key("metrics"), job.id) is None
+
+
+def test_rqs_failure_and_retry_log_templates_are_the_ones_filtered(redis_conn, caplog):
+    """RQ's own lines for a failed attempt (its traceback at ERROR, its "N remaining") are dropped
+    by the filter on its loggers (rq_compat/logs.py) by their templates: RQ's own worker, run
+    without the filter, logs exactly those templates; with it, none reaches a handler."""
+    import logging
+
+    from rq import SimpleWorker
+
+    caplog.set_level(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in rq_compat.RQ_FAILURE_LOGGERS]
+
+    def failing_run(job_id: str) -> set[object]:
+        caplog.clear()
+        enqueue_rq(redis_conn, "tests.fixtures.fail_transiently", job_id=job_id, retry=Retry(max=2, interval=60))
+        queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+        SimpleWorker([queue], connection=redis_conn, serializer=JSONSerializer).work(burst=True, with_scheduler=False)
+        return {record.msg for record in caplog.records if record.name in rq_compat.RQ_FAILURE_LOGGERS}
+
+    for logger in loggers:
+        logger.removeFilter(rq_compat.RQ_FAILURE_LINES_FILTER)
+    try:
+        unfiltered = failing_run("logs1" + "0" * 27)
+    finally:
+        rq_compat.quiet_rq_failure_logs()
+    assert rq_compat.RQ_FAILURE_TRACEBACK in unfiltered
+    assert unfiltered & rq_compat.RQ_RETRY_LINES  # "scheduled for retry at ..., N remaining"
+    filtered = failing_run("logs2" + "0" * 27)
+    assert rq_compat.RQ_FAILURE_TRACEBACK not in filtered and not filtered & rq_compat.RQ_RETRY_LINES
 
 
 ANOTHER_RQ = """

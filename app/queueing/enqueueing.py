@@ -64,7 +64,10 @@ def submit(
     if due_at is not None and due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware (UTC)")
     traceparent = tracing.current_traceparent()  # None when tracing is off
-    BackgroundJob.record(spec.queue_name, spec.path, [(job_id, args, kwargs)], owner_id, due_at=due_at, traceparent=traceparent)
+    BackgroundJob.record(
+        spec.queue_name, spec.path, [(job_id, args, kwargs)], owner_id, due_at=due_at, traceparent=traceparent,
+        max_attempts=spec.max_retries + 1,
+    )
     push = Push(spec, job_id, args, kwargs, due_at, at_front=at_front, traceparent=traceparent)
     transaction.on_commit(lambda: dispatch.after_commit([push]), robust=True)
     return _handle(spec, job_id)
@@ -93,7 +96,10 @@ def submit_many(spec: JobSpec, calls: Sequence[list[Any]], *, owner_id: int | No
     _check_call(spec, calls[0], no_kwargs)
     jobs = [(uuid.uuid4().hex, args) for args in calls]
     traceparent = tracing.current_traceparent()  # None when tracing is off
-    BackgroundJob.record(spec.queue_name, spec.path, [(job_id, args, no_kwargs) for job_id, args in jobs], owner_id, traceparent=traceparent)
+    BackgroundJob.record(
+        spec.queue_name, spec.path, [(job_id, args, no_kwargs) for job_id, args in jobs], owner_id, traceparent=traceparent,
+        max_attempts=spec.max_retries + 1,
+    )
     pushes = [Push(spec, job_id, args, no_kwargs, None, traceparent=traceparent) for job_id, args in jobs]
     transaction.on_commit(lambda: dispatch.after_commit(pushes), robust=True)
     return [job_id for job_id, _ in jobs]

@@ -16,7 +16,7 @@ from typing import Any
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from . import catalog, keys, rq_compat, signing
+from . import catalog, keys, outcomes, rq_compat, signing
 from .errors import UndeclaredJobError
 from .outbox_ends import mark_cancelled, mark_ended
 from .serialization import JobSerializer
@@ -111,7 +111,8 @@ def record_refusal(connection: Any, job: Job, queue: Any, reason: str, worker_na
     Result.create_failure(job, job.failure_ttl, reason, worker_name=worker_name, pipeline=pipe)
     pipe.hincrby(keys.REFUSED, queue.name, 1)
     pipe.execute()
-    mark_ended(job.id, failed=True, reason=reason)
+    # The refusal alone in the ledger: a refused job's meta is a stranger's (a forged hash), not its history.
+    mark_ended(job.id, failed=True, reason=reason, ledger=outcomes.refusal_ledger(reason, worker_name))
 
 
 def _pushed_before_signing(job: Job) -> bool:

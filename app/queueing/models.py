@@ -88,24 +88,22 @@ class BackgroundJob(models.Model):
         owner_id: int | None,
         due_at: Any = None,
         traceparent: str | None = None,
+        max_attempts: int = 1,
     ) -> None:
         """Record pending jobs, one per (job id, args, kwargs), in the caller's transaction.
 
         This runs inside the request's transaction for every enqueue: a plain INSERT (row_inserts.py).
-        `created_at` is left to the database's default (its own clock).
+        `created_at` is left to the database's default (its own clock); `max_attempts` is the
+        declaration's retries + 1, the ledger's other columns start at their database defaults.
         """
         pending = cls.State.PENDING.value
+        fields: tuple[str, ...] = (*_RECORD_FIELDS, "max_attempts")
+        extra: tuple[Any, ...] = (max_attempts,)
         if traceparent is not None:  # tracing on (tracing.py): the same rows, with their trace context
-            fields, extra = (*_RECORD_FIELDS, "due_at", "trace_parent"), (due_at, traceparent)
-            insert_rows(cls, fields, [(job_id, queue, func, args, kwargs, owner_id, pending, "", *extra) for job_id, args, kwargs in calls])
-        elif due_at is None:
-            insert_rows(cls, _RECORD_FIELDS, [(job_id, queue, func, args, kwargs, owner_id, pending, "") for job_id, args, kwargs in calls])
-        else:
-            insert_rows(
-                cls,
-                (*_RECORD_FIELDS, "due_at"),
-                [(job_id, queue, func, args, kwargs, owner_id, pending, "", due_at) for job_id, args, kwargs in calls],
-            )
+            fields, extra = (*fields, "due_at", "trace_parent"), (*extra, due_at, traceparent)
+        elif due_at is not None:
+            fields, extra = (*fields, "due_at"), (*extra, due_at)
+        insert_rows(cls, fields, [(job_id, queue, func, args, kwargs, owner_id, pending, "", *extra) for job_id, args, kwargs in calls])
 
 
 _RECORD_FIELDS = ("id", "queue", "func", "args", "kwargs", "owner", "state", "failure_reason")

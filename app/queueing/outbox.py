@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 # (tests/test_declared_jobs.py::test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs_it).
 MIN_AGE = timedelta(seconds=5)
 PAGE = 500
-KEEP_ENDED = timedelta(days=7)
 # A beat of a worker's liveness thread and 2 s to spare: a job whose hash was lost while it ran
 # is claimed again (keys.running) before the reconciler's second sighting, MISSING_AFTER on.
 MISSING_AFTER = LIVENESS_INTERVAL + 2
@@ -208,14 +207,21 @@ PURGE_BATCH = 5000
 PURGE_BATCHES_PER_PASS = 10
 
 
-def purge_ended(older_than: timedelta = KEEP_ENDED, batch: int = PURGE_BATCH, max_batches: int | None = None) -> int:
-    """Delete ended rows older than `older_than` (the database's clock), `batch` rows a statement,
-    `max_batches` statements at most (None: until none is left).
+def retention() -> timedelta:
+    """How long an ended row (and its ledger) is kept: settings.QUEUEING_LEDGER_RETENTION_DAYS."""
+    from django.conf import settings
+
+    return timedelta(days=int(getattr(settings, "QUEUEING_LEDGER_RETENTION_DAYS", 7)))
+
+
+def purge_ended(older_than: timedelta | None = None, batch: int = PURGE_BATCH, max_batches: int | None = None) -> int:
+    """Delete ended rows older than `older_than` (default: `retention()`; the database's clock),
+    `batch` rows a statement, `max_batches` statements at most (None: until none is left).
 
     Batches keep each DELETE short, so a first purge of a large table holds no long lock and
     writes no huge transaction; a pending row is never deleted, however old.
     """
-    cutoff = ExpressionWrapper(Now() - Value(older_than), output_field=DateTimeField())
+    cutoff = ExpressionWrapper(Now() - Value(older_than or retention()), output_field=DateTimeField())
     ended = BackgroundJob.objects.exclude(state=State.PENDING).filter(ended_at__lt=cutoff)
     total = batches = 0
     while max_batches is None or batches < max_batches:
@@ -242,7 +248,7 @@ def purge_hourly(connection: Any) -> int:
     if deleted >= PURGE_BATCH * PURGE_BATCHES_PER_PASS:
         connection.delete(keys.OUTBOX_PURGED)  # more to do: the next pass goes on
     if deleted:
-        logger.info("purged %d ended outbox row(s) older than %s", deleted, KEEP_ENDED)
+        logger.info("purged %d ended outbox row(s) older than %s", deleted, retention())
     return deleted
 
 

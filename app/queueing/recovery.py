@@ -25,7 +25,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 
-from . import catalog, keys, rq_compat
+from . import catalog, keys, outcomes, rq_compat
 from .connections import get_queue
 from .jobclass import QueueingJob
 from .liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here
@@ -208,6 +208,9 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
     else:
         abandons = int(job.meta.get("abandoned", 0)) + 1
     job.meta["abandoned"] = abandons
+    # The ledger's entry for the run that ended so (outcome "abandoned"), in the same meta write;
+    # the row gets it with its next write (a retry, the end, or the limit's below).
+    outcomes.note_death(job, f"{why} {job.worker_name or 'its worker'}")
     job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
     if abandons > MAX_ABANDONS:
         reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
@@ -219,7 +222,7 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
             # The reason operators read (failedjobs, the dashboards) is the latest result's.
             Result.create_failure(job, job.failure_ttl, reason, worker_name=job.worker_name or "", pipeline=pipe)
             pipe.execute()
-        mark_ended(job.id, failed=True, reason=reason)
+        mark_ended(job.id, failed=True, reason=reason, ledger=outcomes.ledger(job))
         logger.error("job %s failed: %s", job.id, reason)
         return False
     rq_compat.requeue_at_front(queue, job)

@@ -34,8 +34,9 @@ SIGNATURE_META = "sig"
 _VERSION = "egoejo-job/1"
 # Meta keys the layer writes when it creates a job; signed, so they cannot be changed.
 SIGNED_META = ("max_retries", "outbox", "cron_string", "use_local_timezone", "otel_traceparent")
-# Meta keys written after creation, by the layer (the abandon count, each attempt's error); never signed.
-MUTABLE_META = ("abandoned", "errors")
+# Meta keys written after creation, by the layer (the abandon count, each attempt's error, each
+# attempt its worker died under: outcomes.py); never signed.
+MUTABLE_META = ("abandoned", "errors", "deaths")
 ALLOWED_META = frozenset((SIGNATURE_META, *SIGNED_META, *MUTABLE_META))
 
 # Every field RQ 3.0 writes into a job hash over the life of a job the layer made (checked against

@@ -26,7 +26,7 @@ on 5.2) on this layer: `TASKS = {"default": {"BACKEND": "app.queueing.tasks_back
 - `takes_context=True`: the function gets a `TaskContext` first; `context.attempt` is 1 on the
   first run, counting each failure retried and each death of a worker under it.
 - `get_result(id)` answers from the outbox row and RQ's job (outcomes.py), after RQ's TTLs too
-  (for as long as the row is kept, outbox.KEEP_ENDED): READY (recorded, queued, deferred, or a
+  (for as long as the row is kept, settings.QUEUEING_LEDGER_RETENTION_DAYS): READY (recorded, queued, deferred, or a
   retry waiting, with its attempts and errors), RUNNING, SUCCESSFUL, FAILED (a failure, a refusal,
   or an operator's cancel: `CancelledJobError`).
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import smtplib
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,6 +38,7 @@ from rq.worker_pool import WorkerPool
 
 from . import outcomes, process_tree, rq_compat, stats, tracing
 from .errors import PermanentJobError, TransientJobError
+from .job_reports import last_line
 from .jobclass import QueueingJob, record_refusal, refusal_of
 from .liveness import LIVENESS_TTL
 from .recovery import give_back, sweep
@@ -79,6 +82,7 @@ class ProjectWorker(_WorkerBase):
         # instead of 10 minutes, and an idle worker looping every 10 s (worker_ttl - 15)
         # rather than blocking 7 minutes in one BLPOP, so it gets to run it.
         kwargs.setdefault("maintenance_interval", 10)
+        rq_compat.quiet_rq_failure_logs()  # one line per failed attempt, ours (_log_failed_attempt)
         kwargs["worker_ttl"] = min(int(kwargs.get("worker_ttl") or 25), 25)
         # The collaborators, each given this worker: made first, so that every hook below finds them.
         self.stall_watch = StallWatch(self, in_process=self.in_process)
@@ -174,7 +178,7 @@ class ProjectWorker(_WorkerBase):
         try:
             # A connection the database closed while we were idle must not fail the next job.
             _close_stale_connections()
-            attempt = attempt_number(job)
+            attempt = outcomes.attempt_number(job)  # the one numbering: logs, ledger, tracing, task API
             context = {"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt}
             job_span = tracing.start_job(job, attempt)  # None when tracing is off; current until its end below
             logger.info("job %s started queue=%s func=%s attempt=%d", job.id, job.origin, job.func_name, attempt, extra=context)
@@ -224,31 +228,86 @@ class ProjectWorker(_WorkerBase):
                 logger.warning("job %s was stuck between dequeue and start: requeued", job.id)
             return
         # Every failure ends here, a work-horse's death included: close the row once RQ has decided.
+        if _noted(job):
+            attempt = outcomes.attempt_number(job) - 1  # the attempt classify_failure noted
+        else:
+            # No exception handler saw this attempt: its work-horse died (killed, out of memory).
+            # Noted before RQ's retry, which writes the meta with it.
+            attempt = outcomes.attempt_number(job)
+            outcomes.note_death(job, last_line(exc_string) or "its work-horse died", worker=self.name, host=outcomes.HOST)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution)
-        self.outbox_closing.failed(job, exc_string)
+        if job.get_status(refresh=False) == JobStatus.FAILED:
+            # RQ writes no meta with a final failure (only with a retry): the attempts it ended go to
+            # Redis here, so that an operator's requeue runs attempt n + 1, not 1 again (failure path
+            # only; tests/test_ledger.py::test_attempt_numbers_agree_in_logs_ledger_and_after_an_operators_requeue).
+            try:
+                job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+            except RedisError:
+                logger.warning("job %s: its attempts could not be saved with its failure", job.id)
+        next_run = _log_failed_attempt(job, attempt, exc_string)
+        self.outbox_closing.failed(job, exc_string, next_run)
 
 
 def _report_outcome(connection: Any, job: Job, succeeded: bool, context: dict[str, Any], record: bool = True) -> None:
-    """One log line and one statistics record per attempt: success, retry or failure."""
+    """One statistics record per attempt (success, retry or failure) and a success's log line; a
+    failed attempt's line is handle_job_failure's (_log_failed_attempt), once RQ has decided."""
     duration, wait = stats.durations(job)
     if succeeded:
         outcome = "success"
+        logger.info(
+            "job %s succeeded queue=%s func=%s attempt=%d duration=%.3fs",
+            job.id, job.origin, job.func_name, context["attempt"], duration or 0.0,
+            extra={**context, "outcome": outcome, "duration": duration, "queue_wait": wait},
+        )
     else:
         # RQ has already decided by now: a retried job is SCHEDULED or QUEUED again.
         outcome = "failure" if job.get_status(refresh=False) in (JobStatus.FAILED, JobStatus.STOPPED) else "retry"
-    log = logger.info if outcome == "success" else logger.warning if outcome == "retry" else logger.error
-    log(
-        "job %s %s queue=%s func=%s attempt=%d duration=%.3fs",
-        job.id,
-        {"success": "succeeded", "retry": "will be retried", "failure": "failed"}[outcome],
-        job.origin,
-        job.func_name,
-        context["attempt"],
-        duration or 0.0,
-        extra={**context, "outcome": outcome, "duration": duration, "queue_wait": wait},
-    )
     if record:
         stats.record(connection, job.func_name or "", job.origin, outcome, duration, wait)
+
+
+def _noted(job: Job) -> bool:
+    """Whether classify_failure noted this attempt, in this process, on this very job object: a
+    forking worker's parent, whose work-horse died, never did (its copy of the meta may hold an
+    earlier attempt's failure)."""
+    errors = outcomes.errors_of(job)
+    # Taken out as it is read: a mark of this process only, never written to Redis (RQ's retry writes the meta next).
+    return bool(errors) and errors[-1].pop("run", None) == _run_mark(job, len(errors))
+
+
+def _run_mark(job: Job, count: int) -> str:
+    return f"{os.getpid()}/{id(job)}/{count}"
+
+
+def _log_failed_attempt(job: Job, attempt: int, exc_string: str) -> datetime | None:
+    """The one line a failed attempt logs, once RQ has decided: WARNING for a retry (when it runs
+    again; the traceback went to DEBUG, and is in the ledger), ERROR for a final failure, with its
+    reason and traceback. RQ's own lines for it are filtered (rq_compat.quiet_rq_failure_logs;
+    tests/test_ledger.py::test_a_transient_retry_logs_one_warning_line_and_no_error). Returns the retry's time."""
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STOPPED:
+        return None
+    entries = outcomes.ended_attempts(job)
+    last = entries[-1] if entries else {}
+    error = str(last.get("error") or last_line(exc_string) or "unknown error")
+    total = outcomes.max_attempts(job)
+    context = {"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt, "max_attempts": total}
+    if status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
+        delay = float(last.get("retry_in") or 0) if last.get("outcome") == "retried" else 0.0
+        next_run = datetime.now(UTC) + timedelta(seconds=delay)
+        logger.warning(
+            "job %s will be retried (attempt %d/%d) in %ds at %s: %s",
+            job.id, attempt, total, round(delay), next_run.isoformat(timespec="seconds"), error,
+            extra={**context, "next_run": next_run.isoformat(), "outcome": "retry"},
+        )
+        return next_run
+    kind = str(last.get("kind") or "abandoned")
+    logger.error(
+        "job %s failed (attempt %d/%d, %s): %s%s",
+        job.id, attempt, total, kind, error, f"\n{exc_string.rstrip()}" if exc_string and "\n" in exc_string.strip() else "",
+        extra={**context, "outcome": "failure", "final": True},
+    )
+    return None
 
 
 def _close_stale_connections() -> None:
@@ -353,40 +412,28 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS)
 
 
-def attempt_number(job: Job) -> int:
-    """1 for the first run; counts the retries RQ has already spent."""
-    initial = job.meta.get("max_retries")
-    if initial is None or job.retries_left is None:
-        return 1
-    return int(initial) - int(job.retries_left) + 1
-
-
 def classify_failure(job: Job, exc_type: type[BaseException], exc_value: BaseException, traceback: TracebackType | None) -> bool:
-    """RQ exception handler: stop retries for permanent errors and log every attempt.
+    """RQ exception handler: stop retries for permanent errors and note every failed attempt in
+    the job's meta (outcomes.note_failure: the ledger's entry, the retry's wait); its log line is
+    handle_job_failure's, once RQ has decided (_log_failed_attempt), its traceback at DEBUG here.
 
     RQ 3.0 calls exception handlers before it decides on a retry (`handle_exception`, then
     `handle_job_failure`: the order tests/test_rq_compat.py pins), so clearing `retries_left`
     here makes the failure final without touching RQ's retry machinery. The outbox row is
     closed by the worker's handle_job_failure once RQ has decided.
     """
-    attempt = attempt_number(job)  # before retries_left is cleared: the first run is attempt 1
-    outcomes.note_failure(job, exc_type, exc_value, traceback)  # saved with the retry, or with the row's end
+    entry = outcomes.note_failure(job, exc_type, exc_value, traceback)  # saved with the retry, or with the row's end
+    entry["run"] = _run_mark(job, len(outcomes.errors_of(job)))  # handle_job_failure tells a failure from a horse's death
     transient = is_transient(exc_value)
     if not transient:
         job.retries_left = 0
     final = not job.retries_left
-    log = logger.error if final else logger.warning
-    log(
-        "job %s failed (%s): %s attempt=%d queue=%s func=%s %s",
-        job.id,
-        "transient" if transient else "permanent",
-        f"{exc_type.__name__}: {exc_value}",
-        attempt,
-        job.origin,
-        job.func_name,
-        "giving up" if final else f"retrying, {job.retries_left} left",
-        extra={"job_id": job.id, "queue": job.origin, "func": job.func_name, "attempt": attempt, "final": final},
-    )
+    entry["kind"] = "transient" if transient else "permanent"
+    if not final:
+        entry["outcome"] = "retried"
+        entry["retry_in"] = job.get_retry_interval()  # what RQ's retry will wait (the same call, just before)
+    # The one line is handle_job_failure's, once RQ has decided; the traceback here, at DEBUG.
+    logger.debug("job %s raised (attempt %d)", job.id, len(outcomes.ended_attempts(job)), exc_info=(exc_type, exc_value, traceback))
     if final:  # reported once, when nobody will retry it (app/observability.py)
         from app.observability import report_job_failure
 

@@ -232,6 +232,11 @@ QUEUEING_JOB_MODULES = env_list("QUEUEING_JOB_MODULES", [])
 # A worker whose work loop has not moved for this long (plus a running in-process job's timeout)
 # while its liveness thread beats leaves, with every thread's stack on stderr, to be restarted.
 QUEUEING_WORK_LOOP_STALL_SECONDS = env_int("QUEUEING_WORK_LOOP_STALL_SECONDS", 90)
+# Days the outbox keeps an ended job's row, its ledger with it (attempts, history, errors), before
+# the scheduler's hourly purge deletes it (app/queueing/outbox.py purge_ended). At least 1.
+QUEUEING_LEDGER_RETENTION_DAYS = env_int("QUEUEING_LEDGER_RETENTION_DAYS", 7)
+if QUEUEING_LEDGER_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(f"QUEUEING_LEDGER_RETENTION_DAYS must be at least 1, not {QUEUEING_LEDGER_RETENTION_DAYS}.")
 # Called by forking workers once before their loop: work-horses inherit the media storage's client.
 QUEUEING_BEFORE_WORK = ["app.media_storage.warm_up"]
 # The keys that sign every job the queueing layer writes (app/queueing/signing.py): a worker runs

@@ -25,6 +25,8 @@ What is here, by what it does:
 - scheduler.py: rq-scheduler's `Scheduler._interval` and `_lock_acquired` (scheduling.py).
 - redis_py.py: redis-py's pool connections and sockets, let go of in a forked child (process_tree.py).
 - dashboard.py: rq-dashboard's serializer setting and the Redis client it leaves on the app (dashboard.py).
+- logs.py: RQ's own log lines for a failed attempt (its traceback at ERROR, its "N remaining"),
+  filtered on its loggers: the worker logs one line of its own (`quiet_rq_failure_logs`).
 - django_rq.py: django-rq's version gate (no private name: its admin pages' wrapped views, django_rq_pages.py).
 """
 
@@ -58,6 +60,7 @@ from .keys import (
     worker_key,
     workers_of_queue_key,
 )
+from .logs import RQ_FAILURE_LINES_FILTER, RQ_FAILURE_LOGGERS, RQ_FAILURE_TRACEBACK, RQ_RETRY_LINES, quiet_rq_failure_logs
 from .operations import (
     asynchronous,
     callback_names,
@@ -78,6 +81,10 @@ __all__ = [
     "ALL_QUEUES_KEY",
     "is_worker_key",
     "PER_CALL_FIELDS",
+    "RQ_FAILURE_LINES_FILTER",
+    "RQ_FAILURE_LOGGERS",
+    "RQ_FAILURE_TRACEBACK",
+    "RQ_RETRY_LINES",
     "UNREADABLE_FUNC",
     "VERIFIED_RQ_VERSION",
     "_SCRIPT_SHA",
@@ -107,6 +114,7 @@ __all__ = [
     "job_key",
     "push_if_absent",
     "queue_key",
+    "quiet_rq_failure_logs",
     "redis_py",
     "requeue_at_front",
     "resolve_serializer",
