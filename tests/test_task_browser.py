@@ -306,3 +306,12 @@ def test_the_list_links_the_graphs_and_counts_no_more_than_its_cap(operator, set
         queueing_admin.COUNT_CAP = old_cap
     assert response.context["cl"].result_count == 3  # capped: COUNT_CAP + 1 means "more"
     assert LIST + "graphs/" in response.content.decode()
+
+
+def test_the_action_forms_are_not_nested_in_the_page_form(operator):
+    """A form inside the admin's own <form> would submit that one (a 403 POST to change/): tests/browser clicks it."""
+    job = row(state="failed")
+    page = operator.get(LIST + f"{job.id}/change/").content.decode()
+    action_form = page.index(f'action="{LIST}{job.id}/act/requeue/"')
+    page_form = page.index('id="backgroundjob_form"')
+    assert action_form < page_form

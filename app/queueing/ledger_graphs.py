@@ -1,7 +1,7 @@
 """Per-queue graphs of the ledger: throughput, failures, retries and wait, last hour and last day.
 
-One aggregate query per window over the rows that ended in it (the partial index on ended_at,
-models.BackgroundJob.Meta), bucketed by minute (hour window) or hour (day window):
+One aggregate query per window over the rows that ended in it (read from the covering index
+ledger_ended_idx, models.BackgroundJob.Meta), bucketed by minute (hour window) or hour (day window):
 
 - throughput: rows that ended finished; failures: rows that ended failed;
 - retries: the attempts beyond the first of the rows that ended (sum of attempts - 1);
@@ -63,7 +63,7 @@ class PercentileCont(Aggregate):
         super().__init__(expression, fraction=float(fraction), **extra)
 
 
-def _wait() -> ExpressionWrapper:
+def _wait() -> Any:
     return ExpressionWrapper(F("started_at") - Coalesce("due_at", "created_at"), output_field=DurationField())
 
 
@@ -82,8 +82,8 @@ def series(window_name: str, now: datetime | None = None) -> dict[str, Series]:
     ended = BackgroundJob.objects.exclude(state=State.PENDING).filter(ended_at__gte=start, ended_at__lt=end)
     bucketed = ended.annotate(bucket=Trunc("ended_at", window.kind)).values("queue", "bucket")
     aggregates: dict[str, Any] = {
-        "throughput": Count("id", filter=Q(state=State.FINISHED)),
-        "failures": Count("id", filter=Q(state=State.FAILED)),
+        "throughput": Count("state", filter=Q(state=State.FINISHED)),  # columns of the index: an index-only scan
+        "failures": Count("state", filter=Q(state=State.FAILED)),
         "retries": Sum(F("attempts") - 1, filter=Q(attempts__gt=1)),
     }
     percentile_in_sql = connection.vendor == "postgresql"
