@@ -13,7 +13,9 @@ logged-in operator, each page ≥ 20 times (p50 / p95, ms; the budget is 200 ms 
 - the graphs page (both windows, every queue);
 - for reference: the unfiltered list, and a search of the argument text (`?q=`, a scan: docs/operations.md).
 
-Then EXPLAIN (ANALYZE, BUFFERS) of each page's queries of the ledger, to show which index answers each.
+Then EXPLAIN (ANALYZE, BUFFERS) of each page's queries of the ledger, to show which index answers each,
+and what the two indexes of migrations/0006_ledger_indexes.py cost an enqueue's INSERT (with them,
+dropped, rebuilt).
 """
 
 from __future__ import annotations
@@ -100,6 +102,45 @@ def explain(client, url: str) -> list[str]:  # type: ignore[no-untyped-def]
     return lines
 
 
+NEW_INDEXES = {
+    "ledger_created_idx": "CREATE INDEX ledger_created_idx ON egoejo_backgroundjob (created_at)",
+    "ledger_func_state_idx": "CREATE INDEX ledger_func_state_idx ON egoejo_backgroundjob (func, state, created_at)",
+}
+
+
+def insert_cost(count: int) -> list[list[object]]:
+    """What the browser's two indexes cost an enqueue: `BackgroundJob.record` of one row, in its own
+    transaction (as a request's), with them, without them (dropped), then with them again (rebuilt:
+    the control for drift over the run). µs, p50 / p95."""
+    import uuid
+
+    from django.db import connection, transaction
+
+    from app.queueing.models import BackgroundJob
+
+    def run() -> list[float]:
+        samples = []
+        for i in range(count):
+            started = time.perf_counter()
+            with transaction.atomic():
+                BackgroundJob.record("metrics", FUNCS[0], [(uuid.uuid4().hex, [i], {})], None)
+            samples.append((time.perf_counter() - started) * 1e6)
+        return samples
+
+    rows = []
+    for label in ("with the two indexes", "without them (dropped)", "with them again (rebuilt)"):
+        if label.startswith("without"):
+            with connection.cursor() as cursor:
+                cursor.execute("DROP INDEX " + ", ".join(NEW_INDEXES))
+        elif label.startswith("with them again"):
+            with connection.cursor() as cursor:
+                for sql in NEW_INDEXES.values():
+                    cursor.execute(sql)
+        samples = run()
+        rows.append([label, f"{statistics.median(samples):.0f}", f"{pct(samples, 0.95):.0f}"])
+    return rows
+
+
 def main() -> None:
     args = parse_args(__doc__ or "")
     rows, repeat = run_size(args, (1_000_000, 30), (100_000, 20), (2_000, 3))
@@ -144,6 +185,12 @@ def main() -> None:
             print(f"\nEXPLAIN (ANALYZE, BUFFERS) of the ledger queries of: {name}")
             for line in explain(client, str(url)):
                 print("  " + line)
+        inserts = run_size(args, 3000, 500, 20)
+        print_table(
+            f"an enqueue's INSERT (BackgroundJob.record, one row, own transaction) on {rows:,} rows, µs ({inserts:,} each, in turn)",
+            ["indexes", "p50", "p95"],
+            insert_cost(inserts),
+        )
 
 
 if __name__ == "__main__":
