@@ -70,10 +70,22 @@ class BackgroundJob(models.Model):
     class Meta:
         db_table = "egoejo_backgroundjob"  # kept from before the queueing layer was an app of its own
         ordering = ["-created_at"]
+        verbose_name = "job"
+        verbose_name_plural = "jobs (task browser)"
         indexes = [
-            # The reconciler pages through pending rows by id; the purge by ended_at.
+            # The reconciler pages through pending rows by id.
             models.Index(fields=["id", "created_at"], name="outbox_pending_idx", condition=models.Q(state="pending")),
-            models.Index(fields=["ended_at"], name="outbox_ended_idx", condition=~models.Q(state="pending")),
+            # The purge by ended_at; the task browser's graphs (ledger_graphs.py) read the rows ended in
+            # the last hour or day from the index alone (PostgreSQL's INCLUDE). Partial: an enqueue's
+            # INSERT (a pending row) never writes it.
+            models.Index(
+                fields=["ended_at"], name="ledger_ended_idx", condition=~models.Q(state="pending"),
+                include=["queue", "state", "attempts", "started_at", "due_at", "created_at"],
+            ),
+            # The task browser (admin.py): its list, newest first, and its time-range filter alone.
+            models.Index(fields=["created_at"], name="ledger_created_idx"),
+            # The task browser's search by function + state (+ time range), newest first.
+            models.Index(fields=["func", "state", "created_at"], name="ledger_func_state_idx"),
         ]
 
     def __str__(self) -> str:

@@ -87,6 +87,7 @@ PROVEN_BY: dict[str, str] = {
     "scripts/bench [AREA ...] [--quick|--smoke]": BENCH,
     "scripts/bench chaos": BENCH,
     "scripts/bench images": BENCH,
+    "scripts/bench ledger": BENCH,
     "scripts/bench login_timing": BENCH,
     "scripts/bench mail": BENCH,
     "scripts/bench metrics": BENCH,
