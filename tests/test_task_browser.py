@@ -111,10 +111,10 @@ def test_the_job_page_tells_the_whole_story(operator):
         history=[
             {"n": 1, "started_at": "t1", "ended_at": "t2", "duration": 0.5, "worker": "w-one", "host": "h1", "pid": 11,
              "outcome": "failed", "error": "SMTPServerDisconnected: <b>gone</b>"},
-            {"action": "requeue", "by": "root", "at": "t3", "note": "requeued"},
             {"n": 2, "started_at": "t4", "ended_at": "t5", "duration": 0.25, "worker": "w-two", "host": "h2", "pid": 22,
              "outcome": "finished", "error": ""},
         ],
+        actions=[{"action": "requeue", "by": "root", "at": "t3", "note": "requeued"}],
     )
     response = operator.get(LIST + f"{job.id}/change/")
     assert response.status_code == 200
@@ -157,7 +157,7 @@ def _act(client, job_id: str, action: str):  # type: ignore[no-untyped-def]
 
 
 def _actions(job_id: str) -> list[dict]:
-    return [e for e in (BackgroundJob.objects.get(pk=job_id).history or []) if "action" in e]
+    return list(BackgroundJob.objects.get(pk=job_id).actions or [])
 
 
 def test_requeue_a_failed_job_is_recorded(operator, run_worker, django_capture_on_commit_callbacks):

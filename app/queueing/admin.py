@@ -251,10 +251,11 @@ class BackgroundJobAdmin(_Admin):
         context = dict(extra_context or {})
         if row is not None and self.has_view_permission(request, row):
             entries = row.history if isinstance(row.history, list) else []
+            actions = row.actions if isinstance(row.actions, list) else []
             context.update(
                 shown_state=task_browser.display_state(row.state, row.attempts),
-                attempt_entries=[e for e in entries if isinstance(e, dict) and "action" not in e],
-                action_entries=[e for e in entries if isinstance(e, dict) and "action" in e],
+                attempt_entries=[e for e in entries if isinstance(e, dict)],
+                action_entries=[e for e in actions if isinstance(e, dict)],
                 live_url=reverse("admin:queueing_backgroundjob_live", args=[row.pk]),
                 live=row.state in (State.PENDING, State.FAILED),
                 actions_allowed=_allowed_actions(row),

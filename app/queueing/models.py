@@ -64,8 +64,11 @@ class BackgroundJob(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)  # while a retry waits its backoff
     last_error = models.TextField(blank=True, db_default="")  # the last failed attempt's error, one line
     # One entry per ended attempt ({"n", "started_at", "ended_at", "duration", "worker", "host", "pid",
-    # "outcome", "error"}) and per operator action ({"action", "by", "at"}), oldest first; null: none yet.
+    # "outcome", "error"}), oldest first; null: none yet. The worker writes it whole (outcomes.ledger).
     history = models.JSONField(null=True, blank=True)
+    # One entry per operator action ({"action", "by", "at", "note"}), written by the task browser
+    # alone (task_browser.py): a column of its own, so neither writer can drop the other's entries.
+    actions = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "egoejo_backgroundjob"  # kept from before the queueing layer was an app of its own

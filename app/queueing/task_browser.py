@@ -14,7 +14,7 @@ the outbox row stays as consistent as it is there:
   job's worker, whose end closes the row as cancelled (worker/outbox_closing.py).
 
 Each refuses a row in another state with the reason, and each success is recorded: an action entry
-in the row's history (who, when, what) and Django's admin LogEntry (tests/test_task_browser.py).
+in the row's `actions` (who, when, what) and Django's admin LogEntry (tests/test_task_browser.py).
 """
 
 from __future__ import annotations
@@ -116,12 +116,13 @@ def live_state(row: BackgroundJob) -> dict[str, Any]:
 
 
 def record_action(job_id: str, action: str, username: str, note: str) -> None:
-    """Append an operator's action to the row's history, under the row's lock (the worker appends too)."""
+    """Append an operator's action to the row's `actions`, under the row's lock (two operators at once
+    keep both). The worker never writes that column (models.BackgroundJob.actions)."""
     with transaction.atomic():
-        row = BackgroundJob.objects.select_for_update().only("history").get(pk=job_id)
-        history = list(row.history or [])
-        history.append({"action": action, "by": username, "at": timezone.now().isoformat(), "note": note})
-        BackgroundJob.objects.filter(pk=job_id).update(history=history)
+        row = BackgroundJob.objects.select_for_update().only("actions").get(pk=job_id)
+        actions = list(row.actions) if isinstance(row.actions, list) else []
+        actions.append({"action": action, "by": username, "at": timezone.now().isoformat(), "note": note})
+        BackgroundJob.objects.filter(pk=job_id).update(actions=actions)
 
 
 def requeue(row: BackgroundJob) -> Done:
@@ -174,7 +175,7 @@ OPERATIONS = {"requeue": requeue, "cancel": cancel, "stop": stop}
 
 
 def act(action: str, job_id: str, username: str) -> Done:
-    """Run one safe action on a row; a success is recorded in the row's history."""
+    """Run one safe action on a row; a success is recorded in the row's `actions`."""
     row = BackgroundJob.objects.get(pk=job_id)
     try:
         done = OPERATIONS[action](row)

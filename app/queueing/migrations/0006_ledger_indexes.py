@@ -13,6 +13,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Operators' actions (task_browser.py), apart from the worker's attempt history.
+        migrations.AddField(model_name='backgroundjob', name='actions', field=models.JSONField(blank=True, null=True)),
         migrations.AlterModelOptions(
             name='backgroundjob',
             options={'ordering': ['-created_at'], 'verbose_name': 'job', 'verbose_name_plural': 'jobs (task browser)'},
