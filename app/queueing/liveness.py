@@ -26,6 +26,7 @@ The worker's collaborators (app/queueing/worker/) do the work with these; the sw
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import threading
@@ -57,14 +58,17 @@ STOP_POLL = 0.25  # seconds between two looks of a stop's watcher
 def leave_stopped(who: str, waited: float) -> None:
     """End this process now, with status 0 (a stop asked for and honoured), from any thread.
 
-    The message goes straight to stderr's file descriptor: the main thread, stuck on a socket,
-    may hold a logging lock. The children die with the process (process_tree)."""
+    The message, and the stacks of its threads (where the teardown is stuck), go straight to
+    stderr's file descriptor: the main thread, stuck on a socket, may hold a logging lock. The
+    children die with the process (process_tree)."""
     message = (
         f"{who}: asked to stop {waited:.1f} s ago and its teardown has not ended (Redis or the "
-        f"database does not answer): leaving without it; its keys expire by themselves\n"
+        f"database does not answer): leaving without it; its keys expire by themselves; the "
+        f"stacks of its threads follow\n"
     )
     try:
         os.write(sys.stderr.fileno(), message.encode())
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     finally:
         os._exit(0)
 
