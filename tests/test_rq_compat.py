@@ -621,6 +621,54 @@ def test_the_scheduler_gate_reads_and_sets_what_rq_schedulers_own_lock_code_uses
     assert rq_compat.scheduler.holds_lock(scheduler) is False
 
 
+def test_rq_schedulers_run_keeps_the_processs_own_signal_handlers(redis_conn):
+    """rq-scheduler's `run()` installs its handlers through `_install_signal_handlers`: the mixin
+    replaces that method, and the handler the process installed before `run()` is still there."""
+    import signal
+
+    from rq_scheduler import Scheduler
+
+    class KeepsHandlers(rq_compat.scheduler.KeepsProcessSignalHandlers, Scheduler):
+        pass
+
+    def own(signum: int, frame: Any) -> None:
+        pass
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGTERM, own)
+        signal.signal(signal.SIGINT, own)
+        Scheduler(queue_name="metrics", interval=1, connection=redis_conn).run(burst=True)  # rq-scheduler's own run
+        assert signal.getsignal(signal.SIGTERM) is not own  # it does install its own: the mixin has work to do
+        signal.signal(signal.SIGTERM, own)
+        signal.signal(signal.SIGINT, own)
+        KeepsHandlers(queue_name="metrics", interval=1, connection=redis_conn).run(burst=True)
+        assert signal.getsignal(signal.SIGTERM) is own and signal.getsignal(signal.SIGINT) is own
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+
+
+def test_a_stop_signal_reads_as_requested_whether_rq_raises_or_flags_it(redis_conn):
+    """RQ's request_stop on an idle worker raises StopRequested and leaves `_stop_requested`
+    unset; `shutdown_requested` reads the date it records first (worker/outage_resume.py)."""
+    import signal
+
+    from rq.exceptions import StopRequested
+
+    worker = InProcessWorker([get_queue("metrics")], connection=redis_conn)
+    assert not rq_compat.shutdown_requested(worker) and not rq_compat.stop_requested(worker)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(StopRequested):
+            worker.request_stop(signal.SIGTERM, None)  # RQ's own handler, on an idle worker
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+    assert rq_compat.shutdown_requested(worker)
+    assert not rq_compat.stop_requested(worker)  # why the flag alone did not stop the wait for Redis
+
+
 def test_the_redis_gate_finds_every_pool_connection_and_takes_its_socket(redis_db_index):
     from tests import redis_db
 

@@ -10,6 +10,11 @@ The worker's collaborators (app/queueing/worker/) do the work with these; the sw
 - A stalled work loop (worker/stall_watch.py): past DEFAULT_STALL_LIMIT (or
   settings.QUEUEING_WORK_LOOP_STALL_SECONDS) without a heartbeat, a worker leaves with EX_SOFTWARE.
 - Redis outages: `wait_for_redis`, for workers (worker/outage_resume.py) and rqscheduler.
+- Stops: a process asked to stop, with no job running, leaves within STOP_GRACE even when its
+  teardown hangs on a Redis or database that does not answer (`leave_stopped`; for workers
+  worker/stop_deadline.py, for rqscheduler its command): what the teardown would have written
+  (the worker's death, the scheduler's lock) expires by itself, and the sweeps recover the rest
+  (tests/faults/test_stops.py).
 - Death seen on the same host: a worker records which process it is (kernel boot, pid
   namespace, pid, start time) in its hash's PROCESS_FIELD. A sweep running in the same kernel
   and pid namespace reads that process's state itself, so a worker killed there (the OOM killer,
@@ -21,7 +26,10 @@ The worker's collaborators (app/queueing/worker/) do the work with these; the sw
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,20 +48,58 @@ DEFAULT_STALL_LIMIT = 90
 EX_SOFTWARE = 70  # the exit status of a worker that left because its work loop stalled
 # The field of RQ's worker hash that says which process the worker is (see process_identity).
 PROCESS_FIELD = "egoejo_process"
+# Seconds a stopping process's own teardown (register its death, release its locks) may take
+# before it leaves without it: with Redis up that teardown takes milliseconds; a SIGTERM is
+# honoured within 10 s (issue #33), and the polling below adds at most a quarter of a second.
+STOP_GRACE = 5.0
+STOP_POLL = 0.25  # seconds between two looks of a stop's watcher
+
+
+def leave_stopped(who: str, waited: float) -> None:
+    """End this process now, with status 0 (a stop asked for and honoured), from any thread.
+
+    The message, and the stacks of its threads (where the teardown is stuck), go straight to
+    stderr's file descriptor: the main thread, stuck on a socket, may hold a logging lock. The
+    children die with the process (process_tree)."""
+    message = (
+        f"{who}: asked to stop {waited:.1f} s ago and its teardown has not ended (Redis or the "
+        f"database does not answer): leaving without it; its keys expire by themselves; the "
+        f"stacks of its threads follow\n"
+    )
+    try:
+        os.write(sys.stderr.fileno(), message.encode())
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    finally:
+        os._exit(0)
+
+
+def leave_stopped_after(who: str, grace: float = STOP_GRACE) -> threading.Timer:
+    """Once a stop was asked and nothing is left to finish: `leave_stopped` in `grace` seconds
+    unless the process has exited by then (a daemon timer)."""
+    timer = threading.Timer(grace, leave_stopped, args=(who, grace))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 
 def wait_for_redis(connection: Any, should_stop: Callable[[], bool] = lambda: False) -> bool:
-    """Block until Redis answers (a ping every 0.5 s, then every 1 s); False if `should_stop` said so first."""
+    """Block until Redis answers (a ping every 0.5 s, then every 1 s); False as soon as
+    `should_stop` says so (asked before each ping and every STOP_POLL seconds of a wait)."""
     delay = 0.5
     while True:
+        if should_stop():
+            return False
         try:
             connection.ping()
             return True
         except RedisError:
-            if should_stop():
-                return False
-            time.sleep(delay)
+            # The wait in small steps: a stop asked meanwhile ends it at once.
+            until = time.monotonic() + delay
+            while (left := until - time.monotonic()) > 0:
+                if should_stop():
+                    return False
+                time.sleep(min(left, STOP_POLL))
             # Capped at 1 s: a ping a second per process costs Redis nothing, and every second
             # waited past its return delays the jobs of every worker (a restart takes 3 s).
             delay = min(delay * 2, 1.0)

@@ -41,7 +41,9 @@ LOCK_SPARE_SECONDS = 3
 RETRY_LOCK_OWNER = "egoejo-rqscheduler"
 
 
-class ProjectScheduler(DjangoScheduler):
+class ProjectScheduler(rq_compat.scheduler.KeepsProcessSignalHandlers, DjangoScheduler):
+    # rq-scheduler's signal handlers wrote to Redis from inside the handler and hung a stop while
+    # Redis was away: rqscheduler installs its own (tests/faults/test_stops.py).
     job_class = QueueingJob
     # rq-scheduler's lock, held by this process's token: a pass that outlived the lock never frees
     # the lock of the scheduler that took over

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -78,3 +79,74 @@ class RedisServer:
                 pass
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+class TcpProxy:
+    """A TCP forwarder to 127.0.0.1:`target_port` that a test cuts or freezes: a server made
+    unreachable without touching it (a database shared with other tests, say). After `cut()` its
+    port refuses connections and the open ones are dropped; after `freeze()` nothing passes any
+    more either way and new connections are accepted but never answered, as behind a network cut."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._cut = False
+        self._frozen = threading.Event()
+        threading.Thread(target=self._accept, daemon=True, name="tcp-proxy").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # cut
+            if self._frozen.is_set():
+                with self._lock:
+                    self._sockets.append(client)  # held open, never answered
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._cut:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                while self._frozen.is_set() and not self._cut:
+                    time.sleep(0.05)  # held: the bytes never arrive
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            sockets, self._sockets = self._sockets, []
+        self.listener.close()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()

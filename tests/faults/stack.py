@@ -35,6 +35,12 @@ class Stack:
             start_new_session=True,
         )
 
+    def start_command(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        """Any `manage.py` command of the stack, stopped with the others at the end."""
+        process = self._start(argv, name)
+        self.others.append(process)
+        return process
+
     def start_workers(self, count: int = 2, queues: tuple[str, ...] = ("emails", "images", "metrics")) -> None:
         for _ in range(count):
             self.workers.append(self._start(["rqworker", *queues, "--with-scheduler"], f"worker-{len(self.workers)}"))

@@ -70,6 +70,7 @@ from .operations import (
     retire_worker,
     return_value_of,
     set_stop_requested,
+    shutdown_requested,
     stop_requested,
     stop_scheduler_child,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "scheduled_key",
     "scheduler",
     "set_stop_requested",
+    "shutdown_requested",
     "started_entry_job_id",
     "started_key",
     "stop_requested",

@@ -53,6 +53,13 @@ def set_stop_requested(worker: Any, value: bool) -> None:
     worker._stop_requested = value
 
 
+def shutdown_requested(worker: Any) -> bool:
+    """Whether a stop signal reached this worker (SIGTERM, SIGINT, its pool's stop). RQ's
+    `request_stop` records the date first, then either sets `_stop_requested` (a job runs: warm
+    shutdown) or raises StopRequested from wherever the main thread was, leaving the flag unset."""
+    return worker._shutdown_requested_date is not None
+
+
 def return_value_of(job: Job) -> Any:
     """What the job's function returned, in the worker that just ran it (RQ keeps it on the job)."""
     return job._result

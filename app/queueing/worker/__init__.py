@@ -5,7 +5,8 @@ each RQ hook (tests/test_layout.py: test_each_library_hook_is_overridden_once_pe
 
 - `Lease` (lease.py): the liveness thread's beats, the running job's claim, the fence.
 - `StallWatch` (stall_watch.py): a work loop that stopped moving ends its process.
-- `OutageResume` (outage_resume.py): wait out a Redis outage, start again under a new name.
+- `OutageResume` (outage_resume.py): wait out a Redis outage, start again under a new name;
+  its `StopDeadline` (stop_deadline.py) ends a stopped worker whose teardown hangs on Redis.
 - `ProcessIdentity` (process_identity.py): which process the worker is, for same-host sweeps.
 - `OutboxClosing` (outbox_closing.py): every end of a job closes its outbox row.
 - `FastBookkeeping` (fast_bookkeeping.py): RQ's bookkeeping in fewer round trips (rq_compat).
@@ -19,6 +20,7 @@ from .outbox_closing import OutboxClosing
 from .process_identity import ProcessIdentity
 from .recycling import Recycling, resident_memory_mb
 from .stall_watch import StallWatch
+from .stop_deadline import StopDeadline
 
 __all__ = [
     "FastBookkeeping",
@@ -28,5 +30,6 @@ __all__ = [
     "ProcessIdentity",
     "Recycling",
     "StallWatch",
+    "StopDeadline",
     "resident_memory_mb",
 ]

@@ -4,6 +4,11 @@ Where RQ's work loop logs "unhandled exception, quitting" and exits, the worker 
 to answer again (liveness.wait_for_redis) and resumes under a new name: its old registration,
 and any job it was running, then read as abandoned and are recovered like a crash
 (tests/faults/test_redis_faults.py).
+
+A stop asked for (a signal, the pool's stop, recycling) is honoured in every state: the wait for
+Redis ends at once, it is never entered once a stop was asked, and RQ's StopRequested raised
+from wherever the main thread was ends the loop; a teardown that hangs on a silent Redis is cut
+short by the StopDeadline (tests/faults/test_stops.py).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq.exceptions import StopRequested
 
 from .. import rq_compat
 from ..liveness import wait_for_redis
 from .stall_watch import StallWatch
+from .stop_deadline import StopDeadline
 
 logger = logging.getLogger(__name__)
 
@@ -30,22 +37,42 @@ class OutageResume:
     def __init__(self, worker: Any, stall_watch: StallWatch) -> None:
         self.worker = worker
         self.stall_watch = stall_watch
+        # A job runs from its lease's claim to its end (ProjectWorker.execute_job), a horse or not.
+        self.stop_deadline = StopDeadline(worker, busy=lambda: bool(worker.lease.running_job_id or worker.horse_pid))
 
     def run(self, work_loop: Callable[[], bool], burst: bool) -> bool:
-        """RQ's work loop, run again after each outage until it ends with Redis answering."""
-        worker = self.worker
-        while True:
-            crashed = False
-            try:
-                worked = work_loop()
-            except (RedisConnectionError, RedisTimeoutError):
-                crashed, worked = True, False  # teardown itself could not reach Redis
-            if not crashed and not self._redis_unreachable():
-                return worked
-            if burst or rq_compat.stop_requested(worker):
-                return worked
-            self._wait_for_redis()
-            self.start_again_under_a_new_name()
+        """RQ's work loop, run again after each outage until it ends with Redis answering or a stop."""
+        self.stop_deadline.start()
+        try:
+            return self._run(work_loop, burst)
+        finally:
+            self.stop_deadline.stop()
+
+    def stopping(self) -> bool:
+        """A stop was asked: by a signal (RQ leaves its flag unset when it raises StopRequested
+        instead, so its date is read too), by the pool, or by recycling."""
+        return rq_compat.stop_requested(self.worker) or rq_compat.shutdown_requested(self.worker)
+
+    def _run(self, work_loop: Callable[[], bool], burst: bool) -> bool:
+        worked = False
+        try:
+            while True:
+                crashed = False
+                try:
+                    worked = work_loop()
+                except (RedisConnectionError, RedisTimeoutError):
+                    crashed, worked = True, False  # teardown itself could not reach Redis
+                # Asked before Redis is: a ping to a paused server would hang the stop.
+                if burst or self.stopping():
+                    return worked
+                if not crashed and not self._redis_unreachable():
+                    return worked
+                if not self._wait_for_redis():
+                    return worked  # stopped while waiting
+                self.start_again_under_a_new_name()
+        except StopRequested:
+            # RQ's handler raises it from wherever the main thread was (a wait, a ping, a bootstrap).
+            return worked
 
     def _redis_unreachable(self) -> bool:
         try:
@@ -54,16 +81,20 @@ class OutageResume:
         except RedisError:
             return True
 
-    def _wait_for_redis(self) -> None:
+    def _wait_for_redis(self) -> bool:
+        """True once Redis answers; False if a stop was asked first."""
         worker = self.worker
         logger.error("worker %s lost Redis; waiting for it to come back", worker.name)
 
         def should_stop() -> bool:
             self.stall_watch.loop_moved()  # waiting for Redis is no stall
-            return rq_compat.stop_requested(worker)
+            return self.stopping()
 
-        if wait_for_redis(worker.connection, should_stop=should_stop):
-            logger.warning("worker %s: Redis is back, resuming", worker.name)
+        if not wait_for_redis(worker.connection, should_stop=should_stop):
+            logger.warning("worker %s: stopping as asked while Redis is away", worker.name)
+            return False
+        logger.warning("worker %s: Redis is back, resuming", worker.name)
+        return True
 
     def start_again_under_a_new_name(self) -> None:
         # What the old name was running is recovered as abandoned and run again elsewhere, so a
