@@ -15,6 +15,9 @@ carry user input), POST actions without CSRF protection and a state-changing GET
 - state changes only by POST, and only from the dashboard's own origin or a configured one
   (scheme, host and port compared exactly; behind a TLS-terminating proxy the scheme comes
   from RQ_DASHBOARD_PROXY_SSL_HEADER, trusted only when configured);
+- on the workers page, rendered on the server: the suspension, pools with their members'
+  processed counts, each busy worker's job (id, function, since when) and each retrying job's
+  next attempt n/N, next run and last error (work_in_sight.py);
 - a "Recurring" page: rq-scheduler keeps its schedules in its own sorted set, which
   rq-dashboard does not read, so the recurring jobs and their next run are listed there.
 """
@@ -262,6 +265,17 @@ def create_app(
             ),
             mimetype="text/html",
         )
+
+    @app.context_processor
+    def work_in_sight_context() -> dict[str, Any]:
+        """The workers page's server-rendered part: suspension, pools, busy workers, retrying jobs."""
+        if request.endpoint != "rq_dashboard.workers_overview":
+            return {}
+        from . import work_in_sight
+
+        connection = rq_compat.dashboard.redis_connection(app)
+        work = work_in_sight.workers(connection)
+        return {"work": work, "pools": work.pool_rows(), "retrying": work_in_sight.retrying_jobs(connection)}
 
     @app.errorhandler(NoSuchJobError)
     def no_such_job(_: NoSuchJobError) -> Response:

@@ -40,6 +40,8 @@ DEFAULT_STALL_LIMIT = 90
 EX_SOFTWARE = 70  # the exit status of a worker that left because its work loop stalled
 # The field of RQ's worker hash that says which process the worker is (see process_identity).
 PROCESS_FIELD = "egoejo_process"
+# The field that names a pool member's pool, `<host>:<pool pid>` (process_identity; work_in_sight groups by it).
+POOL_FIELD = "egoejo_pool"
 
 
 

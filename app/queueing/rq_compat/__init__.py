@@ -46,6 +46,7 @@ from .bookkeeping import (
 from .json_only import UNREADABLE_FUNC, install_json_only
 from .keys import (
     ALL_QUEUES_KEY,
+    SUSPENDED_KEY,
     failed_key,
     intermediate_key,
     is_worker_key,
@@ -76,6 +77,7 @@ from .version import VERIFIED_RQ_VERSION, fast_paths
 
 __all__ = [
     "ALL_QUEUES_KEY",
+    "SUSPENDED_KEY",
     "is_worker_key",
     "PER_CALL_FIELDS",
     "UNREADABLE_FUNC",
