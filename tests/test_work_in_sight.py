@@ -121,6 +121,12 @@ def test_a_retrying_jobs_attempt_next_run_and_last_error_are_everywhere(
     error = "app.queueing.errors.TransientJobError: attempt 1"
     for page in (rq_dashboard_workers(dashboard), django_rq_workers(root)):
         assert job_id in page and "attempt 2/3" in page and next_run in page and error in page
+    data = dashboard.get(f"/0/data/job/{job_id}.json", headers=AUTH).get_json()
+    assert data["retry"] == {
+        "id": job_id, "func": "tests.fixtures.fail_until_attempt", "queue": "metrics", "attempt": 2, "attempts": 3,
+        "next_run": datetime.fromtimestamp(score, tz=UTC).isoformat(), "last_error": error,
+    }
+    assert 'data-role="retry"' in dashboard.get(f"/0/view/job/{job_id}", headers=AUTH).get_data(as_text=True)
     detail = root.get(f"/admin/django-rq/queues/{_index('metrics')}/{job_id}/").content.decode()
     assert "attempt 2/3" in detail and next_run in detail and error in detail
 
@@ -129,6 +135,19 @@ def test_a_retrying_jobs_attempt_next_run_and_last_error_are_everywhere(
     listing = out.getvalue()
     assert "metrics: 0 failed" in listing and "retrying: 1" in listing
     assert f"{job_id}  metrics  tests.fixtures.fail_until_attempt  attempt 2/3  next run {next_run} UTC  last error: {error}" in listing
+
+    out = StringIO()
+    call_command("rqstats", stdout=out)
+    table = out.getvalue()
+    header = next(line for line in table.splitlines() if line.startswith("| Name"))
+    assert [cell.strip() for cell in header.strip("|").split("|")][6:8] == ["Scheduled", "Retrying"], table
+    [metrics_row] = [line for line in table.splitlines() if line.startswith("| metrics ")]
+    assert [cell.strip() for cell in metrics_row.strip("|").split("|")][6:8] == ["1", "1"], table  # scheduled, retrying
+    out = StringIO()
+    call_command("rqstats", "--json", stdout=out)
+    import json
+
+    assert {q["name"]: q["retrying_jobs"] for q in json.loads(out.getvalue())["queues"]}["metrics"] == 1
 
     settings.METRICS_TOKEN = TOKEN
     health = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
@@ -152,6 +171,9 @@ def test_retry_state_read_from_a_forged_hash_is_text_and_escaped(redis_conn: red
     assert row.id == real.id and row.attempt_label == "2/3"
     for page in (rq_dashboard_workers(dashboard), django_rq_workers(root)):
         assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    shown = dashboard.get(f"/0/data/job/{real.id}.json", headers=AUTH).get_json()["retry"]
+    assert shown["last_error"] == "ValueError: &lt;img src=x onerror=alert(1)&gt;"  # job.html inserts it raw
+    assert dashboard.get(f"/0/data/job/{job.id}.json", headers=AUTH).get_json()["retry"] is None
 
 
 @pytest.mark.parametrize("kind", sorted(WORKER_KINDS))

@@ -17,7 +17,7 @@ carry user input), POST actions without CSRF protection and a state-changing GET
   from RQ_DASHBOARD_PROXY_SSL_HEADER, trusted only when configured);
 - on the workers page, rendered on the server: the suspension, pools with their members'
   processed counts, each busy worker's job (id, function, since when) and each retrying job's
-  next attempt n/N, next run and last error (work_in_sight.py);
+  next attempt n/N, next run and last error (work_in_sight.py), the latter on its job page too;
 - a "Recurring" page: rq-scheduler keeps its schedules in its own sorted set, which
   rq-dashboard does not read, so the recurring jobs and their next run are listed there.
 """
@@ -308,6 +308,8 @@ def create_app(
             except ValueError:
                 data = None
             if data is not None:
+                if request.endpoint == "rq_dashboard.job_info" and isinstance(data, dict):
+                    data["retry"] = _retry_state((request.view_args or {}).get("job_id", ""), rq_compat.dashboard.redis_connection(app))
                 response.set_data(json.dumps(escape_json(data, request.endpoint)))
         elif response.mimetype == "text/html":
             if request.endpoint == "rq_dashboard.jobs_overview":
@@ -320,6 +322,19 @@ def create_app(
         return response
 
     return app
+
+
+def _retry_state(job_id: str, connection: Any) -> dict[str, Any] | None:
+    """A retrying job's next attempt n/N, next run and last error for its page; None otherwise."""
+    from . import work_in_sight
+    from .jobclass import QueueingJob
+
+    try:
+        job = QueueingJob.fetch(job_id, connection=connection, serializer=JobSerializer)
+    except NoSuchJobError:
+        return None
+    state = work_in_sight.retry_state(job, work_in_sight.next_run_of(job))
+    return state.as_dict() if state is not None else None
 
 
 def _title_registry(response: Response) -> None:
