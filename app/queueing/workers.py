@@ -88,7 +88,7 @@ class ProjectWorker(_WorkerBase):
         self.outbox_closing = OutboxClosing()
         self.bookkeeping = FastBookkeeping(self, in_process=self.in_process)
         self.recycling = Recycling(self) if self.recycles else None
-        self.suspension = Suspension(self, self.bookkeeping.suspension_check_due, self.stall_watch)
+        self.suspension = Suspension(self, self.bookkeeping.suspension_check_due)
         super().__init__(*args, **kwargs)
 
     # -- the work loop ----------------------------------------------------------------------
@@ -123,9 +123,9 @@ class ProjectWorker(_WorkerBase):
         self.bookkeeping.heartbeat(ttl, pipeline, super().heartbeat)
 
     def check_for_suspension(self, burst: bool) -> None:
-        # RQ's own check stands aside: worker/suspension.py's waits with the stall watch fed.
+        # Due once a second, or at once after a job was held back (worker/suspension.py).
         if self.suspension.check_due():
-            self.suspension.wait_while_suspended(burst)
+            super().check_for_suspension(burst)
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it untyped

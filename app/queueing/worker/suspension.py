@@ -8,10 +8,9 @@ reads it once a second (rq_compat.suspension_check_due): a worker blocked in its
   the worker's process, before a work-horse forks): while the flag is set the job goes back to
   the front of its queue, untouched (status `queued`, out of the worker's intermediate list), and
   the next suspension check is due at once;
-- `wait_while_suspended` stands in for RQ's check: the worker's state is `suspended` while the
-  flag holds, the flag is read every POLL seconds (it resumes within that after `rqresume`), and
-  each read counts as the work loop moving, so a suspension longer than the stall limit
-  (stall_watch.py) does not end the worker as stalled. In burst mode the worker leaves, as RQ's.
+- then RQ's own check waits on the flag: the worker's state is `suspended`, the flag is read
+  (with a heartbeat, which feeds the stall watch) every second, so it resumes within a second of
+  `rqresume`. In burst mode the worker leaves.
 
 rqscheduler is not held: it only moves due jobs into their queues, where they wait.
 tests/test_work_in_sight.py::test_rqsuspend_stops_every_worker_kind_within_a_second holds it.
@@ -20,25 +19,17 @@ tests/test_work_in_sight.py::test_rqsuspend_stops_every_worker_kind_within_a_sec
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
-
-from rq.exceptions import StopRequested
-from rq.suspension import is_suspended
-from rq.worker import WorkerStatus
 
 from .. import rq_compat
 
 logger = logging.getLogger(__name__)
 
-POLL = 0.5  # seconds between two reads of the flag while suspended
-
 
 class Suspension:
-    def __init__(self, worker: Any, check_due: Any, stall_watch: Any) -> None:
+    def __init__(self, worker: Any, check_due: Any) -> None:
         self.worker = worker
         self.check_due_throttled = check_due  # the bookkeeping's once-a-second gate
-        self.stall_watch = stall_watch
         self.held_back = False
 
     def check_due(self) -> bool:
@@ -61,20 +52,3 @@ class Suspension:
         self.held_back = True
         logger.info("job %s put back at the front of %s: workers are suspended", job.id, queue.name)
         return True
-
-    def wait_while_suspended(self, burst: bool) -> None:
-        worker = self.worker
-        before: str | None = None
-        while not rq_compat.stop_requested(worker) and is_suspended(worker.connection):
-            if burst:
-                logger.info("worker %s: suspended in burst mode, leaving", worker.name)
-                raise StopRequested
-            if before is None:
-                logger.info("worker %s: suspended, `manage.py rqresume` resumes it", worker.name)
-                before = worker.get_state()
-                worker.set_state(WorkerStatus.SUSPENDED)
-            self.stall_watch.loop_moved()  # waiting on the flag is no stall
-            time.sleep(POLL)
-        if before is not None:
-            self.stall_watch.loop_moved()
-            worker.set_state(before if before != WorkerStatus.SUSPENDED else WorkerStatus.IDLE)
