@@ -15,7 +15,7 @@ RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 RULE_TESTS = ROOT / "tests" / "prometheus" / "rules_test.yml"
 EXPECTED_ALERTS = {
     "EgoejoMetricsDown", "QueueHasNoWorker", "QueueJobsLate", "JobFailureRatioHigh", "SchedulerHeartbeatStale",
-    "OutboxPendingTooLong", "JobsAbandonedByDyingWorkers", "RedisMemoryNearLimit", "JobRefused",
+    "OutboxPendingTooLong", "JobsAbandonedByDyingWorkers", "RedisMemoryNearLimit", "JobRefused", "JobKeepsRetrying",
 }
 
 

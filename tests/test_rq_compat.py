@@ -312,12 +312,14 @@ def test_a_finished_job_is_fully_recorded_in_four_round_trips(redis_conn, monkey
         job, job_queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
         worker.execute_job(job, job_queue)
     monkeypatch.undo()
-    # BLMOVE, HGETALL, and two pipelines: start, success. RQ 3.0 alone also sends a third
+    # BLMOVE, HGETALL and two pipelines: start, success; the suspension flag's EXISTS once a second
+    # (worker/suspension.py), not once a job. RQ 3.0 alone also sends a third
     # pipeline, the worker's state twice, the job's heartbeat, WATCH and SMEMBERS.
     per_job = {name: count / len(jobs) for name, count in seen.items()}
     assert 2 <= per_job.pop("pipeline") <= 2.1, seen
-    assert set(per_job) <= {"BLMOVE", "HGETALL", "HSET"}, seen
+    assert set(per_job) <= {"BLMOVE", "HGETALL", "EXISTS", "HSET"}, seen
     assert per_job["BLMOVE"] == per_job["HGETALL"] == 1
+    assert per_job.get("EXISTS", 0) <= 0.1, seen
     assert per_job.get("HSET", 0) < 0.5, seen
     assert all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs)
 
@@ -497,6 +499,14 @@ def test_the_key_formats_are_rqs_own(redis_conn):
     assert redis_conn.smembers(rq_compat.ALL_QUEUES_KEY) == {queue.key.encode()}
     worker.register_birth()
     assert [rq_compat.is_worker_key(key) for key in (worker.key, queue.key, Job.key_for("abc"))] == [True, False, False]
+    # The suspension flag worker/suspension.py reads after each dequeue is the one RQ's suspend() sets,
+    # and a worker's running job is the one RQ reads from its executions set (work_in_sight.py).
+    from rq.suspension import is_suspended, resume, suspend
+
+    suspend(redis_conn)
+    assert redis_conn.exists(rq_compat.SUSPENDED_KEY) and is_suspended(redis_conn)
+    resume(redis_conn)
+    assert not redis_conn.exists(rq_compat.SUSPENDED_KEY)
 
 
 # -- JSON only, and the fields of a job the layer made --------------------------------------------

@@ -15,6 +15,9 @@ carry user input), POST actions without CSRF protection and a state-changing GET
 - state changes only by POST, and only from the dashboard's own origin or a configured one
   (scheme, host and port compared exactly; behind a TLS-terminating proxy the scheme comes
   from RQ_DASHBOARD_PROXY_SSL_HEADER, trusted only when configured);
+- on the workers page, rendered on the server: the suspension, pools with their members'
+  processed counts, each busy worker's job (id, function, since when) and each retrying job's
+  next attempt n/N, next run and last error (work_in_sight.py), the latter on its job page too;
 - a "Recurring" page: rq-scheduler keeps its schedules in its own sorted set, which
   rq-dashboard does not read, so the recurring jobs and their next run are listed there.
 """
@@ -263,6 +266,17 @@ def create_app(
             mimetype="text/html",
         )
 
+    @app.context_processor
+    def work_in_sight_context() -> dict[str, Any]:
+        """The workers page's server-rendered part: suspension, pools, busy workers, retrying jobs."""
+        if request.endpoint != "rq_dashboard.workers_overview":
+            return {}
+        from . import work_in_sight
+
+        connection = rq_compat.dashboard.redis_connection(app)
+        work = work_in_sight.workers(connection)
+        return {"work": work, "pools": work.pool_rows(), "retrying": work_in_sight.retrying_jobs(connection)}
+
     @app.errorhandler(NoSuchJobError)
     def no_such_job(_: NoSuchJobError) -> Response:
         return Response("No such job.\n", 404, mimetype="text/plain")  # rq-dashboard alone answers 500
@@ -294,6 +308,8 @@ def create_app(
             except ValueError:
                 data = None
             if data is not None:
+                if request.endpoint == "rq_dashboard.job_info" and isinstance(data, dict):
+                    data["retry"] = _retry_state((request.view_args or {}).get("job_id", ""), rq_compat.dashboard.redis_connection(app))
                 response.set_data(json.dumps(escape_json(data, request.endpoint)))
         elif response.mimetype == "text/html":
             if request.endpoint == "rq_dashboard.jobs_overview":
@@ -306,6 +322,19 @@ def create_app(
         return response
 
     return app
+
+
+def _retry_state(job_id: str, connection: Any) -> dict[str, Any] | None:
+    """A retrying job's next attempt n/N, next run and last error for its page; None otherwise."""
+    from . import work_in_sight
+    from .jobclass import QueueingJob
+
+    try:
+        job = QueueingJob.fetch(job_id, connection=connection, serializer=JobSerializer)
+    except NoSuchJobError:
+        return None
+    state = work_in_sight.retry_state(job, work_in_sight.next_run_of(job))
+    return state.as_dict() if state is not None else None
 
 
 def _title_registry(response: Response) -> None:

@@ -49,6 +49,7 @@ def check_health() -> HealthReport:
         return report
     report.checks["redis"] = {"ok": True}
     report.checks.update(queue_checks(redis))
+    report.checks["retrying"] = retrying_check(redis)
     alive = redis.get(keys.SCHEDULER_ALIVE)
     report.checks["scheduler"] = (
         {"ok": True, "last_seen": float(alive)} if alive else {"ok": False, "reason": "no live rqscheduler process"}
@@ -95,6 +96,18 @@ def queue_checks(redis: Redis) -> dict[str, dict[str, Any]]:
             check.update(ok=False, reason=f"oldest job on '{name}' has waited {age:.0f} s (limit {max_age} s)")
         checks[f"queue:{name}"] = check
     return checks
+
+
+def retrying_check(redis: Redis) -> dict[str, Any]:
+    """Jobs waiting for another attempt, per function: a detail, never a verdict (a retry is the
+    design working; the JobKeepsRetrying alert says when it goes on too long)."""
+    from .work_in_sight import retrying_by_function, retrying_jobs
+
+    counts = retrying_by_function(retrying_jobs(redis))
+    by_function: dict[str, int] = {}
+    for (func, _queue), count in counts.items():
+        by_function[func] = by_function.get(func, 0) + count
+    return {"ok": True, "jobs": sum(counts.values()), "by_function": by_function}
 
 
 def check_liveness() -> bool:

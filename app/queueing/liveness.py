@@ -80,6 +80,8 @@ def leave_stopped_after(who: str, grace: float = STOP_GRACE) -> threading.Timer:
     timer.daemon = True
     timer.start()
     return timer
+# The field that names a pool member's pool, `<host>:<pool pid>` (process_identity; work_in_sight groups by it).
+POOL_FIELD = "egoejo_pool"
 
 
 

@@ -75,6 +75,7 @@ class JobStatsCollector:
             oldest.add_metric([name], check["oldest_job_age_seconds"] or 0.0)
             workers.add_metric([name], check["workers"])
         yield from (depth, started, failed, oldest, workers)
+        yield self._retrying(funcs, rows)
         scheduler = GaugeMetricFamily("egoejo_scheduler_alive", "1 when an rqscheduler process is alive")
         heartbeat = self.connection.get(keys.SCHEDULER_ALIVE)
         scheduler.add_metric([], 1 if heartbeat is not None else 0)
@@ -87,6 +88,18 @@ class JobStatsCollector:
         age = GaugeMetricFamily("egoejo_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row")
         age.add_metric([], pending["oldest_pending_age_seconds"])
         yield age
+
+    def _retrying(self, funcs: list[str], rows: list[tuple[str, str, dict[str, str]]]) -> Metric:
+        """Jobs waiting for another attempt, per function: 0 for every function that has run, so
+        the JobKeepsRetrying alert's series exists before the first retry."""
+        from .work_in_sight import retrying_by_function, retrying_jobs
+
+        retrying = GaugeMetricFamily("egoejo_jobs_retrying", "Jobs that failed an attempt and wait for the next", labels=["function", "queue"])
+        counts = {(func, queue): 0 for func, queue, _ in rows}
+        counts.update(retrying_by_function(retrying_jobs(self.connection)))
+        for (func, queue), count in sorted(counts.items()):
+            retrying.add_metric([func, queue], count)
+        return retrying
 
     def _alerting_inputs(self, names: list[str], heartbeat: bytes | None) -> Iterator[Metric]:
         """What deploy/prometheus/rules.yml needs beyond the job, queue and outbox series above."""

@@ -10,7 +10,7 @@
   died), a stop; an operator's delete or cancel closes it as cancelled.
 - `ProjectWorker` overrides each RQ hook once and calls its collaborators (app/queueing/worker/:
   the lease and its fence, the stall watch, outage resume, process identity, outbox closing, the
-  bookkeeping fast paths, recycling) in the order its methods show.
+  bookkeeping fast paths, recycling, suspension) in the order its methods show.
 - `ForkingWorker` forks a work-horse per job (hostile input); `InProcessWorker` runs jobs itself
   with RQ's bookkeeping fast paths (rq_compat); `RecyclingWorker` is the latter, replaced by its
   pool (`RecyclingWorkerPool`) after N jobs or M MiB.
@@ -43,7 +43,7 @@ from .jobclass import QueueingJob, record_refusal, refusal_of
 from .liveness import LIVENESS_TTL
 from .recovery import give_back, sweep
 from .serialization import JobSerializer
-from .worker import FastBookkeeping, Lease, OutageResume, OutboxClosing, ProcessIdentity, Recycling, StallWatch
+from .worker import FastBookkeeping, Lease, OutageResume, OutboxClosing, ProcessIdentity, Recycling, StallWatch, Suspension
 from .worker import resident_memory_mb as resident_memory_mb  # re-exported
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ class ProjectWorker(_WorkerBase):
         self.outbox_closing = OutboxClosing()
         self.bookkeeping = FastBookkeeping(self, in_process=self.in_process)
         self.recycling = Recycling(self) if self.recycles else None
+        self.suspension = Suspension(self, self.bookkeeping.suspension_check_due)
         super().__init__(*args, **kwargs)
 
     # -- the work loop ----------------------------------------------------------------------
@@ -126,7 +127,8 @@ class ProjectWorker(_WorkerBase):
         self.bookkeeping.heartbeat(ttl, pipeline, super().heartbeat)
 
     def check_for_suspension(self, burst: bool) -> None:
-        if self.bookkeeping.suspension_check_due():
+        # Due once a second, or at once after a job was held back (worker/suspension.py).
+        if self.suspension.check_due():
             super().check_for_suspension(burst)
 
     def run_maintenance_tasks(self) -> None:
@@ -144,6 +146,8 @@ class ProjectWorker(_WorkerBase):
     def execute_job(self, job: Job, queue: Any) -> None:
         self.stall_watch.job_starting(job, queue)  # in-process: the job's timeout on top of the limit
         try:
+            if self.suspension.holds_back(job, queue):  # dequeued after `rqsuspend`: back to the front
+                return
             if not self._admits(job, queue):
                 return
             self.lease.job_started(job.id)  # read by the lease thread's claim and fence

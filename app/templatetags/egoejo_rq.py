@@ -18,3 +18,24 @@ def last_line(text: str | None) -> str:
 def failure_reason(job: Job) -> str:
     result = job.latest_result()
     return last_line(result.exc_string if result is not None else None)
+
+
+@register.inclusion_tag("django_rq/egoejo_work_in_sight.html")
+def work_in_sight(queue: object) -> dict[str, object]:
+    """The queue's workers grouped by pool (state, current job, since when, processed counts), the
+    suspension, and its retrying jobs (app/queueing/work_in_sight.py); autoescaped by Django."""
+    from app.queueing import work_in_sight as sight
+
+    name = str(getattr(queue, "name", ""))
+    connection = getattr(queue, "connection")  # noqa: B009 - django-rq's Queue, typed loosely here
+    work = sight.workers(connection)
+    work.workers = [worker for worker in work.workers if name in worker.queues]
+    return {"work": work, "pools": work.pool_rows(), "retrying": sight.retrying_jobs(connection, [name])}
+
+
+@register.filter
+def retry_state(job: Job) -> object:
+    """The job's next attempt n/N, next run and last error while it waits to be retried, else None."""
+    from app.queueing import work_in_sight as sight
+
+    return sight.retry_state(job, sight.next_run_of(job))

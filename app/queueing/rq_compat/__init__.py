@@ -48,6 +48,7 @@ from .bookkeeping import (
 from .json_only import UNREADABLE_FUNC, install_json_only
 from .keys import (
     ALL_QUEUES_KEY,
+    SUSPENDED_KEY,
     failed_key,
     intermediate_key,
     is_worker_key,
@@ -80,6 +81,7 @@ from .version import VERIFIED_RQ_VERSION, fast_paths
 
 __all__ = [
     "ALL_QUEUES_KEY",
+    "SUSPENDED_KEY",
     "is_worker_key",
     "PER_CALL_FIELDS",
     "RQ_FAILURE_LINES_FILTER",

@@ -10,6 +10,7 @@ from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.queue import Queue
+from rq.suspension import WORKERS_SUSPENDED
 from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
@@ -37,6 +38,8 @@ def failed_key(name: str) -> str:
 def scheduled_key(name: str) -> str:
     return f"rq:scheduled:{name}"
 
+
+SUSPENDED_KEY = WORKERS_SUSPENDED  # set by `rqsuspend` (RQ's suspend()), read by every worker before a job starts
 
 ALL_QUEUES_KEY = Queue.redis_queues_keys  # the set of every queue's key, read by RQ's Queue.all()
 

@@ -11,6 +11,7 @@ each RQ hook (tests/test_layout.py: test_each_library_hook_is_overridden_once_pe
 - `OutboxClosing` (outbox_closing.py): every end of a job closes its outbox row.
 - `FastBookkeeping` (fast_bookkeeping.py): RQ's bookkeeping in fewer round trips (rq_compat).
 - `Recycling` (recycling.py): an in-process pool member leaves after N jobs or M MiB.
+- `Suspension` (suspension.py): after `rqsuspend` no job starts; a dequeued one goes back to the front.
 """
 
 from .fast_bookkeeping import FastBookkeeping
@@ -21,6 +22,7 @@ from .process_identity import ProcessIdentity
 from .recycling import Recycling, resident_memory_mb
 from .stall_watch import StallWatch
 from .stop_deadline import StopDeadline
+from .suspension import Suspension
 
 __all__ = [
     "FastBookkeeping",
@@ -31,5 +33,6 @@ __all__ = [
     "Recycling",
     "StallWatch",
     "StopDeadline",
+    "Suspension",
     "resident_memory_mb",
 ]

@@ -1,6 +1,8 @@
-"""`manage.py failedjobs`: failed jobs with their reasons; requeue or delete them.
+"""`manage.py failedjobs`: failed jobs with their reasons; requeue or delete them; and the retrying ones.
 
-`rq info` counts failures but doesn't say why; this lists each failed job's last error line.
+`rq info` counts failures but doesn't say why; this lists each failed job's last error line, then
+each job that failed an attempt and waits for the next: its next attempt n/N, next run and last
+error (work_in_sight.py), so a job retrying for minutes is never "0 failed" and nothing else.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from app.queueing import catalog
+from app.queueing import catalog, work_in_sight
 from app.queueing.connections import get_queue
 from app.queueing.job_reports import last_line
 
@@ -27,7 +29,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
-        for name in options["queue"] or sorted(catalog.queues()):
+        names = options["queue"] or sorted(catalog.queues())
+        for name in names:
             queue = get_queue(name)
             failed = queue.failed_job_registry
             job_ids = failed.get_job_ids(0, options["limit"] - 1)
@@ -46,3 +49,8 @@ class Command(BaseCommand):
                 elif options["delete"]:
                     failed.remove(job, delete_job=True)
                     self.stdout.write("    deleted")
+        retrying = work_in_sight.retrying_jobs(get_queue(names[0]).connection, names)
+        self.stdout.write(f"retrying: {len(retrying)}")
+        for row in retrying[: options["limit"]]:
+            next_run = row.next_run.strftime("%Y-%m-%d %H:%M:%S UTC") if row.next_run else "in its queue now"
+            self.stdout.write(f"  {row.id}  {row.queue}  {row.func}  attempt {row.attempt_label}  next run {next_run}  last error: {row.last_error}")
