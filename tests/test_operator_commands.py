@@ -33,4 +33,8 @@ def test_list_requeue_and_delete_failed_jobs(run_worker, django_capture_on_commi
     assert queue.count == 1 and queue.failed_job_registry.count == 1
     assert "deleted" in run("--queue", "emails", "--delete")
     assert queue.failed_job_registry.count == 0
-    assert second not in run("--queue", "emails")
+    listing = run("--queue", "emails")
+    assert "emails: 0 failed" in listing and "retrying: 1" in listing
+    # The requeued job waits in its queue for its second attempt: listed as retrying, not failed.
+    [requeued] = queue.job_ids
+    assert f"{requeued}  emails  app.jobs.emails.send_email  attempt 2/" in listing
