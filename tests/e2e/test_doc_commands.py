@@ -62,6 +62,7 @@ RUNS: dict[str, str] = {
     "curl -sS -H \"Authorization: Bearer $METRICS_TOKEN\" http://WEB:8000/metrics \\| head": "# HELP",
     "python manage.py shell -c \"import django_rq; q=django_rq.get_queue('emails'); print(q.failed_job_registry.get_job_ids()[:5])\"": "[",
     "python manage.py shell -c \"from app.queueing.models import BackgroundJob as B; print(list(B.objects.filter(state='pending').order_by('created_at').values_list('id','queue','func','created_at')[:10]))\"": "[",
+    "python manage.py failedjobs": "emails: ",
     "python manage.py failedjobs --queue emails --requeue": "",
     "python manage.py failedjobs --queue emails --delete": "",
 }
@@ -108,6 +109,7 @@ SYNTAX = {
     "manage.py rqworker <queue> --with-scheduler", "manage.py rqpool <queue>",
     "python manage.py failedjobs --queue <queue>", "python manage.py failedjobs [--queue emails] [--limit 50]",
     "scripts/bench chaos [--seeds N] [--jobs M] [--seed S] [--keep]", "scripts/lock --upgrade-package NAME",
+    "python manage.py failedjobs [--queue Q]", "python manage.py rqstats [--json]", "rq info -W",
 }
 
 NOT_HERE = {

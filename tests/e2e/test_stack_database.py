@@ -21,6 +21,8 @@ def test_under_ci_the_stacks_run_on_postgresql(tmp_path: Path, redis_db_index: i
         assert env["DATABASE_URL"].startswith(("postgres://", "postgresql://")), env["DATABASE_URL"]
     elif databases.server_url() is None:
         assert env["DATABASE_URL"] == f"sqlite:///{tmp_path / 'e2e.sqlite3'}"
+    if env["DATABASE_URL"].startswith("sqlite:"):
+        manage(env, "migrate", "--noinput")  # a SQLite stack's file is new: each test migrates it
     # The stack's own processes see that database, migrated.
     vendor = manage(env, "shell", "-c", "from django.db import connection; print(connection.vendor)").stdout.split()[-1]
     assert vendor == ("sqlite" if env["DATABASE_URL"].startswith("sqlite:") else "postgresql")
