@@ -287,3 +287,11 @@ def test_the_name_checks_catch_what_they_look_for(tmp_path):
     assert missing_paths(page, tmp_path) == ["page.md names app/real.py::gone", "page.md names app/missing.py", "page.md names scripts/nothing"]
     assert unknown_commands(page, {"rqstats"}, tmp_path) == ["page.md runs manage.py nosuchcommand"]
     assert undocumented_scripts(page, tmp_path) == ["page.md names scripts/nothing: no such executable"]
+
+
+def test_every_row_of_the_flower_table_names_the_test_that_runs_it():
+    """docs/operations.md maps each Flower view to its place here; a row without its test is a promise."""
+    section = (ROOT / "docs" / "operations.md").read_text().split("## From Flower", 1)[1].split("\n## ", 1)[0]
+    rows = [table_cells(line) for line in section.splitlines() if line.startswith("|") and not line.startswith("|---")][1:]
+    assert len(rows) >= 12
+    assert [row[0] for row in rows if len(row) != 3 or not CITED_TEST.fullmatch(row[2])] == []
