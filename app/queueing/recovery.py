@@ -168,15 +168,17 @@ def _worker_alive(connection: Redis, name: str) -> bool:
     return bool(exists) and not gone_here(identity.decode() if isinstance(identity, bytes) else None)
 
 
-def give_back(connection: Redis, queue: Queue, job: Job) -> bool:
-    """A worker whose lease lapsed while it ran `job` (it was frozen) and that stopped its copy
-    hands the job back: requeued at the front, as a sweep would, unless a sweep already did.
-    Not a failure of the job: no retry is spent, no backoff waited."""
+def give_back(connection: Redis, queue: Queue, job: Job, why: str = "was stopped on its worker past the lease", detail: str = "") -> bool:
+    """A worker whose run of `job` ended without an end of the job's own hands the job back:
+    requeued at the front, as a sweep would, unless a sweep already did, or failed with `detail`
+    after MAX_ABANDONS. Its lease lapsed while it ran it (it was frozen and stopped its copy), or
+    its work-horse died (SIGKILL, the OOM killer, a segfault). Not a failure of the job: no retry
+    is spent, no backoff waited (tests/faults/test_prompt_redelivery.py)."""
     started_key = rq_compat.started_key(queue.name)
     entries = [raw.decode() for raw in cast("list[bytes]", connection.zrange(started_key, 0, -1))]
     for entry in entries:
         if rq_compat.started_entry_job_id(entry) == job.id:
-            return _take_back(connection, queue, job, entry, "was stopped on its worker past the lease")
+            return _take_back(connection, queue, job, entry, why, detail)
     return False  # a sweep requeued it already
 
 
@@ -196,7 +198,7 @@ def report_progress(done: int) -> None:
         job.connection.set(keys.progress(job.id), int(done), ex=max(int(job.timeout or 0), 60) * 2)
 
 
-def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) -> bool:
+def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str, detail: str = "") -> bool:
     """Requeue a started job at the front of its queue, or fail it after MAX_ABANDONS; only the
     caller whose ZREM removed the registry entry acts (another sweep got there first otherwise)."""
     if not connection.zrem(rq_compat.started_key(queue.name), entry):
@@ -210,10 +212,12 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
     job.meta["abandoned"] = abandons
     # The ledger's entry for the run that ended so (outcome "abandoned"), in the same meta write;
     # the row gets it with its next write (a retry, the end, or the limit's below).
-    outcomes.note_death(job, f"{why} {job.worker_name or 'its worker'}")
+    outcomes.note_death(job, f"{why} {job.worker_name or 'its worker'}{': ' + detail if detail else ''}")
     job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
     if abandons > MAX_ABANDONS:
         reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
+        if detail:
+            reason += f" (the last time: {detail})"  # a horse's death: its exit status or signal
         with connection.pipeline() as pipe:
             job.set_status(JobStatus.FAILED, pipeline=pipe)
             FailedJobRegistry(queue.name, connection=connection, serializer=JobSerializer).add(

@@ -92,6 +92,8 @@ class ProjectWorker(_WorkerBase):
         self.outbox_closing = OutboxClosing()
         self.bookkeeping = FastBookkeeping(self, in_process=self.in_process)
         self.recycling = Recycling(self) if self.recycles else None
+        self._died_horse_of: str | None = None  # the job whose work-horse RQ saw die (handle_work_horse_killed)
+        self._killed_horse_of: str | None = None  # the job whose work-horse this worker killed (kill_horse)
         super().__init__(*args, **kwargs)
 
     # -- the work loop ----------------------------------------------------------------------
@@ -199,6 +201,29 @@ class ProjectWorker(_WorkerBase):
         if not self.bookkeeping.execution_ended(job):
             super().handle_execution_ended(job, queue, heartbeat_ttl)
 
+    def kill_horse(self, *args: Any, **kwargs: Any) -> None:
+        # RQ's parent kills its horse itself only past the job's hard timeout (timeout + 60 s) or on
+        # a forced stop: that death is the job's failed attempt, not an abandon (_horse_death).
+        self._killed_horse_of = self.get_current_job_id()
+        super().kill_horse(*args, **kwargs)  # type: ignore[misc]  # a forking worker's only
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        # Called by RQ's monitor_work_horse just before handle_job_failure, for a horse that ended
+        # with a status other than 0 and left its job neither finished nor failed.
+        self._died_horse_of = job.id
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+
+    def _horse_death(self, job: Job, exc_string: str) -> str | None:
+        """The reason a work-horse died without its job's end, when that is an abandon: killed from
+        outside (SIGKILL: the OOM killer or an operator, which its status cannot tell apart), a
+        signal, an exit of its own. None for any other failure, and for a horse this worker killed
+        (its hard timeout, a forced stop), which stays a failed attempt."""
+        died, killed = self._died_horse_of, self._killed_horse_of
+        self._died_horse_of = self._killed_horse_of = None
+        if died != job.id or killed == job.id:
+            return None
+        return (last_line(exc_string) or "its work-horse died").rstrip("; ")
+
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
         self.lease.fence_if_lapsed()  # a lapsed lease ends here, before the success is recorded
         if not self.bookkeeping.job_success(job, queue, execution):
@@ -208,6 +233,7 @@ class ProjectWorker(_WorkerBase):
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
     ) -> None:
+        death = self._horse_death(job, exc_string)  # read first: it concerns this failure only
         # Not lease-fenced (unlike a success): a thawed in-process worker may record a failure.
         if self.lease.fenced(job.id):
             # Our lease lapsed while we were frozen and the fence killed the horse: the job is not
@@ -227,7 +253,17 @@ class ProjectWorker(_WorkerBase):
                 rq_compat.requeue_at_front(queue, job)
                 logger.warning("job %s was stuck between dequeue and start: requeued", job.id)
             return
-        # Every failure ends here, a work-horse's death included: close the row once RQ has decided.
+        if death is not None:
+            # Its work-horse died (SIGKILL, the OOM killer, a segfault) and nobody killed it for a
+            # timeout: an abandoned run, not a failed attempt. Back to the front of its queue at
+            # once, its retries and their backoff untouched; a job that kills every horse it runs
+            # on fails with this death's reason after recovery.MAX_ABANDONS
+            # (tests/faults/test_prompt_redelivery.py::test_a_killed_work_horses_job_is_requeued_at_the_front_and_runs_again_within_seconds).
+            job.worker_name = job.worker_name or self.name  # the horse wrote it, not this copy
+            if give_back(self.connection, queue, job, "lost its work-horse on", detail=death):
+                logger.warning("job %s handed back to its queue: its work-horse died (%s)", job.id, death)
+            return
+        # Every failure ends here, a timed-out horse's death included: close the row once RQ has decided.
         if _noted(job):
             attempt = outcomes.attempt_number(job) - 1  # the attempt classify_failure noted
         else:

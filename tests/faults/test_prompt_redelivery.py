@@ -118,7 +118,6 @@ def fresh_blocking_pop(client) -> bool:  # type: ignore[no-untyped-def]
     )
 
 
-@pytest.mark.xfail(strict=True, reason="#33 item 1: a killed work-horse's job is failed and retried after its backoff")
 def test_a_killed_work_horses_job_is_requeued_at_the_front_and_runs_again_within_seconds(stack: Stack, private_redis: RedisServer, tmp_path: Path):
     client = private_redis.client()
     stack.start_scheduler()
