@@ -758,3 +758,24 @@ def test_a_gate_on_another_library_version_says_so_once(module, use, monkeypatch
     distribution, verified = module.GATE.distribution, module.GATE.verified
     assert warnings == [f"unverified private names: {distribution} 9.9.9 is not the {verified} its private names ({module.GATE.privates}) were verified against"]
     assert module.GATE.check() is False
+
+
+def test_a_one_queue_workers_pop_moves_the_job_into_the_intermediate_list_and_claim_popped_takes_it_out(redis_conn):
+    """RQ 3.0's dequeue_any: BLMOVE into `<queue>:intermediate` for one queue (Redis >= 6.2), BLPOP
+    off every list for several; rq_compat.claim_popped's atomic LREM is the hand-over's claim."""
+    from rq.worker import Worker
+
+    one = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    two = Queue("emails", connection=redis_conn, serializer=JSONSerializer)
+    single, multi = Worker([one], connection=redis_conn), Worker([one, two], connection=redis_conn)
+    assert rq_compat.pops_into_intermediate(single) and not rq_compat.pops_into_intermediate(multi)
+    job = one.enqueue("tests.fixtures.say_hello", "x")
+    popped, queue = single.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == job.id and redis_conn.lrange(rq_compat.intermediate_key("metrics"), 0, -1) == [job.id.encode()]
+    assert rq_compat.claim_popped(single, queue, job.id) is True
+    assert redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0
+    assert rq_compat.claim_popped(single, queue, job.id) is False  # taken back (or claimed) already
+    other = one.enqueue("tests.fixtures.say_hello", "y")
+    popped, queue = multi.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == other.id and redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0
+    assert rq_compat.claim_popped(multi, queue, other.id) is True  # off every list: nothing to claim

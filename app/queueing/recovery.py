@@ -6,9 +6,13 @@
   removed the entry requeues it. A job that keeps killing its workers (say, out
   of memory) fails with a readable reason after MAX_ABANDONS.
 - A job that says `queued` but sits in no queue list (a worker died between its pop and the
-  start, a failover lost the push), or that sits in a queue's intermediate list, goes back to its
-  queue after two sightings STUCK_AFTER_SECONDS apart: multi-queue workers pop with BLPOP, so a
-  healthy job is briefly in that state too.
+  start, a failover lost the push) goes back to its queue after two sightings
+  STUCK_AFTER_SECONDS apart: multi-queue workers pop with BLPOP, so a healthy job is briefly in
+  that state too, and nothing tells its popper that it was taken back.
+- A job that sits in a queue's intermediate list (a one-queue worker's BLMOVE put it there and
+  the worker froze or died before its start) goes back after two sightings HANDOVER_SECONDS
+  apart: its popper claims it with the same atomic LREM before it starts it
+  (rq_compat.claim_popped), so one of the two wins and the popper, thawed, drops it.
 
 Sweeps run in every worker's maintenance and in the scheduler pass, under one lock held by token.
 """
@@ -46,6 +50,11 @@ MAX_ABANDONS = 5
 # (tests/test_declared_jobs.py::test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most).
 LOCK_SECONDS = 5
 STUCK_AFTER_SECONDS = 10
+# A healthy worker claims what its pop moved into the intermediate list within milliseconds. Past
+# this, its popper is frozen, dead or too slow to count on, and the job goes back to its queue at
+# once; safe at any age, since the popper's claim and the take-back are the same atomic LREM and
+# one of them wins (tests/faults/test_prompt_redelivery.py::test_a_take_back_racing_the_thawed_popper_runs_the_job_once).
+HANDOVER_SECONDS = 2
 
 
 # Back to the queue only if it was still in the intermediate list (one atomic step).
@@ -329,9 +338,10 @@ def _waiting(connection: Redis, name: str, job_id: str) -> bool:
 def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
     """RQ 3 moves a dequeued job to `<queue>:intermediate` before registering it as started.
 
-    A worker that dies (or loses Redis) between the two leaves the job there, still QUEUED;
-    RQ's own cleanup fails it after a minute. A healthy hand-over takes milliseconds, so a
-    queued job seen there in two sweeps 10 s apart goes back to the front of its queue.
+    A worker that dies, freezes (or loses Redis) between the two leaves the job there, still
+    QUEUED; RQ's own cleanup fails it after a minute. A healthy hand-over takes milliseconds, so a
+    queued job seen there in two sweeps HANDOVER_SECONDS apart goes back to the front of its
+    queue; its popper, should it thaw, finds its claim gone (rq_compat.claim_popped) and drops it.
     """
     queue_key, intermediate_key = rq_compat.queue_key(name), rq_compat.intermediate_key(name)
     requeued = []
@@ -340,7 +350,7 @@ def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
         job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JobSerializer)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
             continue
-        if not seen_twice(connection, "intermediate", job_id):
+        if not seen_twice(connection, "intermediate", job_id, after=HANDOVER_SECONDS):
             continue
         if not connection.eval(_MOVE_BACK, 2, intermediate_key, queue_key, job_id):
             continue  # a worker took it meanwhile

@@ -157,7 +157,14 @@ class ProjectWorker(_WorkerBase):
             self.stall_watch.job_ended()
 
     def _admits(self, job: Job, queue: Any) -> bool:
-        """Refusal before run: a duplicate is dropped, an undeclared job failed with its reason."""
+        """Refusal before run: a job taken back since its pop or a duplicate is dropped, an
+        undeclared job failed with its reason."""
+        if not rq_compat.claim_popped(self, queue, job.id):
+            # Popped while this worker was frozen (or slow) past the hand-over's limit: a sweep moved
+            # it back to its queue, and it runs elsewhere; this copy never starts
+            # (tests/faults/test_prompt_redelivery.py::test_a_job_popped_by_a_frozen_idle_member_runs_elsewhere_within_the_lease).
+            logger.warning("job %s dropped: taken back to its queue since this worker popped it", job.id)
+            return False
         status = job.get_status(refresh=False)
         if status != JobStatus.QUEUED:
             # Popped twice (a duplicate id in the list) or ended meanwhile: never run it again.
