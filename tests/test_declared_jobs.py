@@ -612,3 +612,31 @@ def test_a_job_pushed_twice_runs_once_on_a_one_queue_worker(redis_conn, tmp_path
     run_worker("metrics")
     assert len(runs.read_text().split()) == 1
     assert redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0 and recovery.sweep(redis_conn, ["metrics"]) == []
+
+
+def test_a_horse_its_worker_killed_for_the_hard_timeout_is_a_failed_attempt_not_an_abandon(redis_conn, tmp_path, django_capture_on_commit_callbacks):
+    """RQ's parent kills its horse itself past the job's timeout + 60 s (kill_horse, as here): that
+    run is the job's failed attempt, retried after its backoff, not an abandon requeued at once."""
+    import threading
+
+    from app.queueing import rq_compat
+    from app.queueing.workers import ForkingWorker
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = fixtures.sleep_then_mark.delay(30, str(tmp_path / "runs")).id
+    worker = ForkingWorker([django_rq.get_queue("metrics")], connection=redis_conn)
+    retries_left = int(redis_conn.hget(rq_compat.job_key(job_id), "retries_left"))
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (worker.horse_pid and redis_conn.hget(rq_compat.job_key(job_id), "status") == b"started"):
+            time.sleep(0.05)
+        worker.kill_horse()
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    worker.work(burst=True, with_scheduler=False)
+    killer.join()
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == retries_left - 1
+    assert "abandoned" not in job.meta  # no abandon counted

@@ -17,7 +17,7 @@ What is here, by what it does:
   a popped job out of the intermediate list).
 - push.py (fast path): `push_if_absent`, one Lua script per batch, never a job pushed twice.
 - bookkeeping.py (fast paths): functions the worker's FastBookkeeping collaborator calls: the
-  in-process worker's per-job bookkeeping in 4 round trips instead of 11 (`fast_execute_job`,
+  in-process worker's per-job bookkeeping in 4 round trips instead of 11, plus the claim (`fast_execute_job`,
   `fast_job_success`, `record_success`); heartbeats and the suspension check coalesced.
 - speedups.py (fast path): `install_speedups`, RQ's serializer resolution remembered and its
   timestamp format parsed with fromisoformat.
