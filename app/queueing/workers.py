@@ -212,7 +212,7 @@ class ProjectWorker(_WorkerBase):
         # RQ's parent kills its horse itself only past the job's hard timeout (timeout + 60 s) or on
         # a forced stop: that death is the job's failed attempt, not an abandon (_horse_death).
         self._killed_horse_of = self.get_current_job_id()
-        super().kill_horse(*args, **kwargs)  # type: ignore[misc]  # a forking worker's only
+        super().kill_horse(*args, **kwargs)  # RQ's forking Worker's
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         # Called by RQ's monitor_work_horse just before handle_job_failure, for a horse that ended
