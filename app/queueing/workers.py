@@ -148,6 +148,7 @@ class ProjectWorker(_WorkerBase):
         try:
             if not self._admits(job, queue):
                 return
+            self._died_horse_of = self._killed_horse_of = None  # what an earlier run left concerns no later one
             self.lease.job_started(job.id)  # read by the lease thread's claim and fence
             try:
                 self.bookkeeping.execute_job(job, queue, super().execute_job)
@@ -211,7 +212,7 @@ class ProjectWorker(_WorkerBase):
     def kill_horse(self, *args: Any, **kwargs: Any) -> None:
         # RQ's parent kills its horse itself only past the job's hard timeout (timeout + 60 s) or on
         # a forced stop: that death is the job's failed attempt, not an abandon (_horse_death).
-        self._killed_horse_of = self.get_current_job_id()
+        self._killed_horse_of = self.lease.running_job_id  # from memory: Redis may be away (a forced stop)
         super().kill_horse(*args, **kwargs)  # RQ's forking Worker's
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
