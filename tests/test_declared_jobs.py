@@ -571,3 +571,72 @@ def test_rqs_intermediate_cleanup_never_fails_or_retries_a_job(redis_conn, statu
     job.refresh()
     assert job.get_status() == status and job.retries_left == 3
     assert redis_conn.lrange("rq:queue:metrics", 0, -1) == ([job.id.encode()] if status == JobStatus.QUEUED else [])
+
+
+@pytest.mark.parametrize("first", ["take-back", "claim"])
+def test_a_take_back_racing_the_thawed_popper_runs_the_job_once(redis_conn, tmp_path, first, django_capture_on_commit_callbacks):
+    """A one-queue worker's pop moved the job into the intermediate list, then the worker froze
+    past the hand-over's limit. The sweep's take-back and the thawed popper's claim are one atomic
+    LREM each: whichever comes first, the job runs once (issue #33 item 2)."""
+    from app.queueing import recovery, rq_compat
+    from app.queueing.workers import InProcessWorker
+
+    runs = tmp_path / "runs"
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = fixtures.sleep_then_mark.delay(0, str(runs)).id
+    popper = InProcessWorker([django_rq.get_queue("metrics")], connection=redis_conn)
+    job, queue = popper.dequeue_job_and_maintain_ttl(timeout=1)  # its BLMOVE
+    assert job.id == job_id and redis_conn.lpos(rq_compat.intermediate_key("metrics"), job_id) == 0
+    redis_conn.set(keys.stuck_seen("intermediate", job_id), 1, ex=1)  # first seen there long ago
+    if first == "take-back":
+        assert recovery.sweep(redis_conn, ["metrics"]) == [job_id]
+        popper.execute_job(job, queue)  # thawed: its claim is gone, the copy never starts
+        assert not runs.exists() and redis_conn.lrange(rq_compat.queue_key("metrics"), 0, -1) == [job_id.encode()]
+    else:
+        popper.execute_job(job, queue)
+        assert recovery.sweep(redis_conn, ["metrics"]) == []  # claimed: nothing to take back
+    InProcessWorker([django_rq.get_queue("metrics")], connection=redis_conn).work(burst=True, with_scheduler=False)
+    assert len(runs.read_text().split()) == 1
+    assert Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+
+
+def test_a_job_pushed_twice_runs_once_on_a_one_queue_worker(redis_conn, tmp_path, run_worker, django_capture_on_commit_callbacks):
+    """A duplicate push (a take-back and a reconciler's re-send of the same job): the second pop
+    is dropped, its intermediate entry taken out with it, and nothing is left to take back."""
+    from app.queueing import recovery, rq_compat
+
+    runs = tmp_path / "runs"
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = fixtures.sleep_then_mark.delay(0, str(runs)).id
+    redis_conn.rpush(rq_compat.queue_key("metrics"), job_id)
+    run_worker("metrics")
+    assert len(runs.read_text().split()) == 1
+    assert redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0 and recovery.sweep(redis_conn, ["metrics"]) == []
+
+
+def test_a_horse_its_worker_killed_for_the_hard_timeout_is_a_failed_attempt_not_an_abandon(redis_conn, tmp_path, django_capture_on_commit_callbacks):
+    """RQ's parent kills its horse itself past the job's timeout + 60 s (kill_horse, as here): that
+    run is the job's failed attempt, retried after its backoff, not an abandon requeued at once."""
+    import threading
+
+    from app.queueing import rq_compat
+    from app.queueing.workers import ForkingWorker
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = fixtures.sleep_then_mark.delay(30, str(tmp_path / "runs")).id
+    worker = ForkingWorker([django_rq.get_queue("metrics")], connection=redis_conn)
+    retries_left = int(redis_conn.hget(rq_compat.job_key(job_id), "retries_left"))
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (worker.horse_pid and redis_conn.hget(rq_compat.job_key(job_id), "status") == b"started"):
+            time.sleep(0.05)
+        worker.kill_horse()
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    worker.work(burst=True, with_scheduler=False)
+    killer.join()
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == retries_left - 1
+    assert "abandoned" not in job.meta  # no abandon counted

@@ -106,6 +106,9 @@ def test_an_attempt_whose_worker_died_is_abandoned_in_the_ledger(redis_conn, run
 
 
 def test_a_work_horse_killed_mid_job_is_an_abandoned_attempt(redis_conn, caplog, django_capture_on_commit_callbacks):
+    """A horse that dies on every run (SIGKILL, as the OOM killer does) is requeued at once each
+    time, its retries untouched, and fails with its death's reason after the abandon limit."""
+    from app.queueing.recovery import MAX_ABANDONS
     from app.queueing.workers import ForkingWorker
 
     caplog.set_level(logging.DEBUG)
@@ -113,12 +116,12 @@ def test_a_work_horse_killed_mid_job_is_an_abandoned_attempt(redis_conn, caplog,
         job_id = fixtures.die_like_the_oom_killer.delay().id
     ForkingWorker([django_rq.get_queue("metrics")], connection=redis_conn).work(burst=True, with_scheduler=False)
     failed = row(job_id)
-    assert (failed.state, failed.attempts, failed.max_attempts) == ("failed", 1, 1)
-    [entry] = failed.history
-    assert entry["outcome"] == "abandoned" and "Work-horse terminated unexpectedly" in entry["error"] and entry["worker"]
-    assert failed.last_error == entry["error"]
+    assert (failed.state, failed.attempts, failed.max_attempts) == ("failed", MAX_ABANDONS + 1, 1)
+    assert [entry["outcome"] for entry in failed.history] == ["abandoned"] * (MAX_ABANDONS + 1)
+    assert all("Work-horse terminated unexpectedly" in entry["error"] and entry["worker"] for entry in failed.history)
+    assert "AbandonedJobError" in failed.failure_reason and "(signal 9)" in failed.failure_reason
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and job_id in r.getMessage()]
-    assert len(errors) == 1 and "failed (attempt 1/1, abandoned)" in errors[0].getMessage()
+    assert len(errors) == 1 and "AbandonedJobError" in errors[0].getMessage()
 
 
 def test_a_refusal_is_one_refused_entry_and_nothing_of_the_hashs_meta(redis_conn, run_worker, django_capture_on_commit_callbacks):

@@ -294,7 +294,7 @@ def test_dependents_leave_what_rqs_own_bookkeeping_leaves(settings, redis_conn):
     assert "fields the layer never writes: dependency_id" in child.latest_result().exc_string
 
 
-def test_a_finished_job_is_fully_recorded_in_four_round_trips(redis_conn, monkeypatch, settings):
+def test_a_finished_job_is_fully_recorded_in_five_round_trips(redis_conn, monkeypatch, settings):
     settings.QUEUEING_FAST_PATHS = True  # this counts the fast path's round trips, whichever way the suite runs
     queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
     jobs = [queue.enqueue("tests.fixtures.say_hello", f"n{i}") for i in range(20)]
@@ -312,13 +312,14 @@ def test_a_finished_job_is_fully_recorded_in_four_round_trips(redis_conn, monkey
         job, job_queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
         worker.execute_job(job, job_queue)
     monkeypatch.undo()
-    # BLMOVE, HGETALL and two pipelines: start, success; the suspension flag's EXISTS once a second
+    # BLMOVE, HGETALL, the hand-over's claim (LREM: rq_compat.claim_popped, the fence against a
+    # take-back), and two pipelines: start, success; the suspension flag's EXISTS once a second
     # (worker/suspension.py), not once a job. RQ 3.0 alone also sends a third
     # pipeline, the worker's state twice, the job's heartbeat, WATCH and SMEMBERS.
     per_job = {name: count / len(jobs) for name, count in seen.items()}
     assert 2 <= per_job.pop("pipeline") <= 2.1, seen
-    assert set(per_job) <= {"BLMOVE", "HGETALL", "EXISTS", "HSET"}, seen
-    assert per_job["BLMOVE"] == per_job["HGETALL"] == 1
+    assert set(per_job) <= {"BLMOVE", "HGETALL", "LREM", "EXISTS", "HSET"}, seen
+    assert per_job["BLMOVE"] == per_job["HGETALL"] == per_job["LREM"] == 1
     assert per_job.get("EXISTS", 0) <= 0.1, seen
     assert per_job.get("HSET", 0) < 0.5, seen
     assert all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs)
@@ -768,3 +769,24 @@ def test_a_gate_on_another_library_version_says_so_once(module, use, monkeypatch
     distribution, verified = module.GATE.distribution, module.GATE.verified
     assert warnings == [f"unverified private names: {distribution} 9.9.9 is not the {verified} its private names ({module.GATE.privates}) were verified against"]
     assert module.GATE.check() is False
+
+
+def test_a_one_queue_workers_pop_moves_the_job_into_the_intermediate_list_and_claim_popped_takes_it_out(redis_conn):
+    """RQ 3.0's dequeue_any: BLMOVE into `<queue>:intermediate` for one queue (Redis >= 6.2), BLPOP
+    off every list for several; rq_compat.claim_popped's atomic LREM is the hand-over's claim."""
+    from rq.worker import Worker
+
+    one = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    two = Queue("emails", connection=redis_conn, serializer=JSONSerializer)
+    single, multi = Worker([one], connection=redis_conn), Worker([one, two], connection=redis_conn)
+    assert rq_compat.pops_into_intermediate(single) and not rq_compat.pops_into_intermediate(multi)
+    job = one.enqueue("tests.fixtures.say_hello", "x")
+    popped, queue = single.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == job.id and redis_conn.lrange(rq_compat.intermediate_key("metrics"), 0, -1) == [job.id.encode()]
+    assert rq_compat.claim_popped(single, queue, job.id) is True
+    assert redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0
+    assert rq_compat.claim_popped(single, queue, job.id) is False  # taken back (or claimed) already
+    other = one.enqueue("tests.fixtures.say_hello", "y")
+    popped, queue = multi.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == other.id and redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0
+    assert rq_compat.claim_popped(multi, queue, other.id) is True  # off every list: nothing to claim

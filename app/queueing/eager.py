@@ -73,6 +73,11 @@ def run(pushes: Sequence[Push]) -> None:
                 job.set_status(JobStatus.QUEUED)
             elif status != JobStatus.QUEUED:
                 break  # finished, failed, refused: the worker recorded it
-            connection.lrem(queue.key, 0, job.id)  # taken, as a worker's dequeue takes it
+            # Taken, as a one-queue worker's dequeue takes it: out of the queue, into its intermediate
+            # list, where the worker's claim (rq_compat.claim_popped) takes it out before it starts it.
+            with connection.pipeline() as pipe:
+                pipe.lrem(queue.key, 0, job.id)
+                pipe.rpush(rq_compat.intermediate_key(queue.name), job.id)
+                pipe.execute()
             worker.execute_job(job, queue)
 

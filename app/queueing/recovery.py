@@ -6,9 +6,13 @@
   removed the entry requeues it. A job that keeps killing its workers (say, out
   of memory) fails with a readable reason after MAX_ABANDONS.
 - A job that says `queued` but sits in no queue list (a worker died between its pop and the
-  start, a failover lost the push), or that sits in a queue's intermediate list, goes back to its
-  queue after two sightings STUCK_AFTER_SECONDS apart: multi-queue workers pop with BLPOP, so a
-  healthy job is briefly in that state too.
+  start, a failover lost the push) goes back to its queue after two sightings
+  STUCK_AFTER_SECONDS apart: multi-queue workers pop with BLPOP, so a healthy job is briefly in
+  that state too, and nothing tells its popper that it was taken back.
+- A job that sits in a queue's intermediate list (a one-queue worker's BLMOVE put it there and
+  the worker froze or died before its start) goes back after two sightings HANDOVER_SECONDS
+  apart: its popper claims it with the same atomic LREM before it starts it
+  (rq_compat.claim_popped), so one of the two wins and the popper, thawed, drops it.
 
 Sweeps run in every worker's maintenance and in the scheduler pass, under one lock held by token.
 """
@@ -46,6 +50,11 @@ MAX_ABANDONS = 5
 # (tests/test_declared_jobs.py::test_a_sweeper_killed_holding_the_lock_holds_the_sweeps_up_5_s_at_most).
 LOCK_SECONDS = 5
 STUCK_AFTER_SECONDS = 10
+# A healthy worker claims what its pop moved into the intermediate list within milliseconds. Past
+# this, its popper is frozen, dead or too slow to count on, and the job goes back to its queue at
+# once; safe at any age, since the popper's claim and the take-back are the same atomic LREM and
+# one of them wins (tests/faults/test_prompt_redelivery.py::test_a_take_back_racing_the_thawed_popper_runs_the_job_once).
+HANDOVER_SECONDS = 2
 
 
 # Back to the queue only if it was still in the intermediate list (one atomic step).
@@ -168,15 +177,17 @@ def _worker_alive(connection: Redis, name: str) -> bool:
     return bool(exists) and not gone_here(identity.decode() if isinstance(identity, bytes) else None)
 
 
-def give_back(connection: Redis, queue: Queue, job: Job) -> bool:
-    """A worker whose lease lapsed while it ran `job` (it was frozen) and that stopped its copy
-    hands the job back: requeued at the front, as a sweep would, unless a sweep already did.
-    Not a failure of the job: no retry is spent, no backoff waited."""
+def give_back(connection: Redis, queue: Queue, job: Job, why: str = "was stopped on its worker past the lease", detail: str = "") -> bool:
+    """A worker whose run of `job` ended without an end of the job's own hands the job back:
+    requeued at the front, as a sweep would, unless a sweep already did, or failed with `detail`
+    after MAX_ABANDONS. Its lease lapsed while it ran it (it was frozen and stopped its copy), or
+    its work-horse died (SIGKILL, the OOM killer, a segfault). Not a failure of the job: no retry
+    is spent, no backoff waited (tests/faults/test_prompt_redelivery.py)."""
     started_key = rq_compat.started_key(queue.name)
     entries = [raw.decode() for raw in cast("list[bytes]", connection.zrange(started_key, 0, -1))]
     for entry in entries:
         if rq_compat.started_entry_job_id(entry) == job.id:
-            return _take_back(connection, queue, job, entry, "was stopped on its worker past the lease")
+            return _take_back(connection, queue, job, entry, why, detail)
     return False  # a sweep requeued it already
 
 
@@ -196,7 +207,7 @@ def report_progress(done: int) -> None:
         job.connection.set(keys.progress(job.id), int(done), ex=max(int(job.timeout or 0), 60) * 2)
 
 
-def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) -> bool:
+def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str, detail: str = "") -> bool:
     """Requeue a started job at the front of its queue, or fail it after MAX_ABANDONS; only the
     caller whose ZREM removed the registry entry acts (another sweep got there first otherwise)."""
     if not connection.zrem(rq_compat.started_key(queue.name), entry):
@@ -210,10 +221,12 @@ def _take_back(connection: Redis, queue: Queue, job: Job, entry: str, why: str) 
     job.meta["abandoned"] = abandons
     # The ledger's entry for the run that ended so (outcome "abandoned"), in the same meta write;
     # the row gets it with its next write (a retry, the end, or the limit's below).
-    outcomes.note_death(job, f"{why} {job.worker_name or 'its worker'}")
+    outcomes.note_death(job, f"{why} {job.worker_name or 'its worker'}{': ' + detail if detail else ''}")
     job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
     if abandons > MAX_ABANDONS:
         reason = f"AbandonedJobError: its worker died {abandons} times while running it; not retried again"
+        if detail:
+            reason += f" (the last time: {detail})"  # a horse's death: its exit status or signal
         with connection.pipeline() as pipe:
             job.set_status(JobStatus.FAILED, pipeline=pipe)
             FailedJobRegistry(queue.name, connection=connection, serializer=JobSerializer).add(
@@ -325,9 +338,10 @@ def _waiting(connection: Redis, name: str, job_id: str) -> bool:
 def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
     """RQ 3 moves a dequeued job to `<queue>:intermediate` before registering it as started.
 
-    A worker that dies (or loses Redis) between the two leaves the job there, still QUEUED;
-    RQ's own cleanup fails it after a minute. A healthy hand-over takes milliseconds, so a
-    queued job seen there in two sweeps 10 s apart goes back to the front of its queue.
+    A worker that dies, freezes (or loses Redis) between the two leaves the job there, still
+    QUEUED; RQ's own cleanup fails it after a minute. A healthy hand-over takes milliseconds, so a
+    queued job seen there in two sweeps HANDOVER_SECONDS apart goes back to the front of its
+    queue; its popper, should it thaw, finds its claim gone (rq_compat.claim_popped) and drops it.
     """
     queue_key, intermediate_key = rq_compat.queue_key(name), rq_compat.intermediate_key(name)
     requeued = []
@@ -336,7 +350,7 @@ def _requeue_stuck_in_intermediate(connection: Redis, name: str) -> list[str]:
         job = QueueingJob.fetch_many([job_id], connection=connection, serializer=JobSerializer)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
             continue
-        if not seen_twice(connection, "intermediate", job_id):
+        if not seen_twice(connection, "intermediate", job_id, after=HANDOVER_SECONDS):
             continue
         if not connection.eval(_MOVE_BACK, 2, intermediate_key, queue_key, job_id):
             continue  # a worker took it meanwhile

@@ -93,6 +93,8 @@ class ProjectWorker(_WorkerBase):
         self.bookkeeping = FastBookkeeping(self, in_process=self.in_process)
         self.recycling = Recycling(self) if self.recycles else None
         self.suspension = Suspension(self, self.bookkeeping.suspension_check_due)
+        self._died_horse_of: str | None = None  # the job whose work-horse RQ saw die (handle_work_horse_killed)
+        self._killed_horse_of: str | None = None  # the job whose work-horse this worker killed (kill_horse)
         super().__init__(*args, **kwargs)
 
     # -- the work loop ----------------------------------------------------------------------
@@ -146,10 +148,11 @@ class ProjectWorker(_WorkerBase):
     def execute_job(self, job: Job, queue: Any) -> None:
         self.stall_watch.job_starting(job, queue)  # in-process: the job's timeout on top of the limit
         try:
+            if not self._admits(job, queue):  # first: its claim makes the job ours (no take-back races the hold)
+                return
             if self.suspension.holds_back(job, queue):  # dequeued after `rqsuspend`: back to the front
                 return
-            if not self._admits(job, queue):
-                return
+            self._died_horse_of = self._killed_horse_of = None  # what an earlier run left concerns no later one
             self.lease.job_started(job.id)  # read by the lease thread's claim and fence
             try:
                 self.bookkeeping.execute_job(job, queue, super().execute_job)
@@ -159,7 +162,14 @@ class ProjectWorker(_WorkerBase):
             self.stall_watch.job_ended()
 
     def _admits(self, job: Job, queue: Any) -> bool:
-        """Refusal before run: a duplicate is dropped, an undeclared job failed with its reason."""
+        """Refusal before run: a job taken back since its pop or a duplicate is dropped, an
+        undeclared job failed with its reason."""
+        if not rq_compat.claim_popped(self, queue, job.id):
+            # Popped while this worker was frozen (or slow) past the hand-over's limit: a sweep moved
+            # it back to its queue, and it runs elsewhere; this copy never starts
+            # (tests/faults/test_prompt_redelivery.py::test_a_job_popped_by_a_frozen_idle_member_runs_elsewhere_within_the_lease).
+            logger.warning("job %s dropped: taken back to its queue since this worker popped it", job.id)
+            return False
         status = job.get_status(refresh=False)
         if status != JobStatus.QUEUED:
             # Popped twice (a duplicate id in the list) or ended meanwhile: never run it again.
@@ -203,6 +213,29 @@ class ProjectWorker(_WorkerBase):
         if not self.bookkeeping.execution_ended(job):
             super().handle_execution_ended(job, queue, heartbeat_ttl)
 
+    def kill_horse(self, *args: Any, **kwargs: Any) -> None:
+        # RQ's parent kills its horse itself only past the job's hard timeout (timeout + 60 s) or on
+        # a forced stop: that death is the job's failed attempt, not an abandon (_horse_death).
+        self._killed_horse_of = self.lease.running_job_id  # from memory: Redis may be away (a forced stop)
+        super().kill_horse(*args, **kwargs)  # RQ's forking Worker's
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        # Called by RQ's monitor_work_horse just before handle_job_failure, for a horse that ended
+        # with a status other than 0 and left its job neither finished nor failed.
+        self._died_horse_of = job.id
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+
+    def _horse_death(self, job: Job, exc_string: str) -> str | None:
+        """The reason a work-horse died without its job's end, when that is an abandon: killed from
+        outside (SIGKILL: the OOM killer or an operator, which its status cannot tell apart), a
+        signal, an exit of its own. None for any other failure, and for a horse this worker killed
+        (its hard timeout, a forced stop), which stays a failed attempt."""
+        died, killed = self._died_horse_of, self._killed_horse_of
+        self._died_horse_of = self._killed_horse_of = None
+        if died != job.id or killed == job.id:
+            return None
+        return (last_line(exc_string) or "its work-horse died").rstrip("; ")
+
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
         self.lease.fence_if_lapsed()  # a lapsed lease ends here, before the success is recorded
         if not self.bookkeeping.job_success(job, queue, execution):
@@ -212,6 +245,7 @@ class ProjectWorker(_WorkerBase):
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
     ) -> None:
+        death = self._horse_death(job, exc_string)  # read first: it concerns this failure only
         # Not lease-fenced (unlike a success): a thawed in-process worker may record a failure.
         if self.lease.fenced(job.id):
             # Our lease lapsed while we were frozen and the fence killed the horse: the job is not
@@ -231,7 +265,17 @@ class ProjectWorker(_WorkerBase):
                 rq_compat.requeue_at_front(queue, job)
                 logger.warning("job %s was stuck between dequeue and start: requeued", job.id)
             return
-        # Every failure ends here, a work-horse's death included: close the row once RQ has decided.
+        if death is not None:
+            # Its work-horse died (SIGKILL, the OOM killer, a segfault) and nobody killed it for a
+            # timeout: an abandoned run, not a failed attempt. Back to the front of its queue at
+            # once, its retries and their backoff untouched; a job that kills every horse it runs
+            # on fails with this death's reason after recovery.MAX_ABANDONS
+            # (tests/faults/test_prompt_redelivery.py::test_a_killed_work_horses_job_is_requeued_at_the_front_and_runs_again_within_seconds).
+            job.worker_name = job.worker_name or self.name  # the horse wrote it, not this copy
+            if give_back(self.connection, queue, job, "lost its work-horse on", detail=death):
+                logger.warning("job %s handed back to its queue: its work-horse died (%s)", job.id, death)
+            return
+        # Every failure ends here, a timed-out horse's death included: close the row once RQ has decided.
         if _noted(job):
             attempt = outcomes.attempt_number(job) - 1  # the attempt classify_failure noted
         else:

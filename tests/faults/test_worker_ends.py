@@ -66,7 +66,9 @@ def test_an_operators_stop_closes_the_row_as_cancelled_at_once(stack: Stack, pri
 
 def test_a_horse_killed_by_the_kernel_closes_the_row_failed_with_its_reason_at_once(stack: Stack, private_redis):
     """An OOM kill or a segfault raises nothing in the job: only the worker that waited for its
-    horse sees the end. The row is closed by that worker, not a week later by the reconciler."""
+    horse sees the end. Each death is an abandon (requeued at once); a job that kills every horse
+    fails after the abandon limit, its row closed by that worker with the death's reason, not a
+    week later by the reconciler."""
     client = private_redis.client()
     job_id = committed(stack, "die_like_the_oom_killer.delay()")
     stack.start_workers(1, queues=("metrics",))
@@ -74,7 +76,7 @@ def test_a_horse_killed_by_the_kernel_closes_the_row_failed_with_its_reason_at_o
     wait_for(lambda: row(stack, job_id)[0] != "pending", 5, "the killed job's row is still pending")
     state, reason = row(stack, job_id)
     assert state == "failed"
-    assert "Work-horse terminated unexpectedly" in reason and "(signal 9)" in reason, reason
+    assert "AbandonedJobError" in reason and "Work-horse terminated unexpectedly" in reason and "(signal 9)" in reason, reason
     assert client.zscore("rq:failed:metrics", job_id) is not None  # where an operator looks for it
     assert all(process.poll() is None for process in stack.workers)  # the worker goes on
 

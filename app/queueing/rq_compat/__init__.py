@@ -13,10 +13,11 @@ What is here, by what it does:
   libraries have no second path; a `LibraryGate` per library logs once on an unverified version.
 - keys.py: RQ's key formats (queues, registries, workers, executions).
 - operations.py: RQ's private operations (requeue at the front, a worker's stop flag, a job's
-  return value and callback names, retiring a worker, killing its scheduler child).
+  return value and callback names, retiring a worker, killing its scheduler child, the claim of
+  a popped job out of the intermediate list).
 - push.py (fast path): `push_if_absent`, one Lua script per batch, never a job pushed twice.
 - bookkeeping.py (fast paths): functions the worker's FastBookkeeping collaborator calls: the
-  in-process worker's per-job bookkeeping in 4 round trips instead of 11 (`fast_execute_job`,
+  in-process worker's per-job bookkeeping in 4 round trips instead of 11, plus the claim (`fast_execute_job`,
   `fast_job_success`, `record_success`); heartbeats and the suspension check coalesced.
 - speedups.py (fast path): `install_speedups`, RQ's serializer resolution remembered and its
   timestamp format parsed with fromisoformat.
@@ -65,8 +66,10 @@ from .logs import RQ_FAILURE_LINES_FILTER, RQ_FAILURE_LOGGERS, RQ_FAILURE_TRACEB
 from .operations import (
     asynchronous,
     callback_names,
+    claim_popped,
     forget_worker_state,
     is_intermediate_cleanup,
+    pops_into_intermediate,
     requeue_at_front,
     retire_worker,
     return_value_of,
@@ -105,6 +108,7 @@ __all__ = [
     "_original_utcparse",
     "asynchronous",
     "callback_names",
+    "claim_popped",
     "dashboard",
     "django_rq",
     "failed_key",
@@ -115,6 +119,7 @@ __all__ = [
     "intermediate_key",
     "is_intermediate_cleanup",
     "job_key",
+    "pops_into_intermediate",
     "push_if_absent",
     "queue_key",
     "quiet_rq_failure_logs",

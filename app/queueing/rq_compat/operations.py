@@ -45,6 +45,24 @@ def is_intermediate_cleanup(exc_string: str) -> bool:
     return exc_string == _STUCK_IN_INTERMEDIATE
 
 
+def pops_into_intermediate(worker: Any) -> bool:
+    """Whether the worker's pop moves a job into its queue's intermediate list (RQ 3.0's
+    Queue.dequeue_any: BLMOVE for one queue on Redis >= 6.2) rather than off every list (BLPOP)."""
+    from rq.utils import get_version
+
+    return len(worker.queues) == 1 and get_version(worker.connection) >= (6, 2, 0)
+
+
+def claim_popped(worker: Any, queue: Any, job_id: str) -> bool:
+    """The hand-over's claim, before a popped job starts: True if this worker still holds the job
+    (its id taken out of the intermediate list here, one atomic LREM) or popped it off every list;
+    False if a take-back moved it back to the queue meanwhile (recovery._requeue_stuck_in_intermediate,
+    the same LREM: one of the two wins)."""
+    if not pops_into_intermediate(worker):
+        return True
+    return bool(worker.connection.lrem(queue.intermediate_queue_key, 1, job_id))
+
+
 def stop_requested(worker: Any) -> bool:
     return bool(worker._stop_requested)
 

@@ -4,7 +4,7 @@ RQ reads the suspension flag at the top of its work loop only, and the bookkeepi
 reads it once a second (rq_compat.suspension_check_due): a worker blocked in its dequeue (up to
 10 s) or running jobs back to back took one more job after the flag was set. So:
 
-- `holds_back(job, queue)`, called after every dequeue and before anything of the job runs (in
+- `holds_back(job, queue)`, called after every dequeue and the job's claim, before anything of the job runs (in
   the worker's process, before a work-horse forks), reads the flag unless the worker is running
   short jobs back to back (its previous one started less than BACK_TO_BACK ago) and read it less
   than READ_EVERY ago: an idle worker back from its blocking dequeue always reads it, a busy one
