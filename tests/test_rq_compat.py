@@ -790,3 +790,23 @@ def test_a_one_queue_workers_pop_moves_the_job_into_the_intermediate_list_and_cl
     popped, queue = multi.dequeue_job_and_maintain_ttl(timeout=1)
     assert popped.id == other.id and redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0
     assert rq_compat.claim_popped(multi, queue, other.id) is True  # off every list: nothing to claim
+
+
+def test_crontab_warns_through_rq_scheduler_and_the_filter_quiets_it():
+    """rq-scheduler's own next-run helper makes crontab warn; the project's filter silences exactly that."""
+    import warnings
+
+    from rq_scheduler.utils import get_next_scheduled_time
+
+    from app.queueing.rq_compat.scheduler import quiet_crontab_future_warning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get_next_scheduled_time("*/15 * * * *")
+    assert any(issubclass(w.category, FutureWarning) and "crontab" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_crontab_future_warning()
+        get_next_scheduled_time("*/15 * * * *")
+        warnings.warn("another FutureWarning", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["another FutureWarning"]

@@ -27,6 +27,7 @@ class QueueingConfig(AppConfig):
         # RQ's serializer resolution and timestamp parsing sped up in every process (with the fast
         # paths on): workers, and the web's `.delay()`, which builds a Job handle per call.
         rq_compat.install_speedups()
+        rq_compat.scheduler.quiet_crontab_future_warning()  # rq-scheduler's call, not ours (rq_compat/scheduler.py)
         # Jobs enqueued while serving a request reach Redis once the response has gone.
         request_started.connect(dispatch.on_request_started, dispatch_uid="queueing-dispatch-start")
         request_finished.connect(dispatch.on_request_finished, dispatch_uid="queueing-dispatch-finish")

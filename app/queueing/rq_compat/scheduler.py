@@ -47,3 +47,14 @@ class KeepsProcessSignalHandlers:
 
     def _install_signal_handlers(self) -> None:
         GATE.check()
+
+
+def quiet_crontab_future_warning() -> None:
+    """rq-scheduler 0.14's `get_next_scheduled_time` calls crontab's `next()` without `default_utc`,
+    which makes crontab warn (FutureWarning) that a later crontab release will read a naive time
+    as UTC. The pinned crontab keeps today's reading; rq-scheduler passes the local time and
+    converts the result, and our processes run in UTC, so the warning only adds noise to every
+    scheduler start (tests/test_rq_compat.py::test_crontab_warns_through_rq_scheduler_and_the_filter_quiets_it)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"Version 0\.22\.0\+ of crontab", category=FutureWarning)
