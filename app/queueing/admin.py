@@ -36,6 +36,26 @@ if TYPE_CHECKING:
 else:
     _Admin = admin.ModelAdmin  # not subscriptable at run time
 
+
+class OperatorsReadOnly:
+    """Queue operators only (access.py), and read-only: no add, change or delete for anyone."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return may_operate_queues(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return may_operate_queues(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 State = BackgroundJob.State
 COUNT_CAP = 10_000  # the list counts at most this many matching rows (a count of 1,000,000 rows takes seconds)
 
@@ -170,7 +190,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @admin.register(BackgroundJob)
-class BackgroundJobAdmin(_Admin):
+class BackgroundJobAdmin(OperatorsReadOnly, _Admin):
     """The task browser. Speed on millions of rows: filters without DISTINCT, a capped count, indexes
     (migrations/0006_ledger_indexes.py), the owner in the same query (benchmarks/areas/ledger.py)."""
 
@@ -194,22 +214,6 @@ class BackgroundJobAdmin(_Admin):
     ]
     change_form_template = "admin/queueing/backgroundjob/change_form.html"
     change_list_template = "admin/queueing/backgroundjob/change_list.html"
-
-    # -- permission: queue operators only (access.py), read-only --------------------------------
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return may_operate_queues(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return may_operate_queues(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     # -- columns -------------------------------------------------------------------------------
     @admin.display(description="state", ordering="state")
@@ -323,28 +327,13 @@ def _allowed_actions(row: BackgroundJob) -> list[str]:
 
 
 @admin.register(Dashboard)
-class QueuesLinkAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class QueuesLinkAdmin(OperatorsReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     """The admin index's link to the queues: a redirect to django-rq's one guarded mount.
 
     django-rq's own registration (RQ_SHOW_ADMIN_LINK, off in settings) would mount every one of
     its views a second time under /admin/django_rq/, behind is_staff alone and with deletes that
     bypass the outbox. This keeps the link and mounts nothing but the redirect.
     """
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and (request.user.is_superuser or request.user.has_perm("django_rq.admin")))
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return self.has_module_permission(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"

@@ -85,15 +85,20 @@ def running(env: dict[str, str], *commands: list[str], log_dir: Path) -> Iterato
             processes.append(subprocess.Popen([PYTHON, *argv], cwd=ROOT, env=as_role(env, argv), stdout=log, stderr=subprocess.STDOUT))
         yield processes
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(processes)
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process still running, then SIGKILL to any not gone 15 s later."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def logs(log_dir: Path) -> str:

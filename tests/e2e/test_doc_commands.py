@@ -32,7 +32,7 @@ import pytest
 import redis
 
 from tests import redis_db
-from tests.e2e.processes import PYTHON, ROOT, as_role, logs, manage, stack_env
+from tests.e2e.processes import PYTHON, ROOT, as_role, logs, manage, stack_env, stop_all
 from tests.e2e.test_readme_commands import troubleshooting_commands
 from tests.smtp import free_port
 
@@ -225,7 +225,7 @@ def test_each_documented_command_runs_against_a_live_stack(tmp_path: Path, redis
             if "token_urlsafe" in command:
                 assert len(result.stdout.strip()) >= 64, output
     finally:
-        _stop_all(processes)
+        stop_all(processes)
 
 
 @pytest.mark.parametrize("command", list(SERVES))
@@ -267,23 +267,11 @@ def test_each_documented_server_starts_and_stops_on_one_sigterm(command: str, tm
         assert process.returncode in (0, -signal.SIGTERM), f"{command}: exit {process.returncode}\n{logs(log_dir)}"
         assert "Traceback" not in logs(log_dir), logs(log_dir)
     finally:
-        _stop_all([process])
+        stop_all([process])
 
 
 def _start(env: dict[str, str], argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([PYTHON, *argv], cwd=ROOT, env=as_role(env, argv), stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-
-
-def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _answers(url: str) -> bool:
