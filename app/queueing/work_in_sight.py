@@ -47,18 +47,9 @@ def _text(value: Any, limit: int = 200) -> str:
     return str(value if value is not None else "")[:limit]
 
 
-def last_error_line(job: Job) -> str:
-    """The last failure's reason (its traceback's last line), from the job's meta["errors"]."""
-    errors = job.meta.get("errors") if isinstance(job.meta, dict) else None
-    if not isinstance(errors, list) or not errors or not isinstance(errors[-1], dict):
-        return ""
-    lines = [line for line in _text(errors[-1].get("traceback"), 10_000).splitlines() if line.strip()]
-    return lines[-1].strip()[:MAX_ERROR_CHARS] if lines else ""
-
-
-def failed_attempts(job: Job) -> int:
-    errors = job.meta.get("errors") if isinstance(job.meta, dict) else None
-    return len(errors) if isinstance(errors, list) else 0
+def last_error_line(errors: list[dict[str, Any]]) -> str:
+    """The last failure's reason: its traceback's last line (outcomes.errors_of(job), untrusted)."""
+    return outcomes.one_line(_text(errors[-1].get("traceback"), 10_000))[:MAX_ERROR_CHARS] if errors else ""
 
 
 @dataclass(frozen=True)
@@ -89,25 +80,22 @@ class RetryingJob:
 
 def retry_state(job: Job, next_run: datetime | None = None) -> RetryingJob | None:
     """The job's retry state, or None if it has not failed an attempt or is not waiting for another."""
-    if failed_attempts(job) == 0:
+    errors = outcomes.errors_of(job)  # the meta read as untrusted data (non-dict entries dropped)
+    if not errors:
         return None
     if job.get_status(refresh=False) not in (JobStatus.SCHEDULED, JobStatus.QUEUED):
         return None
     declared = job.meta.get("max_retries")
     if not isinstance(declared, int) or isinstance(declared, bool) or declared < 0:
         return None  # a hand-written meta: not something to count on
-    try:
-        attempt, attempts = outcomes.attempt_number(job), outcomes.max_attempts(job)
-    except (TypeError, ValueError, AttributeError):
-        return None
     return RetryingJob(
         id=_text(job.id),
         func=_text(job.func_name),
         queue=_text(job.origin),
-        attempt=attempt,
-        attempts=attempts,
+        attempt=outcomes.attempt_number(job),
+        attempts=outcomes.max_attempts(job),
         next_run=next_run,
-        last_error=last_error_line(job),
+        last_error=last_error_line(errors),
     )
 
 

@@ -279,8 +279,9 @@ class ProjectWorker(_WorkerBase):
         if _noted(job):
             attempt = outcomes.attempt_number(job) - 1  # the attempt classify_failure noted
         else:
-            # No exception handler saw this attempt: its work-horse died (killed, out of memory).
-            # Noted before RQ's retry, which writes the meta with it.
+            # No exception handler saw this attempt: its work-horse was killed by this worker (the
+            # hard timeout, a forced stop; any other death was handed back above). Noted before
+            # RQ's retry, which writes the meta with it.
             attempt = outcomes.attempt_number(job)
             outcomes.note_death(job, last_line(exc_string) or "its work-horse died", worker=self.name, host=outcomes.HOST)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution)
