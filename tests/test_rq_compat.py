@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import time
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -312,14 +313,14 @@ def test_a_finished_job_is_fully_recorded_in_five_round_trips(redis_conn, monkey
         job, job_queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
         worker.execute_job(job, job_queue)
     monkeypatch.undo()
-    # BLMOVE, HGETALL, the hand-over's claim (LREM: rq_compat.claim_popped, the fence against a
+    # BLMOVE, HGETALL, the hand-over's claim (one script: rq_compat.claim_popped, the fence against a
     # take-back), and two pipelines: start, success; the suspension flag's EXISTS once a second
     # (worker/suspension.py), not once a job. RQ 3.0 alone also sends a third
     # pipeline, the worker's state twice, the job's heartbeat, WATCH and SMEMBERS.
     per_job = {name: count / len(jobs) for name, count in seen.items()}
     assert 2 <= per_job.pop("pipeline") <= 2.1, seen
-    assert set(per_job) <= {"BLMOVE", "HGETALL", "LREM", "EXISTS", "HSET"}, seen
-    assert per_job["BLMOVE"] == per_job["HGETALL"] == per_job["LREM"] == 1
+    assert set(per_job) <= {"BLMOVE", "HGETALL", "EVAL", "EXISTS", "HSET"}, seen
+    assert per_job["BLMOVE"] == per_job["HGETALL"] == per_job["EVAL"] == 1
     assert per_job.get("EXISTS", 0) <= 0.1, seen
     assert per_job.get("HSET", 0) < 0.5, seen
     assert all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs)
@@ -789,7 +790,62 @@ def test_a_one_queue_workers_pop_moves_the_job_into_the_intermediate_list_and_cl
     other = one.enqueue("tests.fixtures.say_hello", "y")
     popped, queue = multi.dequeue_job_and_maintain_ttl(timeout=1)
     assert popped.id == other.id and redis_conn.llen(rq_compat.intermediate_key("metrics")) == 0
-    assert rq_compat.claim_popped(multi, queue, other.id) is True  # off every list: nothing to claim
+    assert rq_compat.claim_popped(multi, queue, other.id) is True  # off every list: its push is claimed
+    assert rq_compat.claim_popped(multi, queue, other.id) is False  # claimed already: a duplicate entry's popper drops it
+
+
+def test_rq_writes_a_new_enqueued_at_with_every_push_so_each_push_is_claimed_once(redis_conn):
+    """The claim names the push by the job hash's `enqueued_at`: RQ must write it anew on every
+    push (its requeue at the front, a retry's, a hold-back's), or a job pushed again would find
+    its new push claimed already and never run; and RQ's own saves of the job must leave the
+    claim's field alone."""
+    queue = Queue("metrics", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("tests.fixtures.say_hello", "x")
+    first = redis_conn.hget(rq_compat.job_key(job.id), "enqueued_at")
+    redis_conn.lrem(rq_compat.queue_key("metrics"), 0, job.id)
+    redis_conn.hset(rq_compat.job_key(job.id), rq_compat.CLAIMED_PUSH_FIELD, first)
+    time.sleep(0.002)
+    rq_compat.requeue_at_front(queue, job)
+    again = redis_conn.hget(rq_compat.job_key(job.id), "enqueued_at")
+    assert again and again != first
+    assert redis_conn.hget(rq_compat.job_key(job.id), rq_compat.CLAIMED_PUSH_FIELD) == first  # RQ's save kept it
+    job.save_meta()
+    job.save()
+    assert redis_conn.hget(rq_compat.job_key(job.id), rq_compat.CLAIMED_PUSH_FIELD) == first
+
+
+def test_a_push_is_claimed_once_by_its_popper_or_its_take_back(redis_conn):
+    """A multi-queue worker's BLPOP takes the job off every list: a popper frozen right after it
+    holds the only copy. The take-back (rq_compat.take_back_popped) and the popper's claim name
+    the same push; whichever comes first wins, and the job runs once: taken back first, the
+    thawed popper drops it and the next popper runs the new push; claimed first, the take-back
+    leaves it to its popper."""
+    from rq.worker import Worker
+
+    from app.queueing import signing
+
+    assert rq_compat.CLAIMED_PUSH_FIELD in signing.ALLOWED_FIELDS  # a claimed job is no forged one
+    metrics, emails = (Queue(name, connection=redis_conn, serializer=JSONSerializer) for name in ("metrics", "emails"))
+    frozen, other = Worker([metrics, emails], connection=redis_conn), Worker([metrics, emails], connection=redis_conn)
+    job = metrics.enqueue("tests.fixtures.say_hello", "x")
+    popped, queue = frozen.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == job.id and redis_conn.llen(rq_compat.queue_key("metrics")) == 0
+    assert rq_compat.take_back_popped(redis_conn, "metrics", job.id) == 1  # the popper froze: back at the front
+    assert rq_compat.take_back_popped(redis_conn, "metrics", job.id) == 0  # waiting now: nothing to take back
+    again, queue_again = other.dequeue_job_and_maintain_ttl(timeout=1)
+    assert again.id == job.id
+    # Two poppers now hold the job, the thawed one and the new push's: one claim wins, whichever first.
+    assert [rq_compat.claim_popped(other, queue_again, job.id), rq_compat.claim_popped(frozen, queue, job.id)] == [True, False]
+
+    claimed_first = metrics.enqueue("tests.fixtures.say_hello", "y")
+    popped, queue = frozen.dequeue_job_and_maintain_ttl(timeout=1)
+    assert rq_compat.claim_popped(frozen, queue, claimed_first.id) is True
+    assert rq_compat.take_back_popped(redis_conn, "metrics", claimed_first.id) == -1  # its popper is starting it
+    assert redis_conn.llen(rq_compat.queue_key("metrics")) == 0
+    # Claimed and never started (the popper died between the two): pushed all the same, as a new push.
+    assert rq_compat.take_back_popped(redis_conn, "metrics", claimed_first.id, even_claimed=True) == 1
+    last, last_queue = other.dequeue_job_and_maintain_ttl(timeout=1)
+    assert last.id == claimed_first.id and rq_compat.claim_popped(other, last_queue, last.id) is True
 
 
 def test_crontab_warns_through_rq_scheduler_and_the_filter_quiets_it():

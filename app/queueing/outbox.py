@@ -5,7 +5,7 @@
 (PAGE rows a pass, so its cost is bounded however many rows are pending, and every row is seen
 again within ceil(pending / PAGE) + 1 passes) and, for each row older than MIN_AGE on the database's
 own clock, reads the job's state in Redis (rows are paged by id: every pending row is visited
-once per cycle, whatever its age):
+once per cycle, whatever its age; a younger row only for the check of a swallowed push below):
 
 - ended in Redis (finished, failed, stopped, canceled) → the row is closed as such (the worker's
   own write was missed: a database error, a killed process);
@@ -14,7 +14,12 @@ once per cycle, whatever its age):
   conditionally (dispatch.send), unless a worker still claims it: a job running when Redis lost
   its hash is claimed again by its worker's liveness thread within LIVENESS_INTERVAL
   (keys.running), and a second copy would run beside it;
-- queued but in no queue, seen so twice 10 s apart → pushed to its queue again;
+- queued but in no list (a popper froze or died holding it: a blocking pop answered while the
+  process was stopped; a failover lost the entry), seen so twice HANDOVER_SECONDS (2 s) apart →
+  pushed back at the front as a new push, unless its popper claimed the push it holds
+  (rq_compat.take_back_popped and claim_popped: one of the two wins). Claimed and still in no
+  list, unstarted, 10 s on → pushed all the same (the popper died between its claim and its start).
+  Any age: the push happened, so the row need not be MIN_AGE old;
 - started or scheduled while nothing holds it (no started-registry entry, no running worker's
   claim, not in the scheduled registry, in no list: a take-back or a retry cut off by a Redis
   restart), seen so twice MISSING_AFTER apart → back to the front of its queue (a retry's
@@ -28,7 +33,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, DateTimeField, ExpressionWrapper, Max, Min, Value
+from django.db.models import BooleanField, Count, DateTimeField, ExpressionWrapper, Max, Min, Q, Value
 from django.db.models.functions import Now
 from redis.exceptions import RedisError, WatchError
 from rq.exceptions import DeserializationError, NoSuchJobError
@@ -41,7 +46,7 @@ from .jobclass import QueueingJob
 from .liveness import LIVENESS_INTERVAL
 from .models import BackgroundJob
 from .outbox_ends import _close, mark_ended
-from .recovery import orphans, seen_twice, unbacked
+from .recovery import HANDOVER_SECONDS, STUCK_AFTER_SECONDS, orphans, seen_twice, unbacked
 from .serialization import JobSerializer
 
 logger = logging.getLogger(__name__)
@@ -67,26 +72,22 @@ _CLOSED_BY_STATUS = {
 }
 
 
-# Push a job id only if its hash still says queued and neither its queue nor the list of jobs
-# being handed over holds it: the reconciler's look and its push are one step.
-_PUSH_IF_QUEUED_NOWHERE = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-if redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-return 1
-"""
-
-
 def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, missing_after: int = MISSING_AFTER) -> dict[str, int]:
     """One bounded pass over the next page of pending rows; returns counts of what it did."""
     counts = {"seen": 0, "closed": 0, "resent": 0, "requeued": 0}
     cursor = connection.get(keys.OUTBOX_CURSOR)
-    rows = BackgroundJob.objects.filter(state=State.PENDING).filter(
-        created_at__lt=ExpressionWrapper(Now() - Value(min_age), output_field=DateTimeField())
+    # Settled: older than min_age on the database's clock. A younger row may not be pushed yet; it
+    # is looked at only for a push its popper swallowed (its hash says queued: it was pushed).
+    settled_since = ExpressionWrapper(Now() - Value(min_age), output_field=DateTimeField())
+    rows = BackgroundJob.objects.filter(state=State.PENDING).annotate(
+        settled=ExpressionWrapper(Q(created_at__lt=settled_since), output_field=BooleanField())
     )
     if cursor:
         rows = rows.filter(id__gt=cursor.decode())
-    batch = list(rows.order_by("id").values_list("id", "queue", "func", "args", "kwargs", "due_at", "created_at", "trace_parent")[:page])
+    fields = ("id", "queue", "func", "args", "kwargs", "due_at", "created_at", "trace_parent")
+    found = list(rows.order_by("id").values_list(*fields, "settled")[:page])
+    young = {row[0] for row in found if not row[-1]}
+    batch = [row[:-1] for row in found]
     if len(batch) == page:
         connection.set(keys.OUTBOX_CURSOR, batch[-1][0], ex=3600)
     else:
@@ -98,20 +99,23 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
         for job_id, *_ in batch:
             pipe.hget(rq_compat.job_key(job_id), "status")
         statuses = pipe.execute()
-    missing = [job_id for (job_id, *_), raw in zip(batch, statuses, strict=True) if raw is None]
+    missing = [job_id for (job_id, *_), raw in zip(batch, statuses, strict=True) if raw is None and job_id not in young]
     with connection.pipeline(transaction=False) as pipe:
         for job_id in missing:
             pipe.exists(keys.running(job_id))
         claimed = {job_id for job_id, held in zip(missing, pipe.execute(), strict=True) if held}
     unheld = unbacked(
         connection,
-        [(job_id, queue) for (job_id, queue, *_), raw in zip(batch, statuses, strict=True) if raw in (b"started", b"scheduled")],
+        [(job_id, queue) for (job_id, queue, *_), raw in zip(batch, statuses, strict=True)
+         if raw in (b"started", b"scheduled") and job_id not in young],
         after=missing_after,
     )
-    lost_entries = orphans(connection, [(job_id, queue) for (job_id, queue, *_), raw in zip(batch, statuses, strict=True) if raw == b"queued"])
+    swallowed = orphans(
+        connection, [(job_id, queue) for (job_id, queue, *_), raw in zip(batch, statuses, strict=True) if raw == b"queued"], after=HANDOVER_SECONDS
+    )
     pushes: list[Push] = []
     try:
-        _reconcile_rows(connection, batch, statuses, claimed, unheld, lost_entries, pushes, counts, missing_after)
+        _reconcile_rows(connection, batch, statuses, young, claimed, unheld, swallowed, pushes, counts, missing_after)
     finally:
         # What was found missing goes even if a later row broke the pass: its sightings are spent.
         if pushes:
@@ -128,11 +132,13 @@ def reconcile(connection: Any, min_age: timedelta = MIN_AGE, page: int = PAGE, m
 
 
 def _reconcile_rows(
-    connection: Any, batch: list[Any], statuses: list[Any], claimed: set[str], unheld: set[str], lost_entries: set[str],
-    pushes: list[Push], counts: dict[str, int], missing_after: int,
+    connection: Any, batch: list[Any], statuses: list[Any], young: set[str], claimed: set[str], unheld: set[str],
+    swallowed: set[str], pushes: list[Push], counts: dict[str, int], missing_after: int,
 ) -> None:
     for (job_id, queue, func, args, kwargs, due_at, _created, trace_parent), raw in zip(batch, statuses, strict=True):
         status = raw.decode() if raw is not None else None
+        if job_id in young and job_id not in swallowed:
+            continue  # too young for anything but the take-back of a swallowed push
         if status in _CLOSED_BY_STATUS:
             state, reason = _CLOSED_BY_STATUS[status]
             if status == "failed":
@@ -147,13 +153,9 @@ def _reconcile_rows(
             if job_id in claimed or not seen_twice(connection, "missing", job_id, after=missing_after):
                 continue  # still running on a worker, or not yet seen missing long enough
             pushes.append(Push(catalog.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
-        elif status == "queued" and job_id in lost_entries:
-            # Its hash survived but the queue entry didn't (a failover lost the old master's
-            # last writes, say): nothing would ever run it. Pushed only if that still holds in
-            # the same step (a sweep or an operator may have moved it since the look).
-            keys = (rq_compat.job_key(job_id), rq_compat.queue_key(queue), rq_compat.intermediate_key(queue))
-            if connection.eval(_PUSH_IF_QUEUED_NOWHERE, 3, *keys, job_id):
-                logger.warning("job %s (%s) was queued in no queue: pushed again", job_id, func)
+        elif status == "queued" and job_id in swallowed:
+            if _take_back_swallowed(connection, queue, job_id):
+                logger.warning("job %s (%s) was queued in no list: pushed again", job_id, func)
                 counts["requeued"] += 1
         elif job_id in unheld:
             outcome = _requeue_unheld(connection, queue, job_id, status)
@@ -165,6 +167,19 @@ def _reconcile_rows(
                 # job is sent again from its row.
                 logger.warning("job %s (%s) said %s but its hash was partial: re-sent from its row", job_id, func, status)
                 pushes.append(Push(catalog.spec_for(func), job_id, args, kwargs, due_at, traceparent=trace_parent))
+
+
+def _take_back_swallowed(connection: Any, queue: str, job_id: str) -> bool:
+    """A job that says queued in no list, seen so twice HANDOVER_SECONDS apart: a frozen or dead
+    popper holds it (its blocking pop was answered while it was stopped), or a failover lost its
+    entry. It goes back as a new push unless its popper claimed the push; claimed and still
+    unstarted STUCK_AFTER_SECONDS on, all the same. Look and push are one step: a job a sweep or
+    an operator pushed meanwhile is not pushed twice
+    (tests/faults/test_prompt_redelivery.py::test_a_job_popped_by_a_frozen_idle_member_runs_elsewhere_within_the_lease)."""
+    taken = rq_compat.take_back_popped(connection, queue, job_id)
+    if taken == -1 and seen_twice(connection, "claimed", job_id, after=STUCK_AFTER_SECONDS):
+        taken = rq_compat.take_back_popped(connection, queue, job_id, even_claimed=True)
+    return taken == 1
 
 
 def _requeue_unheld(connection: Any, queue: str, job_id: str, status: str | None) -> str:

@@ -5,10 +5,11 @@
   (liveness.gone_here), goes back to the front of its queue, once: only the sweep whose ZREM
   removed the entry requeues it. A job that keeps killing its workers (say, out
   of memory) fails with a readable reason after MAX_ABANDONS.
-- A job that says `queued` but sits in no queue list (a worker died between its pop and the
-  start, a failover lost the push) goes back to its queue after two sightings
-  STUCK_AFTER_SECONDS apart: multi-queue workers pop with BLPOP, so a healthy job is briefly in
-  that state too, and nothing tells its popper that it was taken back.
+- A job that says `queued`, sits in no list and kept a started entry (a run cut off by a Redis
+  outage) goes back to its queue after two sightings STUCK_AFTER_SECONDS apart. One in no list
+  without such an entry (a multi-queue worker's BLPOP answered while it was frozen) is the
+  outbox reconciler's: it pushes it back after two sightings HANDOVER_SECONDS apart unless its
+  popper claimed the push (outbox._take_back_swallowed, rq_compat.claim_popped).
 - A job that sits in a queue's intermediate list (a one-queue worker's BLMOVE put it there and
   the worker froze or died before its start) goes back after two sightings HANDOVER_SECONDS
   apart: its popper claims it with the same atomic LREM before it starts it
@@ -290,7 +291,7 @@ def orphans(connection: Redis, jobs: Sequence[tuple[str, str]], after: int = STU
         held.update(set(ids) - left)
     if held:
         # Healthy now: a later sighting starts afresh (one call for the page).
-        connection.delete(*(keys.stuck_seen("outbox", job_id) for job_id in held))
+        connection.delete(*(keys.stuck_seen(detector, job_id) for job_id in held for detector in ("outbox", "claimed")))
     return {job_id for job_id, _ in jobs if job_id not in held and seen_twice(connection, "outbox", job_id, after=after)}
 
 

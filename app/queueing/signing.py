@@ -47,6 +47,9 @@ ALLOWED_FIELDS = frozenset(
         "failure_ttl", "enqueued_at", "started_at", "ended_at", "last_heartbeat", "worker_name",
         "retries_left", "number_of_retries", "retry_intervals", "enqueue_at_front",
         "enqueue_at_front_on_retry", "result", "exc_info",
+        # Written by the layer's hand-over (rq_compat.CLAIMED_PUSH_FIELD): which push a worker or a
+        # take-back claimed, compared with `enqueued_at`, never read as anything else.
+        "claimed_push",
         # Always written by RQ, and must stay empty: a callback or a group is not the layer's.
         "success_callback_name", "failure_callback_name", "stopped_callback_name", "group_id",
     }

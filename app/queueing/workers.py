@@ -43,8 +43,9 @@ from .jobclass import QueueingJob, record_refusal, refusal_of
 from .liveness import LIVENESS_TTL
 from .recovery import give_back, sweep
 from .serialization import JobSerializer
-from .worker import FastBookkeeping, Lease, OutageResume, OutboxClosing, ProcessIdentity, Recycling, StallWatch, Suspension
+from .worker import FastBookkeeping, Lease, OutageResume, OutboxClosing, ProcessIdentity, Recycling, StallWatch, StopDeadline, Suspension
 from .worker import resident_memory_mb as resident_memory_mb  # re-exported
+from .worker.stop_deadline import in_background
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker as _WorkerBase
@@ -87,7 +88,9 @@ class ProjectWorker(_WorkerBase):
         # The collaborators, each given this worker: made first, so that every hook below finds them.
         self.stall_watch = StallWatch(self, in_process=self.in_process)
         self.lease = Lease(self, self.stall_watch)
-        self.outage_resume = OutageResume(self, self.stall_watch)
+        # A job is handled from its lease's claim to its end (execute_job), in a horse or not.
+        self.stop_deadline = StopDeadline(self, busy=lambda: bool(self.lease.running_job_id or self.horse_pid))
+        self.outage_resume = OutageResume(self, self.stall_watch, self.stop_deadline)
         self.process_identity = ProcessIdentity(self)
         self.outbox_closing = OutboxClosing()
         self.bookkeeping = FastBookkeeping(self, in_process=self.in_process)
@@ -140,6 +143,10 @@ class ProjectWorker(_WorkerBase):
         except RedisError:
             logger.exception("abandoned-job sweep failed")
 
+    def set_shutdown_requested_date(self) -> None:
+        # RQ calls it inside its stop signal's handler: never on that thread (worker/stop_deadline.py).
+        in_background(super().set_shutdown_requested_date)  # type: ignore[no-untyped-call]  # rq leaves it untyped
+
     def set_state(self, state: str, pipeline: Any = None) -> None:
         self.bookkeeping.set_state(state, pipeline, super().set_state)
 
@@ -154,6 +161,7 @@ class ProjectWorker(_WorkerBase):
                 return
             self._died_horse_of = self._killed_horse_of = None  # what an earlier run left concerns no later one
             self.lease.job_started(job.id)  # read by the lease thread's claim and fence
+            self.stop_deadline.job_starting()
             try:
                 self.bookkeeping.execute_job(job, queue, super().execute_job)
             finally:
@@ -210,6 +218,7 @@ class ProjectWorker(_WorkerBase):
                 self.recycling.job_done()
 
     def handle_execution_ended(self, job: Job, queue: Any, heartbeat_ttl: int) -> None:
+        self.stop_deadline.work_done()  # RQ's first step after the job's code returned: the rest is bookkeeping
         if not self.bookkeeping.execution_ended(job):
             super().handle_execution_ended(job, queue, heartbeat_ttl)
 
@@ -245,6 +254,7 @@ class ProjectWorker(_WorkerBase):
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
     ) -> None:
+        self.stop_deadline.work_done()
         death = self._horse_death(job, exc_string)  # read first: it concerns this failure only
         # Not lease-fenced (unlike a success): a thawed in-process worker may record a failure.
         if self.lease.fenced(job.id):

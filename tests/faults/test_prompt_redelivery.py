@@ -6,11 +6,12 @@ Each test measures the delay from the fault (or the commit) to the job's next st
   the front of its queue at once, its retries untouched, and runs again within a few seconds
   (workers.ProjectWorker.handle_job_failure, recovery.give_back). It was failed and retried after
   its backoff, as attempt 2 (25-33 s).
-- An idle one-queue pool member whose blocking pop received a job, then froze (SIGSTOP) or died
-  before it started it: the job goes back from the intermediate list after the hand-over's limit
-  (recovery.HANDOVER_SECONDS) and runs elsewhere within about 4 s of its commit, and the thawed
-  member never starts it (its claim, rq_compat.claim_popped, finds it gone). It waited for the
-  sweep's second sighting 10 s on (10.6-11.4 s).
+- An idle pool member whose blocking pop received a job, then froze (SIGSTOP) or died before it
+  started it: the job goes back after the hand-over's limit (recovery.HANDOVER_SECONDS) and runs
+  elsewhere within about 4 s of its commit, and the thawed member never starts it (its claim,
+  rq_compat.claim_popped, finds the push taken back). One queue (BLMOVE): from the intermediate
+  list, by the sweep; several (BLPOP, off every list): by the outbox reconciler. Both waited for
+  a second sighting 10 s on (10.6-11.4 s; 15-17 s for two queues).
 """
 
 from __future__ import annotations
@@ -141,12 +142,19 @@ def test_a_killed_work_horses_job_is_requeued_at_the_front_and_runs_again_within
     assert client.hget(rq_compat.job_key(job_id), "retries_left") == retries_left  # no retry spent
 
 
-def member_holding_a_popped_job(stack: Stack, private_redis: RedisServer, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, str, float]:
+# A one-queue pool pops with BLMOVE (the job waits in the intermediate list), a two-queue pool
+# (production's `rqpool emails metrics`) with BLPOP (the job is in no list at all).
+POOLS = pytest.mark.parametrize("queues", [("metrics",), ("emails", "metrics")], ids=["one-queue", "two-queue"])
+
+
+def member_holding_a_popped_job(
+    stack: Stack, private_redis: RedisServer, tmp_path: Path, queues: tuple[str, ...]
+) -> tuple[subprocess.Popen[bytes], int, str, float]:
     """A pool of one member, frozen in a blocking pop that then received a committed job.
     Returns the pool, the member's pid, the job's id and the commit's monotonic time."""
     client = private_redis.client()
     stack.start_scheduler()
-    pool = stack.start_pool(members=1)
+    pool = stack.start_pool(queues=queues, members=1)
     wait_for(lambda: idle_workers(client) == 1, 60, stack.log_text())
     go = tmp_path / "go"
     shell = committed_when(stack, go, f"sleep_then_mark.delay(0.5, {str(tmp_path / 'runs')!r})")
@@ -157,15 +165,21 @@ def member_holding_a_popped_job(stack: Stack, private_redis: RedisServer, tmp_pa
     go.touch()
     committed = time.monotonic()
     job_id = job_id_of(shell)
-    # The frozen member's pop took it: in no queue, in the intermediate list, never started.
-    wait_for(lambda: client.lpos(rq_compat.intermediate_key("metrics"), job_id) is not None, 10, "the frozen member's pop did not take it")
+    # The frozen member's pop took it: in no queue (in the intermediate list for a BLMOVE), never started.
+    wait_for(lambda: client.hget(rq_compat.job_key(job_id), "status") == b"queued", 10, "the job was never pushed")
+    wait_for(lambda: client.lpos(rq_compat.queue_key("metrics"), job_id) is None, 10, "the frozen member's pop did not take it")
+    if len(queues) == 1:
+        assert client.lpos(rq_compat.intermediate_key("metrics"), job_id) is not None
     assert started_at(client, job_id) is None
     return pool, member, job_id, committed
 
 
-def test_a_job_popped_by_a_frozen_idle_member_runs_elsewhere_within_the_lease(stack: Stack, private_redis: RedisServer, tmp_path: Path):
+@POOLS
+def test_a_job_popped_by_a_frozen_idle_member_runs_elsewhere_within_the_lease(
+    queues: tuple[str, ...], stack: Stack, private_redis: RedisServer, tmp_path: Path
+):
     client = private_redis.client()
-    pool, member, job_id, committed = member_holding_a_popped_job(stack, private_redis, tmp_path)
+    pool, member, job_id, committed = member_holding_a_popped_job(stack, private_redis, tmp_path, queues)
     stack.start_workers(1, queues=("metrics",))  # elsewhere
     delay = wait_for_a_start(client, job_id, None, committed)
     print(f"frozen member: its popped job started elsewhere {delay if delay is None else round(delay, 1)} s after the commit")
@@ -177,9 +191,12 @@ def test_a_job_popped_by_a_frozen_idle_member_runs_elsewhere_within_the_lease(st
     assert delay is not None and delay <= POP_RERUN_BOUND, f"started {delay} s after the commit\n{stack.log_text()}"
 
 
-def test_a_job_popped_by_a_killed_idle_member_runs_elsewhere_within_the_lease(stack: Stack, private_redis: RedisServer, tmp_path: Path):
+@POOLS
+def test_a_job_popped_by_a_killed_idle_member_runs_elsewhere_within_the_lease(
+    queues: tuple[str, ...], stack: Stack, private_redis: RedisServer, tmp_path: Path
+):
     client = private_redis.client()
-    pool, member, job_id, committed = member_holding_a_popped_job(stack, private_redis, tmp_path)
+    pool, member, job_id, committed = member_holding_a_popped_job(stack, private_redis, tmp_path, queues)
     os.kill(member, signal.SIGKILL)  # the pool starts another member: elsewhere
     delay = wait_for_a_start(client, job_id, None, committed)
     print(f"killed member: its popped job started elsewhere {delay if delay is None else round(delay, 1)} s after the commit")

@@ -111,6 +111,43 @@ def test_one_sigterm_stops_it_within_10_s_while_redis_is_unreachable(stack: Stac
     assert group_gone(process), f"a child of {kind} outlived it"
 
 
+JOB_SECONDS = 4.0  # the job that runs when the stop comes
+
+
+@pytest.mark.parametrize("outage", ["redis killed", "redis paused"])
+@pytest.mark.parametrize("kind", ["forking rqworker", "in-process rqworker", "rqpool"])
+def test_a_sigterm_mid_job_while_redis_is_unreachable_lets_the_job_finish_then_stops_within_10_s(
+    stack: Stack, private_redis: RedisServer, tmp_path: Path, kind: str, outage: str
+):
+    """RQ's warm shutdown writes the stop's date to Redis from inside its signal handler: with
+    Redis away that write raised into the job's own code (an in-process worker runs the job on the
+    signal's thread) or hung the handler on a silent socket. The job must finish its work, and the
+    process leave within STOP_BOUND of the job's end."""
+    process = start(stack, kind)
+    marker = tmp_path / "marker"
+    stack.shell(f"""
+from django.db import transaction
+from tests import fixtures
+with transaction.atomic():
+    job = fixtures.sleep_then_mark.delay({JOB_SECONDS}, {str(marker)!r})
+print(job.id)""")
+    client = stack.redis
+    deadline = time.monotonic() + 30
+    while not any(client.type(k) == b"hash" and client.hget(k, "state") == b"busy" for k in client.keys(rq_compat.worker_key("*"))):
+        assert time.monotonic() < deadline, f"the job never started\n{stack.log_text()}"
+        time.sleep(0.05)
+    if outage == "redis killed":
+        private_redis.kill()
+    else:
+        private_redis.pause()
+    time.sleep(0.5)
+    took, code = stop_once(process)
+    assert marker.exists() and len(marker.read_text().split()) == 1, f"the job did not finish its work\n{stack.log_text()}"
+    assert took <= JOB_SECONDS + STOP_BOUND, f"{kind} took {took:.1f} s to stop mid-job ({outage})\n{stack.log_text()}"
+    assert code == 0, f"{kind} exited {code}\n{stack.log_text()}"
+    assert group_gone(process), f"a child of {kind} outlived it"
+
+
 @pytest.mark.parametrize("outage", ["database cut", "database frozen"])
 @pytest.mark.parametrize("kind", ["rqpool", "rqscheduler"])
 def test_one_sigterm_stops_it_within_10_s_while_the_database_is_unreachable(stack: Stack, kind: str, outage: str):

@@ -14,7 +14,7 @@ What is here, by what it does:
 - keys.py: RQ's key formats (queues, registries, workers, executions).
 - operations.py: RQ's private operations (requeue at the front, a worker's stop flag, a job's
   return value and callback names, retiring a worker, killing its scheduler child, the claim of
-  a popped job out of the intermediate list).
+  a popped job's push and the take-back of a push its popper never claimed).
 - push.py (fast path): `push_if_absent`, one Lua script per batch, never a job pushed twice.
 - bookkeeping.py (fast paths): functions the worker's FastBookkeeping collaborator calls: the
   in-process worker's per-job bookkeeping in 4 round trips instead of 11, plus the claim (`fast_execute_job`,
@@ -64,6 +64,7 @@ from .keys import (
 )
 from .logs import RQ_FAILURE_LINES_FILTER, RQ_FAILURE_LOGGERS, RQ_FAILURE_TRACEBACK, RQ_RETRY_LINES, quiet_rq_failure_logs
 from .operations import (
+    CLAIMED_PUSH_FIELD,
     asynchronous,
     callback_names,
     claim_popped,
@@ -77,6 +78,7 @@ from .operations import (
     shutdown_requested,
     stop_requested,
     stop_scheduler_child,
+    take_back_popped,
 )
 from .push import _SCRIPT_SHA, PER_CALL_FIELDS, push_if_absent
 from .speedups import _original_resolve, _original_utcparse, install_speedups, resolve_serializer, utcparse
@@ -106,6 +108,7 @@ __all__ = [
     "suspension_check_due",
     "_original_resolve",
     "_original_utcparse",
+    "CLAIMED_PUSH_FIELD",
     "asynchronous",
     "callback_names",
     "claim_popped",
@@ -136,6 +139,7 @@ __all__ = [
     "started_key",
     "stop_requested",
     "stop_scheduler_child",
+    "take_back_popped",
     "utcparse",
     "worker_executions_key",
     "worker_key",

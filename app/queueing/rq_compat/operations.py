@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rq.job import Job
 from rq.worker_registration import unregister
 
-from .keys import worker_executions_key
+from .keys import intermediate_key, job_key, queue_key, worker_executions_key
 
 if TYPE_CHECKING:
     from rq import Queue
@@ -53,14 +53,58 @@ def pops_into_intermediate(worker: Any) -> bool:
     return len(worker.queues) == 1 and get_version(worker.connection) >= (6, 2, 0)
 
 
+# The job hash's field naming the push (its `enqueued_at`, which RQ writes anew with every push)
+# that a worker claimed or a take-back took back: each push is claimed once, by one of them.
+CLAIMED_PUSH_FIELD = "claimed_push"
+
+# KEYS[1] the job's hash, KEYS[2] its queue's intermediate list; ARGV[1] its id, ARGV[2] '1' when
+# the pop moved it into KEYS[2]. 1: this worker holds the push; 0: a take-back or another
+# popper of the same push (a duplicate entry) got it first.
+_CLAIM = f"""
+if ARGV[2] == '1' and redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local push = redis.call('HGET', KEYS[1], 'enqueued_at') or ''
+if redis.call('HGET', KEYS[1], '{CLAIMED_PUSH_FIELD}') == push then return 0 end
+redis.call('HSET', KEYS[1], '{CLAIMED_PUSH_FIELD}', push)
+return 1
+"""
+
+# KEYS[1] the job's hash, KEYS[2] its queue, KEYS[3] the queue's intermediate list; ARGV[1] its
+# id, ARGV[2] a new `enqueued_at`, ARGV[3] '1' to take it back even from a popper that claimed it.
+# 1: pushed back at the front as a new push; 0: it is not queued in no list; -1: claimed.
+_TAKE_BACK = f"""
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 0 end
+local push = redis.call('HGET', KEYS[1], 'enqueued_at') or ''
+if ARGV[3] ~= '1' and redis.call('HGET', KEYS[1], '{CLAIMED_PUSH_FIELD}') == push then return -1 end
+redis.call('HSET', KEYS[1], '{CLAIMED_PUSH_FIELD}', push, 'enqueued_at', ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
 def claim_popped(worker: Any, queue: Any, job_id: str) -> bool:
-    """The hand-over's claim, before a popped job starts: True if this worker still holds the job
-    (its id taken out of the intermediate list here, one atomic LREM) or popped it off every list;
-    False if a take-back moved it back to the queue meanwhile (recovery._requeue_stuck_in_intermediate,
-    the same LREM: one of the two wins)."""
-    if not pops_into_intermediate(worker):
-        return True
-    return bool(worker.connection.lrem(queue.intermediate_queue_key, 1, job_id))
+    """The hand-over's claim, before a popped job starts: True if this worker holds the push it
+    popped, False if a take-back (or another popper of the same push) got it first.
+
+    One atomic script: a one-queue worker's id taken out of the intermediate list (LREM), then,
+    for every worker, the push claimed (`CLAIMED_PUSH_FIELD` set to the push's `enqueued_at`). A
+    take-back of a popped job (`take_back_popped`) claims the push the same way before it pushes
+    the job again as a new one, so of a frozen popper, thawed, and the take-back, one wins
+    (tests/faults/test_prompt_redelivery.py, tests/test_rq_compat.py::test_a_push_is_claimed_once_by_its_popper_or_its_take_back)."""
+    moved = "1" if pops_into_intermediate(worker) else "0"
+    return bool(worker.connection.eval(_CLAIM, 2, job_key(job_id), intermediate_key(queue.name), job_id, moved))
+
+
+def take_back_popped(connection: Any, queue_name: str, job_id: str, even_claimed: bool = False) -> int:
+    """Push back at the front of its queue a job that says queued but sits in no list (a popper
+    froze or died holding it, or a failover lost its entry), as a new push: 1 if pushed, -1 if a
+    popper claimed it (it is starting it; `even_claimed` pushes all the same), 0 if it waits or
+    moved on (one atomic look and push)."""
+    from rq.utils import now, utcformat
+
+    keys = (job_key(job_id), queue_key(queue_name), intermediate_key(queue_name))
+    return int(connection.eval(_TAKE_BACK, 3, *keys, job_id, utcformat(now()), "1" if even_claimed else "0"))
 
 
 def stop_requested(worker: Any) -> bool:

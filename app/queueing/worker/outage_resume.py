@@ -34,11 +34,10 @@ logger = logging.getLogger(__name__)
 
 
 class OutageResume:
-    def __init__(self, worker: Any, stall_watch: StallWatch) -> None:
+    def __init__(self, worker: Any, stall_watch: StallWatch, stop_deadline: StopDeadline) -> None:
         self.worker = worker
         self.stall_watch = stall_watch
-        # A job runs from its lease's claim to its end (ProjectWorker.execute_job), a horse or not.
-        self.stop_deadline = StopDeadline(worker, busy=lambda: bool(worker.lease.running_job_id or worker.horse_pid))
+        self.stop_deadline = stop_deadline
 
     def run(self, work_loop: Callable[[], bool], burst: bool) -> bool:
         """RQ's work loop, run again after each outage until it ends with Redis answering or a stop."""
