@@ -20,6 +20,9 @@ The worker's collaborators (app/queueing/worker/) do the work with these; the sw
   and pid namespace reads that process's state itself, so a worker killed there (the OOM killer,
   a crash, a killed pool) is dead at once, not when its key expires. Elsewhere the key's TTL
   decides, as before: a process in another container or on another host is never judged from here.
+  A worker stopped there (SIGSTOP, Ctrl-Z) mid-job, seen so by two sweeps FROZEN_SECONDS apart,
+  is killed by the sweep and its job taken back (`end_stopped`; recovery._worker_alive): it
+  cannot run its job, and the lease would keep the job from every other worker for 12 s.
 - No orphaned horse: a work-horse asks the kernel to kill it when its parent dies
   (process_tree.py), so a job re-run after its worker's death never overlaps a copy still running.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import signal
 import sys
 import threading
 import time
@@ -147,21 +151,51 @@ def process_identity(pid: int | None = None) -> str | None:
     return f"{scope}/{pid}/{stat[1]}"
 
 
-def gone_here(identity: str | None) -> bool:
-    """True only if `identity` names a process of this kernel boot and pid namespace that has
-    died: no such pid, a zombie, or a newer process under its pid. A process anywhere else, or
-    one that cannot be read, is not ours to judge (False). A stopped process (SIGSTOP, a frozen
-    cgroup) is alive: its lease, and the fence, decide."""
+def _here(identity: str | None) -> tuple[int, int] | None:
+    """(pid, start time) if `identity` names a process of this kernel boot and pid namespace."""
     scope = _host_scope()
     if not identity or scope is None:
-        return False
+        return None
     where, _, rest = identity.rpartition("/")  # rest: the start time
     where, _, pid_text = where.rpartition("/")
     if where != scope:
-        return False
+        return None
     try:
-        pid, started = int(pid_text), int(rest)
+        return int(pid_text), int(rest)
     except ValueError:
+        return None
+
+
+def gone_here(identity: str | None) -> bool:
+    """True only if `identity` names a process of this kernel boot and pid namespace that has
+    died: no such pid, a zombie, or a newer process under its pid. A process anywhere else, or
+    one that cannot be read, is not ours to judge (False). A stopped process is alive here
+    (`stopped_here` tells it apart)."""
+    here = _here(identity)
+    if here is None:
         return False
-    stat = _proc_stat(pid)
-    return stat is None or stat[0] in ("Z", "X") or stat[1] != started
+    stat = _proc_stat(here[0])
+    return stat is None or stat[0] in ("Z", "X") or stat[1] != here[1]
+
+
+def stopped_here(identity: str | None) -> bool:
+    """True only if `identity` names a process of this kernel boot and pid namespace stopped by a
+    signal (SIGSTOP, SIGTSTP: state T). Not a traced process (a debugger's stop, state t), nor a
+    frozen cgroup (`docker pause`): those are left to the lease."""
+    here = _here(identity)
+    stat = _proc_stat(here[0]) if here else None
+    return stat is not None and here is not None and stat[0] == "T" and stat[1] == here[1]
+
+
+def end_stopped(identity: str | None) -> bool:
+    """SIGKILL the stopped process `identity` names, read again first (`stopped_here`); True if
+    sent. A stopped worker cannot run its job, and thawed it would run a copy of a job already
+    running elsewhere: killed, it never resumes (a forked horse dies with it, process_tree.py)."""
+    if not stopped_here(identity):
+        return False
+    here = _here(identity)
+    try:
+        os.kill(here[0], signal.SIGKILL)  # type: ignore[index]  # stopped_here read it
+    except OSError:
+        return False
+    return True

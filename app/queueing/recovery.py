@@ -2,7 +2,7 @@
 
 - A job in a queue's started registry whose worker has no live key (liveness.py: the key of a
   dead worker expires within LIVENESS_TTL), or whose worker's process is seen dead on this host
-  (liveness.gone_here), goes back to the front of its queue, once: only the sweep whose ZREM
+  (liveness.gone_here) or stopped there FROZEN_SECONDS (then killed), goes back to the front of its queue, once: only the sweep whose ZREM
   removed the entry requeues it. A job that keeps killing its workers (say, out
   of memory) fails with a readable reason after MAX_ABANDONS.
 - A job that says `queued`, sits in no list and kept a started entry (a run cut off by a Redis
@@ -33,7 +33,7 @@ from rq.results import Result
 from . import catalog, keys, outcomes, rq_compat
 from .connections import get_queue
 from .jobclass import QueueingJob
-from .liveness import LIVENESS_TTL, PROCESS_FIELD, gone_here
+from .liveness import LIVENESS_TTL, PROCESS_FIELD, end_stopped, gone_here, stopped_here
 from .locks import TokenLock
 from .outbox_ends import mark_ended
 from .serialization import JobSerializer
@@ -56,6 +56,9 @@ STUCK_AFTER_SECONDS = 10
 # once; safe at any age, since the popper's claim and the take-back are the same atomic LREM and
 # one of them wins (tests/faults/test_prompt_redelivery.py::test_a_take_back_racing_the_thawed_popper_runs_the_job_once).
 HANDOVER_SECONDS = 2
+# A worker process stopped (SIGSTOP) on the sweep's host this long, in two sightings, is killed
+# and its job taken back (liveness.end_stopped): a lease of 12 s would hold the job that long.
+FROZEN_SECONDS = 2
 
 
 # Back to the queue only if it was still in the intermediate list (one atomic step).
@@ -173,9 +176,17 @@ return {1, redis.call('HGET', KEYS[1], ARGV[2])}
 
 def _worker_alive(connection: Redis, name: str) -> bool:
     """A worker lives while its key does (liveness.py), unless its process ran in this kernel and
-    pid namespace and is gone: then it is dead now, not when its key expires."""
-    exists, identity = cast("list[int | bytes | None]", connection.eval(_READ_LEASE, 1, rq_compat.worker_key(name), LIVENESS_TTL, PROCESS_FIELD))
-    return bool(exists) and not gone_here(identity.decode() if isinstance(identity, bytes) else None)
+    pid namespace and is gone: then it is dead now, not when its key expires. One stopped there
+    (SIGSTOP) in two sightings FROZEN_SECONDS apart is killed, and dead now too
+    (tests/faults/test_prompt_redelivery.py::test_a_job_of_a_worker_stopped_mid_job_runs_elsewhere_within_seconds_and_once)."""
+    exists, raw = cast("list[int | bytes | None]", connection.eval(_READ_LEASE, 1, rq_compat.worker_key(name), LIVENESS_TTL, PROCESS_FIELD))
+    identity = raw.decode() if isinstance(raw, bytes) else None
+    if not exists or gone_here(identity):
+        return False
+    if stopped_here(identity) and seen_twice(connection, "frozen", name, after=FROZEN_SECONDS) and end_stopped(identity):
+        logger.warning("worker %s was stopped (SIGSTOP) mid-job on this host for %d s or more: killed", name, FROZEN_SECONDS)
+        return False
+    return True
 
 
 def give_back(connection: Redis, queue: Queue, job: Job, why: str = "was stopped on its worker past the lease", detail: str = "") -> bool:

@@ -145,7 +145,7 @@ class ProjectWorker(_WorkerBase):
 
     def set_shutdown_requested_date(self) -> None:
         # RQ calls it inside its stop signal's handler: never on that thread (worker/stop_deadline.py).
-        in_background(super().set_shutdown_requested_date)  # type: ignore[no-untyped-call]  # rq leaves it untyped
+        in_background(super().set_shutdown_requested_date)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         self.bookkeeping.set_state(state, pipeline, super().set_state)

@@ -16,6 +16,7 @@ Each test measures the delay from the fault (or the commit) to the job's next st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -201,3 +202,48 @@ def test_a_job_popped_by_a_killed_idle_member_runs_elsewhere_within_the_lease(
     delay = wait_for_a_start(client, job_id, None, committed)
     print(f"killed member: its popped job started elsewhere {delay if delay is None else round(delay, 1)} s after the commit")
     assert delay is not None and delay <= POP_RERUN_BOUND, f"started {delay} s after the commit\n{stack.log_text()}"
+
+
+STOPPED_RERUN_BOUND = 7.0  # seconds from the SIGSTOP of a busy worker to its job's next start (2-6 s)
+
+
+@pytest.mark.parametrize("kind", ["forking", "pool member"])
+def test_a_job_of_a_worker_stopped_mid_job_runs_elsewhere_within_seconds_and_once(
+    kind: str, stack: Stack, private_redis: RedisServer, tmp_path: Path
+):
+    """A worker stopped (SIGSTOP) mid-job on the sweeper's host: the sweep sees it stopped twice,
+    2 s apart (recovery.FROZEN_SECONDS), kills it and takes its job back; it waited for the
+    worker's 12 s lease to lapse (12.0-13.6 s in the campaign). Killed, the stopped copy never
+    resumes: the job's effect is written once, by the other worker."""
+    client = private_redis.client()
+    stack.start_scheduler()  # its pass sweeps every 2 s
+    runs = tmp_path / "runs"
+    if kind == "forking":
+        target = stack.start_command(["rqworker", "metrics"], "target")
+    else:
+        target = stack.start_pool(members=1)
+    wait_for(lambda: idle_workers(client) == 1, 60, stack.log_text())
+    go = tmp_path / "go"
+    shell = committed_when(stack, go, f"sleep_then_mark.delay(3, {str(runs)!r})")
+    go.touch()
+    job_id = job_id_of(shell)
+    wait_for(lambda: client.hget(rq_compat.job_key(job_id), "status") == b"started", 30, stack.log_text())
+    first = started_at(client, job_id)
+    stack.start_workers(1, queues=("metrics",))  # elsewhere: it boots while the target runs the job
+    frozen = [target.pid, *children(target.pid)]
+    frozen += [grandchild for pid in frozen[1:] for grandchild in children(pid)]
+    if kind == "pool member":
+        frozen = frozen[1:]  # the member (and nothing of the pool's parent)
+    stopped = time.monotonic()
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    delay = wait_for_a_start(client, job_id, first, stopped)
+    print(f"stopped {kind}: its job started elsewhere {delay if delay is None else round(delay, 1)} s after the SIGSTOP")
+    wait_for(lambda: runs.exists(), 30, stack.log_text())
+    for pid in frozen:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    time.sleep(4)  # a thawed copy, had it lived, would write within its 3 s of work left
+    writers = [int(line) for line in runs.read_text().split()]
+    assert len(writers) == 1 and writers[0] not in frozen, f"runs by {writers}, the stopped ones are {frozen}\n{stack.log_text()}"
+    assert delay is not None and delay <= STOPPED_RERUN_BOUND, f"started {delay} s after the SIGSTOP\n{stack.log_text()}"
