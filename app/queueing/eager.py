@@ -70,7 +70,7 @@ def run(pushes: Sequence[Push]) -> None:
             status = job.get_status(refresh=False)
             if status == JobStatus.SCHEDULED:  # a retry's backoff: not waited
                 ScheduledJobRegistry(queue=queue).remove(job)  # type: ignore[no-untyped-call]  # rq leaves it untyped
-                job.set_status(JobStatus.QUEUED)
+                rq_compat.requeue_at_front(queue, job)  # a new push, as RQ's scheduler makes it: claimed afresh
             elif status != JobStatus.QUEUED:
                 break  # finished, failed, refused: the worker recorded it
             # Taken, as a one-queue worker's dequeue takes it: out of the queue, into its intermediate
