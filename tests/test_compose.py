@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,11 +90,15 @@ def test_the_dashboard_is_not_published_and_the_scheduler_is_single(resolved):
 
 
 def test_no_queue_rests_on_a_single_worker_process(resolved):
-    """One images worker frozen or restarting would hold its queue alone: the pool runs two
-    members, the images service two replicas."""
+    """One images worker frozen or restarting would hold its queue alone, and so would one pool,
+    whose members die with its parent: the images service and the light pool run two replicas
+    each, in Railway's files too, and a pool two members."""
     assert resolved["services"]["worker-images"]["deploy"]["replicas"] >= 2
+    assert resolved["services"]["worker-light"]["deploy"]["replicas"] >= 2
     command = resolved["services"]["worker-light"]["command"]
     assert int(command[command.index("--workers") + 1]) >= 2
+    for service in ("worker-light", "worker-images"):
+        assert json.loads((ROOT / "railway" / f"{service}.json").read_text())["deploy"]["numReplicas"] >= 2, service
 
 
 def test_no_secret_in_the_compose_file():

@@ -59,7 +59,7 @@ def _wait_up(stack: ChaosStack, timeout: float = 90) -> None:
         raise RuntimeError(f"the web did not come up\n{stack.log_tail()}")
     client = stack.redis_client()
     while time.monotonic() < deadline:
-        if len(list(client.scan_iter("rq:worker:*"))) >= 4:  # two pool members and the two images workers
+        if len(list(client.scan_iter("rq:worker:*"))) >= 6:  # two pools' two members each and the two images workers
             return
         time.sleep(0.3)
     raise RuntimeError(f"the workers did not register\n{stack.log_tail()}")

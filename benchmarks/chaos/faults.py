@@ -143,8 +143,7 @@ class Injector:
         child of the images worker that RQ registered as a scheduler or that has lived > 3 s (a
         horse for these small images lives a fraction of a second)."""
         found: set[int] = set()
-        pool = self.stack.pid("pool")
-        for member in children(pool) if pool else []:
+        for member in self._pool_members():
             found.update(children(member))
         registered = self._scheduler_pids()
         for images in self._images_workers():
@@ -248,12 +247,14 @@ class Injector:
     def _images_workers(self) -> list[int]:
         return self._one("images") + self._one("images-2")
 
+    def _pools(self) -> list[int]:
+        return self._one("pool") + self._one("pool-2")
+
     def _pool_members(self) -> list[int]:
-        pool = self.stack.pid("pool")
-        return children(pool) if pool else []
+        return [member for pool in self._pools() for member in children(pool)]
 
     def kill_pool_parent(self) -> None:
-        self._kill("kill_pool_parent", self._busy_target(lambda: self._one("pool")))
+        self._kill("kill_pool_parent", self._busy_target(self._pools))
 
     def kill_pool_child(self) -> None:
         self._kill("kill_pool_child", self._busy_target(self._pool_members))
