@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 # Seconds after the commit past which a request's push checks its rows first. Normal requests
 # answer in milliseconds; the reconciler re-sends a row no sooner than its second sighting,
-# MISSING_AFTER (5 s, counted in whole seconds of a TTL, so 4 s at worst) after the first.
+# MISSING_AFTER (3 s, counted in whole seconds of a TTL, so 2.5 s at worst) after the first.
 LATE_AFTER = 2.0
 
 

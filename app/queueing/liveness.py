@@ -42,10 +42,12 @@ from typing import Any
 from redis.exceptions import RedisError
 
 # A dead worker's job is re-run once its key is gone and a sweep runs: at most LIVENESS_TTL plus a
-# sweep period (the scheduler's 2 s pass) after the death, inside the 30 s the docs promise. Four
-# beats fit in one lease, so a living worker loses its key only when frozen, not when busy.
+# sweep period (the scheduler's 2 s pass) after the death (a death seen on the host: at once).
+# Twelve beats fit in one lease, so a living worker loses its key only when frozen, not when busy
+# or behind a Redis restart. A beat a second also bounds how soon a running job whose hash Redis
+# lost is claimed again, and so how soon the reconciler may re-send a lost one (outbox.MISSING_AFTER).
 LIVENESS_TTL = 12  # seconds a dead worker's key outlives it
-LIVENESS_INTERVAL = 3  # seconds between two beats of the liveness thread
+LIVENESS_INTERVAL = 1  # seconds between two beats of the liveness thread
 # Three times the longest gap between two heartbeats of a healthy work loop: an idle BLPOP
 # (10 s, workers.py), a forking worker's horse monitoring (30 s), Redis outages (2 s, workers.py).
 DEFAULT_STALL_LIMIT = 90

@@ -10,7 +10,7 @@ once per cycle, whatever its age; a younger row only for the check of a swallowe
 - ended in Redis (finished, failed, stopped, canceled) → the row is closed as such (the worker's
   own write was missed: a database error, a killed process);
 - unknown to Redis (lost with a flush, a failover, a restart without persistence, or never
-  pushed because the process died first) and seen so twice MISSING_AFTER (5 s) apart → pushed again,
+  pushed because the process died first) and seen so twice MISSING_AFTER (3 s) apart → pushed again,
   conditionally (dispatch.send), unless a worker still claims it: a job running when Redis lost
   its hash is claimed again by its worker's liveness thread within LIVENESS_INTERVAL
   (keys.running), and a second copy would run beside it;
@@ -55,9 +55,9 @@ logger = logging.getLogger(__name__)
 # not rest on it: every push is conditional, a row is re-sent only at its second sighting
 # MISSING_AFTER later, and a request's push that comes later than that re-reads its rows
 # (dispatch.LATE_AFTER). It only spares young rows a first sighting, and is part of how soon a
-# job lost with Redis's data runs again: MIN_AGE + MISSING_AFTER + one 2 s pass, about 12 s
+# job lost with Redis's data runs again: MIN_AGE + MISSING_AFTER + one 2 s pass, about 7 s
 # (tests/test_declared_jobs.py::test_a_lost_job_is_re_sent_on_its_second_sighting_unless_a_worker_still_runs_it).
-MIN_AGE = timedelta(seconds=5)
+MIN_AGE = timedelta(seconds=2)
 PAGE = 500
 # A beat of a worker's liveness thread and 2 s to spare: a job whose hash was lost while it ran
 # is claimed again (keys.running) before the reconciler's second sighting, MISSING_AFTER on.

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 LEASE = LIVENESS_TTL  # the workers' lease
 STOP_SECONDS = LEASE + 6  # a SIGSTOP longer than the lease: the job is re-run elsewhere meanwhile
-SLOW_REQUEST_SECONDS = 15  # longer than the reconciler's MIN_AGE (5 s), a second sighting and a scheduler pass
+SLOW_REQUEST_SECONDS = 15  # longer than the reconciler's MIN_AGE (2 s), a second sighting and a scheduler pass
 CLOCK_OFFSET = "-15s"  # the web host's clock behind the scheduler's by more than MIN_AGE
 CLOCK_SECONDS = 20
 REDIS_DOWN_SECONDS = 3  # a killed redis-server is started again on its AOF this much later
