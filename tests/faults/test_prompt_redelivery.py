@@ -121,17 +121,22 @@ def fresh_blocking_pop(client) -> bool:  # type: ignore[no-untyped-def]
     )
 
 
+def a_started_job(stack: Stack, client, tmp_path: Path, seconds: float, runs: Path) -> tuple[str, bytes | None]:  # type: ignore[no-untyped-def]
+    """Once the one worker is idle: a committed `sleep_then_mark` job, started. Its id and start."""
+    wait_for(lambda: idle_workers(client) == 1, 60, stack.log_text())
+    go = tmp_path / "go"
+    shell = committed_when(stack, go, f"sleep_then_mark.delay({seconds}, {str(runs)!r})")
+    go.touch()
+    job_id = job_id_of(shell)
+    wait_for(lambda: client.hget(rq_compat.job_key(job_id), "status") == b"started", 30, stack.log_text())
+    return job_id, started_at(client, job_id)
+
+
 def test_a_killed_work_horses_job_is_requeued_at_the_front_and_runs_again_within_seconds(stack: Stack, private_redis: RedisServer, tmp_path: Path):
     client = private_redis.client()
     stack.start_scheduler()
     worker = stack.start_command(["rqworker", "metrics"], "worker")
-    wait_for(lambda: idle_workers(client) == 1, 60, stack.log_text())
-    go = tmp_path / "go"
-    shell = committed_when(stack, go, f"sleep_then_mark.delay(30, {str(tmp_path / 'runs')!r})")
-    go.touch()
-    job_id = job_id_of(shell)
-    wait_for(lambda: client.hget(rq_compat.job_key(job_id), "status") == b"started", 30, stack.log_text())
-    first = started_at(client, job_id)
+    job_id, first = a_started_job(stack, client, tmp_path, 30, tmp_path / "runs")
     retries_left = client.hget(rq_compat.job_key(job_id), "retries_left")
     [horse] = children(worker.pid)
     killed = time.monotonic()
@@ -222,13 +227,7 @@ def test_a_job_of_a_worker_stopped_mid_job_runs_elsewhere_within_seconds_and_onc
         target = stack.start_command(["rqworker", "metrics"], "target")
     else:
         target = stack.start_pool(members=1)
-    wait_for(lambda: idle_workers(client) == 1, 60, stack.log_text())
-    go = tmp_path / "go"
-    shell = committed_when(stack, go, f"sleep_then_mark.delay(3, {str(runs)!r})")
-    go.touch()
-    job_id = job_id_of(shell)
-    wait_for(lambda: client.hget(rq_compat.job_key(job_id), "status") == b"started", 30, stack.log_text())
-    first = started_at(client, job_id)
+    job_id, first = a_started_job(stack, client, tmp_path, 3, runs)
     stack.start_workers(1, queues=("metrics",))  # elsewhere: it boots while the target runs the job
     frozen = [target.pid, *children(target.pid)]
     frozen += [grandchild for pid in frozen[1:] for grandchild in children(pid)]
