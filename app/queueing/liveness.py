@@ -180,24 +180,28 @@ def gone_here(identity: str | None) -> bool:
     return stat is None or stat[0] in ("Z", "X") or stat[1] != here[1]
 
 
+def _stopped(here: tuple[int, int]) -> bool:
+    stat = _proc_stat(here[0])
+    return stat is not None and stat[0] == "T" and stat[1] == here[1]
+
+
 def stopped_here(identity: str | None) -> bool:
     """True only if `identity` names a process of this kernel boot and pid namespace stopped by a
     signal (SIGSTOP, SIGTSTP: state T). Not a traced process (a debugger's stop, state t), nor a
     frozen cgroup (`docker pause`): those are left to the lease."""
     here = _here(identity)
-    stat = _proc_stat(here[0]) if here else None
-    return stat is not None and here is not None and stat[0] == "T" and stat[1] == here[1]
+    return here is not None and _stopped(here)
 
 
 def end_stopped(identity: str | None) -> bool:
-    """SIGKILL the stopped process `identity` names, read again first (`stopped_here`); True if
-    sent. A stopped worker cannot run its job, and thawed it would run a copy of a job already
-    running elsewhere: killed, it never resumes (a forked horse dies with it, process_tree.py)."""
-    if not stopped_here(identity):
-        return False
+    """SIGKILL the stopped process `identity` names, read again first; True if sent. A stopped
+    worker cannot run its job, and thawed it would run a copy of a job already running
+    elsewhere: killed, it never resumes (a forked horse dies with it, process_tree.py)."""
     here = _here(identity)
+    if here is None or not _stopped(here):
+        return False
     try:
-        os.kill(here[0], signal.SIGKILL)  # type: ignore[index]  # stopped_here read it
+        os.kill(here[0], signal.SIGKILL)
     except OSError:
         return False
     return True
